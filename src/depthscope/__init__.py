@@ -1,0 +1,1 @@
+"""depthscope: evaluate, explain and profile monocular depth estimation models."""

@@ -1,0 +1,211 @@
+"""Datasets of (image, ground-truth depth) pairs: NYU Depth V2 (folder/CSV or official ``.mat``), KITTI Eigen
+(annotated PNG), and a generic folder of pairs. Every dataset yields :class:`Sample`s with depth in metres."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from depthscope.data.io import DEPTH_SUFFIXES, IMAGE_SUFFIXES, read_depth, read_image
+from depthscope.errors import InputError
+
+
+@dataclass
+class Sample:
+    """One evaluation pair: ``image`` float ``(3,H,W)`` in [0,1]; ``depth`` metres ``(H,W)``, 0 = invalid."""
+
+    name: str
+    image: torch.Tensor
+    depth: torch.Tensor | None
+
+
+def check_pair(sample: Sample, where: str) -> Sample:
+    if sample.depth is not None and tuple(sample.depth.shape) != tuple(sample.image.shape[-2:]):
+        raise InputError(
+            f"{where}: depth map is {tuple(sample.depth.shape)} but the image is {tuple(sample.image.shape[-2:])}"
+        )
+    return sample
+
+
+class DepthDataset(Sequence[Sample]):
+    """A sequence of samples read lazily; ``name`` says which evaluation protocol applies."""
+
+    name = "pairs"
+
+    def __iter__(self) -> Iterator[Sample]:
+        for i in range(len(self)):
+            yield self[i]
+
+
+class PairsDataset(DepthDataset):
+    """Image/depth file pairs, from a CSV (``image_path,depth_path``, relative to the CSV) or a folder where
+    ``image_<id>.<ext>`` pairs with ``depth_<id>.<ext>``. Integer depth PNG value / ``depth_scale`` = metres."""
+
+    def __init__(self, root: str | os.PathLike, depth_scale: float = 1000.0, name: str = "pairs") -> None:
+        self.root = Path(root)
+        self.depth_scale = depth_scale
+        self.name = name
+        self.pairs = self._find_pairs(self.root)
+
+    @staticmethod
+    def _find_pairs(root: Path) -> list[tuple[Path, Path | None]]:
+        if not root.exists():
+            raise InputError(f"{root}: dataset path does not exist")
+        csvs = [root] if root.is_file() else sorted(root.glob("*.csv"))
+        if root.is_file() and root.suffix.lower() != ".csv":
+            raise InputError(f"{root}: expected a folder of pairs or a CSV of (image_path, depth_path)")
+        if csvs:
+            return PairsDataset._read_csv(csvs[0])
+        images = {p.stem.removeprefix("image_"): p for p in root.glob("image_*") if p.suffix.lower() in IMAGE_SUFFIXES}
+        depths = {p.stem.removeprefix("depth_"): p for p in root.glob("depth_*") if p.suffix.lower() in DEPTH_SUFFIXES}
+        if not images:
+            raise InputError(f"{root}: no image_<id>.png / depth_<id>.png pairs and no CSV found (empty dataset)")
+        unpaired = sorted(set(images) - set(depths))
+        if unpaired:
+            raise InputError(f"{root}: images without a depth map: {', '.join('image_' + u for u in unpaired[:5])}")
+        key = lambda s: (len(s), s)  # noqa: E731  natural order: 2 before 10
+        return [(images[k], depths[k]) for k in sorted(images, key=key)]
+
+    @staticmethod
+    def _read_csv(path: Path) -> list[tuple[Path, Path | None]]:
+        with open(path, newline="") as f:
+            rows = [r for r in csv.reader(f) if r and not r[0].startswith("#")]
+        if rows and rows[0][0].strip().lower() in ("image_path", "image", "rgb"):
+            rows = rows[1:]
+        if not rows:
+            raise InputError(f"{path}: CSV lists no pairs (empty dataset)")
+        return [
+            (path.parent / row[0].strip(), path.parent / row[1].strip() if len(row) > 1 and row[1].strip() else None)
+            for row in rows
+        ]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> Sample:
+        img, dep = self.pairs[i]
+        depth = read_depth(dep, self.depth_scale) if dep is not None else None
+        return check_pair(Sample(img.stem, read_image(img), depth), str(dep or img))
+
+
+class NYUMatDataset(DepthDataset):
+    """The official labeled NYU Depth V2 file ``nyu_depth_v2_labeled.mat`` (MATLAB v7.3 = HDF5).
+
+    Layout (as h5py sees the MATLAB arrays, transposed): ``images`` uint8 ``(N, 3, W, H)``, ``depths`` float
+    metres ``(N, W, H)``. ``split="test"`` keeps the 654 Eigen test images listed as ``testNdxs`` (1-based) in
+    the official ``splits.mat``, looked for beside the ``.mat`` unless ``splits`` names it; ``"all"`` keeps
+    every frame.
+    """
+
+    name = "nyu"
+
+    def __init__(self, path: str | os.PathLike, split: str = "test", splits: str | os.PathLike | None = None) -> None:
+        import h5py
+
+        self.path = Path(path)
+        try:
+            self._file = h5py.File(self.path, "r")
+            self._images, self._depths = self._file["images"], self._file["depths"]
+        except (OSError, KeyError) as e:
+            raise InputError(f"{self.path}: not an NYU labeled .mat (HDF5 with 'images' and 'depths'): {e}") from None
+        n = self._images.shape[0]
+        if split == "all":
+            self.indices = list(range(n))
+        elif split == "test":
+            self.indices = read_nyu_test_indices(Path(splits) if splits else self.path.with_name("splits.mat"), n)
+        else:
+            raise InputError(f"split {split!r} is not one of test, all")
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Sample:
+        k = self.indices[i]
+        image = torch.from_numpy(np.ascontiguousarray(self._images[k].transpose(0, 2, 1))).float() / 255.0
+        depth = torch.from_numpy(np.ascontiguousarray(self._depths[k].T.astype(np.float32)))
+        if not torch.isfinite(depth).all():
+            raise InputError(f"{self.path}: frame {k + 1} depth contains NaN or Inf values")
+        return check_pair(Sample(f"nyu_{k + 1:04d}", image, depth), f"{self.path} frame {k + 1}")
+
+
+def read_nyu_test_indices(splits: Path, n_frames: int) -> list[int]:
+    """0-based Eigen test indices from the official ``splits.mat`` (``testNdxs``, 1-based, 654 entries)."""
+    from scipy.io import loadmat
+
+    if not splits.is_file():
+        raise InputError(
+            f"{splits}: the official NYU splits.mat (testNdxs) is needed for split='test'; "
+            "put it beside the labeled .mat, pass splits=PATH, or use split='all'"
+        )
+    try:
+        idx = np.asarray(loadmat(str(splits))["testNdxs"]).reshape(-1).astype(int) - 1
+    except (KeyError, ValueError, OSError) as e:
+        raise InputError(f"{splits}: cannot read testNdxs ({e})") from None
+    if idx.size == 0 or idx.min() < 0 or idx.max() >= n_frames:
+        raise InputError(f"{splits}: testNdxs out of range for a file of {n_frames} frames")
+    return idx.tolist()
+
+
+class KittiEigenDataset(DepthDataset):
+    """KITTI Eigen split with the annotated depth maps (uint16 PNG, value / 256 = metres, 0 = invalid).
+
+    ``split_file`` lists ``<image path relative to data_root> <depth path relative to gt_root> [focal]`` per line
+    (the BTS/AdaBins ``eigen_test_files_with_gt.txt`` format); lines whose depth is ``None`` are skipped.
+    """
+
+    name = "kitti"
+
+    def __init__(
+        self, data_root: str | os.PathLike, split_file: str | os.PathLike, gt_root: str | os.PathLike | None = None
+    ) -> None:
+        self.data_root, self.gt_root = Path(data_root), Path(gt_root or data_root)
+        split = Path(split_file)
+        if not split.is_file():
+            raise InputError(f"{split}: KITTI split file does not exist")
+        self.pairs = []
+        for line in split.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[1] != "None":
+                self.pairs.append((self.data_root / parts[0], self.gt_root / parts[1]))
+        if not self.pairs:
+            raise InputError(f"{split}: no image/depth pairs listed (empty dataset)")
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> Sample:
+        img, dep = self.pairs[i]
+        name = f"{img.parent.parent.parent.name}_{img.stem}"
+        return check_pair(Sample(name, read_image(img), read_depth(dep, 256.0)), str(dep))
+
+
+def open_dataset(
+    path: str | os.PathLike,
+    dataset: str = "pairs",
+    depth_scale: float | None = None,
+    split_file: str | os.PathLike | None = None,
+) -> DepthDataset:
+    """Open ``path`` as ``dataset`` (``nyu``, ``kitti`` or ``pairs``), picking the reader from the layout.
+
+    ``nyu``: a ``.mat`` (official labeled file; ``split_file`` = its ``splits.mat``) or a folder/CSV of pairs in
+    millimetres; ``kitti``: a data root with ``split_file`` (Eigen list) or a folder/CSV of pairs (value/256);
+    ``pairs``: a folder/CSV with depth value / ``depth_scale`` (default 1000) = metres.
+    """
+    p = Path(path)
+    if dataset == "nyu":
+        if p.suffix.lower() == ".mat":
+            return NYUMatDataset(p, splits=split_file)
+        return PairsDataset(p, depth_scale or 1000.0, name="nyu")
+    if dataset == "kitti":
+        if split_file is not None:
+            return KittiEigenDataset(p, split_file)
+        return PairsDataset(p, depth_scale or 256.0, name="kitti")
+    if dataset == "pairs":
+        return PairsDataset(p, depth_scale or 1000.0)
+    raise InputError(f"unknown dataset {dataset!r}; valid datasets: kitti, nyu, pairs")

@@ -1,0 +1,19 @@
+"""Errors a user can act on (SPEC §7): one clear message naming the file or argument and the problem."""
+
+from __future__ import annotations
+
+
+class DepthscopeError(Exception):
+    """Base class of every error depthscope raises on purpose; the CLI prints it without a traceback."""
+
+
+class InputError(DepthscopeError, ValueError):
+    """A file or argument the user gave is unusable (unreadable image, wrong size, NaN depth...)."""
+
+
+class CheckpointError(DepthscopeError, ValueError):
+    """A checkpoint is missing, corrupt or does not match the architecture."""
+
+
+class UnknownNameError(DepthscopeError, ValueError):
+    """A model, method, dataset... name that is not registered; the message lists the valid ones."""

@@ -1,0 +1,112 @@
+"""Standard monocular-depth accuracy metrics (SPEC §2), pure functions on tensors, depth in metres.
+
+Formulas as in the BTS/AdaBins/NeWCRFs evaluation code: valid pixels are ``min_depth < gt < max_depth`` inside
+the chosen crop; the prediction is clipped to ``[min_depth, max_depth]`` (NaN -> min, +Inf -> max); metrics are
+computed per image in float64, and a dataset's figure is the mean over images.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+import torch
+
+from depthscope.errors import InputError
+
+METRIC_NAMES = ("mae", "rmse", "rmse_log", "abs_rel", "sq_rel", "log10", "silog", "delta1", "delta2", "delta3")
+LOWER_IS_BETTER = {m: not m.startswith("delta") for m in METRIC_NAMES}
+
+# Crops as fractions of (height, width): (top, bottom, left, right).
+# "eigen" is NYU's rows 45:471, cols 41:601 of a 480x640 image; "eigen_kitti" and "garg" are KITTI's.
+CROPS: dict[str, tuple[float, float, float, float] | None] = {
+    "none": None,
+    "eigen": (45 / 480, 471 / 480, 41 / 640, 601 / 640),
+    "eigen_kitti": (0.3324324, 0.91351351, 0.0359477, 0.96405229),
+    "garg": (0.40810811, 0.99189189, 0.03594771, 0.96405229),
+}
+
+
+def crop_mask(h: int, w: int, crop: str = "none", device: torch.device | str = "cpu") -> torch.Tensor:
+    """Boolean ``(h, w)`` mask of the evaluation crop (exact integer bounds for 480x640 NYU and KITTI sizes)."""
+    if crop not in CROPS:
+        raise InputError(f"unknown crop {crop!r}; valid crops: {', '.join(CROPS)}")
+    mask = torch.zeros(h, w, dtype=torch.bool, device=device)
+    box = CROPS[crop]
+    if box is None:
+        mask[:] = True
+        return mask
+    t, b, left, r = box
+    mask[int(t * h) : int(b * h), int(left * w) : int(r * w)] = True
+    return mask
+
+
+def valid_mask(gt: torch.Tensor, min_depth: float, max_depth: float, crop: str = "none") -> torch.Tensor:
+    """Pixels that count: ground truth strictly inside ``(min_depth, max_depth)`` and inside ``crop``."""
+    return (gt > min_depth) & (gt < max_depth) & crop_mask(*gt.shape[-2:], crop=crop, device=gt.device)
+
+
+def depth_metrics(pred: torch.Tensor, gt: torch.Tensor) -> dict[str, float]:
+    """All :data:`METRIC_NAMES` for matching 1-D (already masked, positive) ``pred`` and ``gt`` in metres.
+
+    ``silog`` is ``100 * sqrt(mean(e^2) - mean(e)^2)`` with ``e = log(pred) - log(gt)``; ``log10`` is the mean
+    absolute log10 difference; ``delta_i`` the fraction with ``max(pred/gt, gt/pred) < 1.25**i``.
+    """
+    if pred.numel() == 0:
+        raise InputError("no valid ground-truth pixel to evaluate (check the depth caps, crop and depth scale)")
+    p, g = pred.double(), gt.double()
+    thresh = torch.maximum(g / p, p / g)
+    diff = g - p
+    log_err = torch.log(p) - torch.log(g)
+    return {
+        "mae": diff.abs().mean().item(),
+        "rmse": diff.pow(2).mean().sqrt().item(),
+        "rmse_log": log_err.pow(2).mean().sqrt().item(),
+        "abs_rel": (diff.abs() / g).mean().item(),
+        "sq_rel": (diff.pow(2) / g).mean().item(),
+        "log10": (torch.log10(g) - torch.log10(p)).abs().mean().item(),
+        "silog": math.sqrt(max(log_err.pow(2).mean().item() - log_err.mean().item() ** 2, 0.0)) * 100,
+        "delta1": (thresh < 1.25).double().mean().item(),
+        "delta2": (thresh < 1.25**2).double().mean().item(),
+        "delta3": (thresh < 1.25**3).double().mean().item(),
+    }
+
+
+def evaluate_depth(
+    pred: torch.Tensor,
+    gt: torch.Tensor,
+    min_depth: float = 1e-3,
+    max_depth: float = 10.0,
+    crop: str = "none",
+    median_scaling: bool = False,
+) -> dict[str, float]:
+    """Metrics of one predicted depth map against its ground truth, both ``(H, W)`` in metres.
+
+    ``median_scaling`` multiplies the prediction by ``median(gt) / median(pred)`` over valid pixels first (for
+    scale-ambiguous models); the scale used is returned as ``scale``.
+    """
+    pred, gt = pred.squeeze(), gt.squeeze()
+    if pred.shape != gt.shape:
+        raise InputError(f"prediction {tuple(pred.shape)} and ground truth {tuple(gt.shape)} differ in size")
+    if not torch.isfinite(gt).all():
+        raise InputError("ground truth contains NaN or Inf")
+    mask = valid_mask(gt, min_depth, max_depth, crop)
+    p, g = pred[mask].double(), gt[mask].double()
+    scale = 1.0
+    if median_scaling and p.numel():
+        scale = (g.median() / p.median().clamp_min(1e-12)).item()
+        p = p * scale
+    p = torch.nan_to_num(p, nan=min_depth, posinf=max_depth, neginf=min_depth).clamp(min_depth, max_depth)
+    out = depth_metrics(p, g)
+    out["n_valid"] = float(mask.sum().item())
+    if median_scaling:
+        out["scale"] = scale
+    return out
+
+
+def aggregate(rows: Iterable[Mapping[str, float]], names: Iterable[str] = METRIC_NAMES) -> dict[str, float]:
+    """Mean over images of each metric (the standard dataset figure)."""
+    rows = list(rows)
+    if not rows:
+        raise InputError("no image was evaluated")
+    return {m: sum(float(r[m]) for r in rows) / len(rows) for m in names}

@@ -1,0 +1,100 @@
+"""``evaluate``: a model over a dataset, per-image metrics streamed to disk, aggregate at the end."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from depthscope.data.datasets import DepthDataset, open_dataset
+from depthscope.data.prefetch import prefetch
+from depthscope.errors import InputError
+from depthscope.metrics.depth import METRIC_NAMES, aggregate, evaluate_depth
+from depthscope.models import DepthModel, load_model
+from depthscope.report.files import CsvAppender, write_json
+
+
+@dataclass
+class EvaluationResult:
+    """Aggregate metrics (mean over images) and the per-image rows they came from."""
+
+    model: str
+    dataset: str
+    metrics: dict[str, float]
+    per_image: list[dict[str, float | str]] = field(default_factory=list)
+    settings: dict[str, object] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            **self.metrics,
+            "n_images": len(self.per_image),
+            "model": self.model,
+            "dataset": self.dataset,
+            **self.settings,
+        }
+
+
+def resolve_crop(crop: str | None, dataset: str, model: DepthModel) -> str:
+    """``eigen`` means KITTI's Eigen crop on KITTI; ``None`` means the model's own protocol."""
+    crop = crop or model.info.eval.crop
+    return "eigen_kitti" if crop == "eigen" and dataset == "kitti" else crop
+
+
+@torch.no_grad()
+def evaluate(
+    model: DepthModel | str,
+    data: DepthDataset | str | os.PathLike,
+    *,
+    dataset: str | None = None,
+    depth_scale: float | None = None,
+    crop: str | None = None,
+    min_depth: float | None = None,
+    max_depth: float | None = None,
+    median_scaling: bool = False,
+    device: str | torch.device | None = None,
+    out: str | os.PathLike | None = None,
+    limit: int | None = None,
+    progress: bool = False,
+) -> EvaluationResult:
+    """Evaluate ``model`` on ``data`` with the standard metrics (depth in metres).
+
+    Defaults (crop, depth caps) come from the model's evaluation protocol. With ``out``, per-image rows go to
+    ``out/per_image.csv`` as they are computed and the aggregate to ``out/metrics.json``.
+    """
+    if isinstance(model, str):
+        model = load_model(model, device=device or "cpu")
+    elif device is not None:
+        model = model.to(device)
+    model.eval()
+    dev = next(model.parameters()).device
+    ds = data if isinstance(data, DepthDataset) else open_dataset(data, dataset or model.info.eval.dataset, depth_scale)
+    crop = resolve_crop(crop, ds.name, model)
+    lo = model.info.eval.min_depth if min_depth is None else min_depth
+    hi = model.info.eval.max_depth if max_depth is None else max_depth
+    n = len(ds) if limit is None else min(limit, len(ds))
+    if n == 0:
+        raise InputError("the dataset is empty")
+    columns = ["image", *METRIC_NAMES, "n_valid"] + (["scale"] if median_scaling else [])
+    sink = None
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "per_image.csv").unlink(missing_ok=True)
+        sink = CsvAppender(Path(out) / "per_image.csv", columns)
+    rows: list[dict[str, float | str]] = []
+    for sample in tqdm(prefetch(ds.__getitem__, n), total=n, desc=f"evaluate {model.name}", disable=not progress):
+        if sample.depth is None:
+            raise InputError(f"{sample.name}: no ground-truth depth to evaluate against")
+        pred = model(sample.image.unsqueeze(0).to(dev))[0, 0].cpu()
+        row: dict[str, float | str] = {"image": sample.name}
+        row.update(evaluate_depth(pred, sample.depth, lo, hi, crop, median_scaling))
+        rows.append(row)
+        if sink is not None:
+            sink.append(row)
+    settings = {"crop": crop, "min_depth": lo, "max_depth": hi, "median_scaling": median_scaling}
+    result = EvaluationResult(model.name, ds.name, aggregate(rows), rows, settings)
+    if out is not None:
+        write_json(Path(out) / "metrics.json", result.to_dict())
+    return result

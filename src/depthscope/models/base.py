@@ -1,0 +1,160 @@
+"""The one model interface everything downstream uses (SPEC §1).
+
+A :class:`DepthModel` takes RGB images in ``[0, 1]`` at their own resolution, ``(B, 3, H, W)``, applies the
+network's own preprocessing (crop, resize, normalisation) and returns **metric depth in metres** ``(B, 1, H, W)``
+at the input resolution. Everything a checkpoint needs (input size, crop, mean/std, output unit) is data in a
+:class:`Preprocessing`, never a code branch. The whole path is differentiable, so attributions come out at the
+input image's resolution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from depthscope.errors import InputError
+
+UNIT_TO_METRES = {"m": 1.0, "dm": 0.1, "cm": 0.01, "mm": 0.001}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class InputCrop:
+    """A crop of the input image taken before resizing: ``height x width`` anchored ``bottom``/``center``.
+
+    ``InputCrop(352, 1216, "bottom")`` is the KITTI benchmark (KB) crop: the bottom 352 rows, central 1216 columns.
+    """
+
+    height: int
+    width: int
+    vertical: Literal["bottom", "center"] = "center"
+
+    def box(self, h: int, w: int) -> tuple[int, int]:
+        """Top-left corner of the crop in an ``h x w`` image."""
+        if h < self.height or w < self.width:
+            raise InputError(f"image {h}x{w} is smaller than the model's input crop {self.height}x{self.width}")
+        top = h - self.height if self.vertical == "bottom" else (h - self.height) // 2
+        return top, (w - self.width) // 2
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a network sees an image and what its output means.
+
+    ``input_size`` is the network's (H, W); ``mean``/``std`` ``None`` means no normalisation; ``unit`` is the
+    unit of the raw output (``m``, ``dm``, ``cm``, ``mm``); ``output`` says whether it is metric depth, metric
+    disparity-like inverse depth, or relative (affine-invariant) depth.
+    """
+
+    input_size: tuple[int, int]
+    mean: tuple[float, float, float] | None = IMAGENET_MEAN
+    std: tuple[float, float, float] | None = IMAGENET_STD
+    unit: str = "m"
+    output: Literal["depth", "disparity", "relative"] = "depth"
+    crop: InputCrop | None = None
+
+    def __post_init__(self) -> None:
+        if self.unit not in UNIT_TO_METRES:
+            raise InputError(f"unit {self.unit!r} is not one of {sorted(UNIT_TO_METRES)}")
+        if self.output not in ("depth", "disparity", "relative"):
+            raise InputError(f"output {self.output!r} is not one of depth, disparity, relative")
+
+
+@dataclass(frozen=True)
+class EvalDefaults:
+    """The evaluation protocol that goes with a checkpoint: depth caps (metres) and the standard crop."""
+
+    min_depth: float = 1e-3
+    max_depth: float = 10.0
+    crop: str = "eigen"
+    dataset: str = "nyu"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    preprocessing: Preprocessing
+    eval: EvalDefaults = field(default_factory=EvalDefaults)
+    weights: str | None = None  # where the weights came from (path) or None for random init
+
+
+class DepthModel(nn.Module):
+    """Wraps a network ``net`` (normalised input -> raw depth map) into images-in, metres-out."""
+
+    def __init__(self, net: nn.Module, info: ModelInfo) -> None:
+        super().__init__()
+        self.net = net
+        self.info = info
+        pp = info.preprocessing
+        for name, val in (("mean", pp.mean), ("std", pp.std)):
+            self.register_buffer(name, None if val is None else torch.tensor(val).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self.info.preprocessing
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def prepare(self, image: torch.Tensor) -> torch.Tensor:
+        """Crop, resize (bilinear, antialiased) and normalise ``(B,3,H,W)`` images for the network."""
+        if image.dim() != 4 or image.shape[1] != 3:
+            raise InputError(f"model input must be (B, 3, H, W) RGB in [0, 1], got shape {tuple(image.shape)}")
+        pp = self.preprocessing
+        if pp.crop is not None:
+            top, left = pp.crop.box(*image.shape[-2:])
+            image = image[..., top : top + pp.crop.height, left : left + pp.crop.width]
+        if tuple(image.shape[-2:]) != tuple(pp.input_size):
+            image = F.interpolate(image, size=pp.input_size, mode="bilinear", align_corners=False, antialias=True)
+        if self.mean is not None:
+            image = (image - self.mean) / self.std
+        return image
+
+    def to_metres(self, raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Raw network output -> depth in metres at ``size`` (the input size, or the crop's)."""
+        pp = self.preprocessing
+        out = raw * UNIT_TO_METRES[pp.unit]
+        if tuple(out.shape[-2:]) != tuple(size):
+            out = F.interpolate(out, size=size, mode="bilinear", align_corners=False)
+        return out
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        h, w = image.shape[-2:]
+        pp = self.preprocessing
+        raw = self.net(self.prepare(image))
+        if pp.crop is None:
+            return self.to_metres(raw, (h, w))
+        top, left = pp.crop.box(h, w)
+        depth = self.to_metres(raw, (pp.crop.height, pp.crop.width))
+        # Outside the crop the model predicts nothing: 0 (invalid), as in the KITTI benchmark evaluation.
+        return F.pad(depth, (left, w - left - pp.crop.width, top, h - top - pp.crop.height))
+
+    def attention_modules(self) -> list[nn.Module]:
+        """The modules whose attention matrices Attention Rollout combines, in forward order."""
+        return [m for m in self.net.modules() if hasattr(m, "attention_probs") and hasattr(m, "record")]
+
+    def with_info(self, **changes: object) -> DepthModel:
+        """A wrapper sharing ``net`` with some fields of ``info`` replaced."""
+        return DepthModel(self.net, replace(self.info, **changes))
+
+
+def wrap(
+    module: nn.Module,
+    input_size: tuple[int, int],
+    mean: tuple[float, float, float] | None = IMAGENET_MEAN,
+    std: tuple[float, float, float] | None = IMAGENET_STD,
+    output: Literal["depth", "disparity", "relative"] = "depth",
+    unit: str = "m",
+    name: str | None = None,
+    max_depth: float = 10.0,
+) -> DepthModel:
+    """Wrap any ``nn.Module`` mapping normalised ``(B,3,h,w)`` images to ``(B,1,h',w')`` depth in one line."""
+    pp = Preprocessing(tuple(input_size), mean, std, unit, output)  # type: ignore[arg-type]
+    info = ModelInfo(name or type(module).__name__, pp, EvalDefaults(max_depth=max_depth))
+    return DepthModel(module, info)

@@ -1,0 +1,137 @@
+"""Finding and loading checkpoints safely (SPEC §1).
+
+Lookup order for a checkpoint file name: an explicit path; a directory named by ``DEPTHSCOPE_WEIGHTS`` (searched
+recursively for the file name); the user cache (``$DEPTHSCOPE_CACHE`` or ``~/.cache/depthscope/weights``); a
+download from the checkpoint's public URL, accepted only if its sha256 matches. Loading never executes code:
+``torch.load(weights_only=True)`` or safetensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from depthscope.errors import CheckpointError
+
+ENV_WEIGHTS = "DEPTHSCOPE_WEIGHTS"
+ENV_CACHE = "DEPTHSCOPE_CACHE"
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """Where a registered checkpoint comes from: its file name, public URL and sha256."""
+
+    filename: str
+    url: str | None = None
+    sha256: str | None = None
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(ENV_CACHE) or Path.home() / ".cache" / "depthscope" / "weights")
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _download(src: WeightSource, dest: Path) -> Path:
+    """Download ``src.url`` to ``dest`` atomically; reject it unless its sha256 matches."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".part")
+    os.close(fd)
+    try:
+        try:
+            urllib.request.urlretrieve(src.url, tmp)  # noqa: S310 (URL is registered data, not user input)
+        except OSError as e:
+            raise CheckpointError(f"could not download {src.filename} from {src.url}: {e}") from None
+        if src.sha256 and (got := sha256_of(Path(tmp))) != src.sha256:
+            raise CheckpointError(f"downloaded {src.filename} has sha256 {got}, expected {src.sha256}; file discarded")
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return dest
+
+
+def resolve_weights(src: WeightSource, path: str | os.PathLike | None = None, download: bool = True) -> Path:
+    """Return a local path for ``src`` following the documented lookup order."""
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise CheckpointError(f"checkpoint {p} does not exist")
+        return p
+    if env := os.environ.get(ENV_WEIGHTS):
+        root = Path(env)
+        if not root.is_dir():
+            raise CheckpointError(f"{ENV_WEIGHTS}={env} is not a directory")
+        hits = sorted(root.rglob(src.filename))
+        if hits:
+            return hits[0]
+    cached = cache_dir() / src.filename
+    if cached.is_file():
+        return cached
+    if download and src.url:
+        return _download(src, cached)
+    where = f"set {ENV_WEIGHTS} to a directory containing it, or put it in {cache_dir()}"
+    origin = f"; the official file comes from {src.url}" if src.url else ""
+    raise CheckpointError(f"checkpoint {src.filename} not found: {where}{origin}")
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a state_dict from ``.safetensors`` or a torch file (``weights_only=True``).
+
+    Accepts a bare state_dict or a dict holding it under ``model``/``state_dict``; strips a DataParallel
+    ``module.`` prefix.
+    """
+    p = Path(path)
+    try:
+        if p.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            obj: object = load_file(str(p))
+        else:
+            obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt file, pickled code, wrong format
+        raise CheckpointError(f"cannot read checkpoint {p}: {type(e).__name__}: {e}") from None
+    if isinstance(obj, Mapping):
+        for key in ("model", "state_dict"):
+            if key in obj and isinstance(obj[key], Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"checkpoint {p} does not hold a state_dict of tensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def load_into(module: nn.Module, state: Mapping[str, torch.Tensor], origin: str) -> None:
+    """Load ``state`` strictly; a mismatch names the missing, unexpected and wrongly shaped keys."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in sorted(set(own) & set(state))
+        if state[k].shape != own[k].shape
+    ]
+    if missing or unexpected or shapes:
+
+        def show(items: list[str]) -> str:
+            return ", ".join(items[:8]) + (f" ... ({len(items)} in all)" if len(items) > 8 else "") or "none"
+
+        raise CheckpointError(
+            f"checkpoint {origin} does not match {type(module).__name__}: missing keys: {show(missing)}; "
+            f"unexpected keys: {show(unexpected)}; shape mismatches: {show(shapes)}"
+        )
+    module.load_state_dict(state, strict=True)

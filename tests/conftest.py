@@ -1,0 +1,45 @@
+"""Shared fixtures: the real METER-XXS weights and the NYU sample, found through the project's own lookup
+(DEPTHSCOPE_WEIGHTS / DEPTHSCOPE_DATA), which default here to ../shared beside the checkout as in CI."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+os.environ.setdefault("DEPTHSCOPE_WEIGHTS", str(SHARED / "weights"))
+os.environ.setdefault("DEPTHSCOPE_DATA", str(SHARED / "data"))
+os.environ.setdefault("DEPTHSCOPE_CACHE", str(ROOT / ".pytest_cache" / "no-weights-cache"))
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def nyu_dir() -> Path:
+    from depthscope.data.sources import find_data
+
+    return find_data("nyu_sample")
+
+
+@pytest.fixture(scope="session")
+def nyu(nyu_dir):
+    from depthscope.data import open_dataset
+
+    return open_dataset(nyu_dir, "nyu")
+
+
+@pytest.fixture(scope="session")
+def meter_nyu():
+    from depthscope.models import load_model
+
+    return load_model("meter-xxs-nyu")
+
+
+@pytest.fixture(scope="session")
+def small_image(nyu) -> torch.Tensor:
+    """NYU sample 0 at half resolution (240x320): real content, quick gradients."""
+    img = nyu[0].image.unsqueeze(0)
+    return torch.nn.functional.interpolate(img, size=(240, 320), mode="bilinear", antialias=True).clamp(0, 1)
