@@ -14,7 +14,8 @@ from depthscope.metrics.evaluate import evaluate
 
 def main() -> None:
     model, ds = setup()
-    images = [s.image.unsqueeze(0) for s in ds]
+    samples = list(ds)
+    images = [s.image.unsqueeze(0) for s in samples]
     n = len(images)
 
     def bare() -> None:
@@ -31,10 +32,15 @@ def main() -> None:
     # What bounds the ratio on this machine: work evaluate must do besides the forward, per image.
     t_read = best_time(lambda: [ds[i] for i in range(n)]) / n
     preds = [model(x).detach()[0, 0] for x in images]
-    t_score = best_time(lambda: [evaluate_depth(p, s.depth, 1e-3, 10, "eigen") for p, s in zip(preds, ds)]) / n
+    t_score = (
+        best_time(lambda: [evaluate_depth(p, s.depth, 1e-3, 10, "eigen") for p, s in zip(preds, samples, strict=True)])
+        / n
+    )
     t_fwd1 = best_time(lambda: single_thread(bare)) / n
-    print(f"per image: PNG decode {t_read * 1e3:.1f} ms, metrics {t_score * 1e3:.1f} ms, "
-          f"forward {t_bare / n * 1e3:.1f} ms (2 threads) / {t_fwd1 * 1e3:.1f} ms (1 thread)")
+    print(
+        f"per image: PNG decode {t_read * 1e3:.1f} ms, metrics {t_score * 1e3:.1f} ms, "
+        f"forward {t_bare / n * 1e3:.1f} ms (2 threads) / {t_fwd1 * 1e3:.1f} ms (1 thread)"
+    )
     bound = (t_bare / n) / max(t_fwd1, t_read + t_score)
     print(f"pipeline bound (1-thread forward beside a decode+score core): ratio <= {bound:.3f}")
 
