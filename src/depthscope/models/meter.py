@@ -106,6 +106,7 @@ class Attention(nn.Module):
         self.to_out = nn.Sequential(nn.Linear(inner, dim), nn.Dropout(0.0))
         self.record = False
         self.last_attention: torch.Tensor | None = None
+        self.token_grid: tuple[int, int] | None = None  # feature (h, w) the tokens came from, set by the block
 
     def attention_probs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (softmax attention ``(B,P,h,N,N)``, values ``(B,P,h,N,d)``)."""
@@ -194,6 +195,8 @@ class MobileViTBlock(nn.Module):
         h, w = y.shape[-2:]
         if h % self.patch or w % self.patch:
             raise ValueError(f"MobileViT block input {h}x{w} is not divisible by the patch size {self.patch}")
+        for layer in self.transformer.layers:
+            layer[0].fn.token_grid = (h, w)
         y = tokens_to_patches(self.transformer(patches_to_tokens(y, self.patch)), self.patch, h, w)
         return self.conv4(torch.cat([self.conv3(y), x], dim=1))
 

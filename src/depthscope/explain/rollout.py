@@ -1,0 +1,114 @@
+"""Attention Rollout (Abnar & Zuidema, 2020) for METER's MobileViT blocks.
+
+Within one attention stack, rollout multiplies the residual-augmented attention matrices
+``A_hat = 0.5 A + 0.5 I`` (rows renormalised) from the first layer to the last: ``R = A_hat_L ... A_hat_1``;
+row ``i`` of ``R`` says how much output token ``i`` draws from each input token. Heads are fused by
+mean/max/min first; ``discard_ratio`` zeroes the weakest off-diagonal entries of each fused matrix (Gildenblat's
+variant) before the residual is added.
+
+How METER's tokens map back to pixels. A MobileViT block cuts its ``h x w`` feature map into 2x2 patches; the
+pixels at offset ``(i, j)`` inside every patch form group ``g = 2i + j`` and attention runs among the
+``h/2 * w/2`` tokens of one group only. Token ``n`` of group ``g`` is feature pixel
+``(2 * (n // (w/2)) + i, 2 * (n % (w/2)) + j)`` (:func:`depthscope.models.meter.patches_to_tokens`).
+
+How blocks are combined. The three blocks run at strides 8, 16 and 32 of METER's input. Relevance flows from
+the target back towards the input, deepest block first: the target weights are area-pooled to the deepest
+block's feature grid, cut into token groups, multiplied by that block's rollout matrix (``r = q R``), put back
+on the feature grid, upsampled x2 to the previous block's grid, renormalised, and propagated through that block,
+and so on; the map at the shallowest block is upsampled bilinearly to the input image (through the model's
+resize and crop, the input window is mapped by plain bilinear resizing). The convolutions between blocks are
+treated as position-preserving, which is rollout's usual approximation of everything that is not attention.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from depthscope.errors import InputError
+from depthscope.explain.attribution import Attribution, register_method
+from depthscope.models.meter import patches_to_tokens, tokens_to_patches
+
+
+def fuse_heads(attn: torch.Tensor, fusion: str = "mean") -> torch.Tensor:
+    """``(..., heads, N, N) -> (..., N, N)``."""
+    if fusion == "mean":
+        return attn.mean(-3)
+    if fusion == "max":
+        return attn.amax(-3)
+    if fusion == "min":
+        return attn.amin(-3)
+    raise InputError(f"unknown head fusion {fusion!r}; valid: max, mean, min")
+
+
+def rollout(attentions: list[torch.Tensor], fusion: str = "mean", discard_ratio: float = 0.0) -> torch.Tensor:
+    """Roll out a stack of attention maps ``(..., heads, N, N)`` (first layer first) into ``(..., N, N)``."""
+    if not 0 <= discard_ratio < 1:
+        raise InputError(f"discard_ratio must be in [0, 1), got {discard_ratio}")
+    result: torch.Tensor | None = None
+    for attn in attentions:
+        a = fuse_heads(attn, fusion)
+        n = a.shape[-1]
+        eye = torch.eye(n, dtype=a.dtype, device=a.device)
+        if discard_ratio > 0:
+            flat = a.masked_fill(eye.bool(), float("inf")).flatten(-2)
+            k = int(discard_ratio * n * (n - 1))
+            if k:
+                idx = flat.topk(k, dim=-1, largest=False).indices
+                a = a.flatten(-2).scatter(-1, idx, 0.0).view_as(a)
+        a = 0.5 * a + 0.5 * eye
+        a = a / a.sum(-1, keepdim=True)
+        result = a if result is None else a @ result
+    if result is None:
+        raise InputError("no attention maps to roll out")
+    return result
+
+
+def record_attention(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Run ``model`` on ``x`` once and return each attention module's probabilities (forward order)."""
+    mods = model.attention_modules() if hasattr(model, "attention_modules") else []
+    if not mods:
+        raise InputError(f"{getattr(model, 'name', type(model).__name__)} has no attention modules to roll out")
+    for m in mods:
+        m.record = True
+    try:
+        with torch.no_grad():
+            model(x)
+        return [m.last_attention for m in mods]
+    finally:
+        for m in mods:
+            m.record, m.last_attention = False, None
+
+
+@register_method("attention_rollout")
+def attention_rollout(
+    fmodel: torch.nn.Module, x: torch.Tensor, head_fusion: str = "mean", discard_ratio: float = 0.0, patch: int = 2
+) -> Attribution:
+    """Cascaded rollout over METER's MobileViT blocks for each target (see the module docstring)."""
+    model, weights = fmodel.model, fmodel.weights  # TargetModel
+    attns = record_attention(model, x)  # each (1, groups, heads, N, N)
+    mods = model.attention_modules()
+    grids = [m.token_grid for m in mods]  # feature (h, w) of each block, recorded at forward time
+    relevance = weights.unsqueeze(1)  # (T, 1, H, W)
+    for attn, (h, w) in zip(reversed(attns), reversed(grids), strict=True):
+        q = F.adaptive_avg_pool2d(relevance, (h, w))
+        q = q / q.sum(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
+        r = rollout([attn[0]], head_fusion, discard_ratio)  # (groups, N, N)
+        tokens = patches_to_tokens(q, patch)  # (T, groups, N, 1)
+        relevance = tokens_to_patches(r.transpose(-1, -2) @ tokens, patch, h, w)  # (T, 1, h, w)
+    # From the shallowest block's grid to the network input, then through the model's resize back to the image.
+    cmap = F.interpolate(relevance, size=model.preprocessing.input_size, mode="bilinear", align_corners=False)
+    out = to_image_frame(model, cmap, x.shape[-2:])
+    return Attribution(
+        "attention_rollout", out, {"head_fusion": head_fusion, "discard_ratio": discard_ratio, "blocks": len(attns)}
+    )
+
+
+def to_image_frame(model: torch.nn.Module, m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A map on the network-input grid -> the input image's grid (undoing resize, zero outside a crop)."""
+    crop = model.preprocessing.crop
+    if crop is None:
+        return F.interpolate(m, size=tuple(size), mode="bilinear", align_corners=False)
+    top, left = crop.box(*size)
+    m = F.interpolate(m, size=(crop.height, crop.width), mode="bilinear", align_corners=False)
+    return F.pad(m, (left, size[1] - left - crop.width, top, size[0] - top - crop.height))
