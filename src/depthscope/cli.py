@@ -108,6 +108,236 @@ def _evaluate_run(args: argparse.Namespace) -> int:
 command("evaluate", "accuracy metrics of a model on a dataset")((_evaluate_parser, _evaluate_run))
 
 
+# ------------------------------------------------------------------------------------------------------ explain
+def _explain_parser(p: argparse.ArgumentParser) -> None:
+    """Attribution maps of one image: which pixels drive the predicted depth of the target.
+
+    Targets: mean (whole map, default) | box:y0,x0,y1,x1 | pixel:y,x | grid:G | near:Q | far:Q | mask:PATH.
+    Writes DIR/<method>.npy (float32 |attribution|, HxW of the image; TxHxW for several targets),
+    DIR/<method>_signed.npy, DIR/explain.png and DIR/explain.json (method settings, IG completeness error).
+
+    Example: depthscope explain --image ../shared/data/nyu_sample/image_0.png --method saliency,integrated_gradients
+    """
+    from depthscope.explain import METHODS
+
+    _model_args(p)
+    p.add_argument("--image", help="RGB image (default: the first image of the bundled NYU sample)")
+    p.add_argument("--depth", help="ground-truth depth for the figure (PNG value / --depth-scale = metres)")
+    p.add_argument("--depth-scale", type=float, default=1000.0, help="depth PNG value / S = metres (default 1000)")
+    p.add_argument(
+        "--method",
+        default="saliency,integrated_gradients,attention_rollout",
+        help=f"comma-separated methods (registered: {', '.join(METHODS.names())})",
+    )
+    p.add_argument("--target", default="mean", help="what to explain (see above; default mean)")
+    p.add_argument("--ig-steps", type=int, default=50, help="Integrated Gradients steps (start, with --ig-tolerance)")
+    p.add_argument(
+        "--ig-tolerance", type=float, help="refine IG until the completeness error is below this (e.g. 0.02)"
+    )
+    p.add_argument("--ig-baseline", default="black", choices=["black", "mean", "blur", "noise"])
+    p.add_argument("--gradcam-layer", default="encoder.conv2", help="module name for Grad-CAM")
+    p.add_argument("--out", default="out/explain", help="output directory")
+
+
+def _explain_run(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+    import torch
+
+    from depthscope.data import read_depth
+    from depthscope.data.sources import find_data
+    from depthscope.explain import explain
+    from depthscope.explain.api import as_batch
+    from depthscope.report.figures import explanation_figure
+    from depthscope.report.files import write_atomic, write_json
+
+    model = _load(args, args.model)
+    image_path = Path(args.image) if args.image else find_data() / "image_0.png"
+    depth_path = Path(args.depth) if args.depth else None
+    if depth_path is None and not args.image:
+        depth_path = image_path.with_name(image_path.name.replace("image_", "depth_"))
+    x = as_batch(image_path, args.device)
+    methods = [m.strip() for m in args.method.split(",")]
+    options = {
+        "integrated_gradients": {
+            "n_steps": args.ig_steps,
+            "tolerance": args.ig_tolerance,
+            "baseline": args.ig_baseline,
+        },
+        "gradcam": {"layer": args.gradcam_layer},
+    }
+    attrs = explain(model, x, methods, args.target, {k: v for k, v in options.items() if k in methods})
+    out = Path(args.out)
+    info = {"model": model.name, "image": str(image_path), "target": args.target, "methods": {}}
+    for name, a in attrs.items():
+        for suffix, arr in (("", a.magnitude), ("_signed", a.signed)):
+            arr = arr[0] if arr.shape[0] == 1 else arr
+            buf = __import__("io").BytesIO()
+            np.save(buf, arr.cpu().numpy().astype(np.float32))
+            write_atomic(out / f"{name}{suffix}.npy", buf.getvalue())
+        info["methods"][name] = {k: v for k, v in a.info.items()}
+        print(f"{name:22s} " + ", ".join(f"{k}={v}" for k, v in a.info.items() if k != "delta"))
+    with torch.no_grad():
+        pred = model(x)[0, 0]
+    gt = read_depth(depth_path, args.depth_scale) if depth_path and depth_path.exists() else None
+    explanation_figure(
+        x[0],
+        pred,
+        {n: a.magnitude[0] for n, a in attrs.items()},
+        out / "explain.png",
+        gt,
+        title=f"{model.name} · target {args.target}",
+    )
+    write_json(out / "explain.json", json.loads(json.dumps(info, default=str)))
+    print(f"wrote {out}/explain.png and one .npy per method")
+    return 0
+
+
+command("explain", "attribution maps of one image (saliency, IG, rollout, ...)")((_explain_parser, _explain_run))
+
+
+# ------------------------------------------------------------------------------------------------------- assess
+def _assess_parser(p: argparse.ArgumentParser) -> None:
+    """How trustworthy are the attribution maps? Perturbation curves (MoRF/LeRF/random, RMSE in metres to the
+    original prediction), Attribution Fidelity (af_perturbation, af_depth_correlation), Infidelity, Faithfulness
+    Estimate, per model x method x image. Resumable: rerunning the same command skips finished rows.
+
+    Writes DIR/results.csv (one row per model, method, image), DIR/summary.csv (mean and std) and DIR/curves.png.
+    """
+    _model_args(p, many=True)
+    _data_arg(p)
+    p.add_argument(
+        "--methods",
+        default="saliency,integrated_gradients,attention_rollout,random",
+        help="comma-separated attribution methods",
+    )
+    p.add_argument("--limit", type=int, help="first N images only")
+    p.add_argument("--replacement", default="mean", choices=["mean", "black", "blur", "noise"])
+    p.add_argument("--patch", type=int, default=1, help="perturbation granularity in pixels (1 = pixel)")
+    p.add_argument("--n-perturbations", type=int, default=32, help="random draws for Infidelity/Faithfulness")
+    p.add_argument("--ig-steps", type=int, default=16, help="Integrated Gradients steps")
+    p.add_argument("--out", default="out/assess", help="output directory")
+
+
+def _assess_run(args: argparse.Namespace) -> int:
+    from depthscope.assess import assess
+
+    models = [_load(args, name.strip()) for name in args.model.split(",")]
+    data = _open_data(args, models[0].info.eval.dataset)
+    summary = assess(
+        models,
+        data,
+        [m.strip() for m in args.methods.split(",")],
+        args.out,
+        limit=args.limit,
+        replacement=args.replacement,
+        patch=args.patch,
+        n_perturbations=args.n_perturbations,
+        method_options={"integrated_gradients": {"n_steps": args.ig_steps}},
+        device=args.device,
+        progress=True,
+    )
+    print(summary_table(summary))
+    print(f"wrote {Path(args.out) / 'results.csv'}, summary.csv and curves.png")
+    return 0
+
+
+def summary_table(summary: list[dict]) -> str:
+    from depthscope.assess.run import SCORES
+    from depthscope.report.tables import format_table
+
+    rows = [
+        {
+            "model": r["model"],
+            "method": r["method"],
+            "n": r["n_images"],
+            **{s: f"{r[s + '_mean']:.3f} ± {r[s + '_std']:.3f}" for s in SCORES},
+        }
+        for r in summary
+    ]
+    return format_table(rows)
+
+
+command("assess", "perturbation curves and Attribution Fidelity of attribution maps")((_assess_parser, _assess_run))
+
+
+# ------------------------------------------------------------------------------------------------------- report
+def _report_parser(p: argparse.ArgumentParser) -> None:
+    """The main job in one command: metrics on the dataset, an explanation figure of its first image, and the
+    assessment table, gathered in DIR/report.html (self-contained). Defaults: METER-XXS on the bundled NYU sample.
+    """
+    _model_args(p)
+    _data_arg(p)
+    p.add_argument("--methods", default="saliency,integrated_gradients,attention_rollout,random")
+    p.add_argument("--limit", type=int, default=3, help="images to assess (evaluation uses all; default 3)")
+    p.add_argument("--n-perturbations", type=int, default=16, help="random draws for Infidelity/Faithfulness")
+    p.add_argument("--out", default="runs/demo", help="output directory")
+
+
+def _report_run(args: argparse.Namespace) -> int:
+    import torch
+
+    from depthscope.assess import assess
+    from depthscope.explain import explain
+    from depthscope.metrics import METRIC_NAMES
+    from depthscope.metrics.evaluate import evaluate
+    from depthscope.report.figures import explanation_figure
+    from depthscope.report.html import write_report
+    from depthscope.report.tables import format_table
+
+    out = Path(args.out)
+    model = _load(args, args.model)
+    data = _open_data(args, model.info.eval.dataset)
+    methods = [m.strip() for m in args.methods.split(",")]
+    result = evaluate(model, data, out=out / "evaluate", progress=True)
+    metrics_rows = [{"model": result.model, "n": len(result.per_image), **result.metrics}]
+    print(format_table(metrics_rows, ["model", "n", *METRIC_NAMES]))
+    first = data[0]
+    attrs = explain(
+        model,
+        first.image,
+        methods,
+        "mean",
+        {"integrated_gradients": {"n_steps": 24, "tolerance": 0.02}} if "integrated_gradients" in methods else None,
+    )
+    with torch.no_grad():
+        pred = model(first.image.unsqueeze(0))[0, 0]
+    fig = explanation_figure(
+        first.image,
+        pred,
+        {n: a.magnitude[0] for n, a in attrs.items()},
+        out / "explain.png",
+        first.depth,
+        title=f"{model.name} · {first.name} · target: mean depth",
+    )
+    summary = assess(
+        [model],
+        data,
+        methods,
+        out / "assess",
+        limit=args.limit,
+        n_perturbations=args.n_perturbations,
+        method_options={"integrated_gradients": {"n_steps": 16}},
+        progress=True,
+    )
+    print(summary_table(summary))
+    page = write_report(
+        out / "report.html",
+        f"depthscope report: {model.name}",
+        metrics_rows,
+        summary,
+        [fig, out / "assess" / "curves.png"],
+    )
+    print(f"wrote {page}")
+    return 0
+
+
+command("report", "the main job: metrics, explanation figure and assessment table in one HTML page")(
+    (_report_parser, _report_run)
+)
+
+
 # ------------------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

@@ -1,0 +1,24 @@
+"""Assessing attribution maps: perturbation curves, Attribution Fidelity, Infidelity, dataset runs."""
+
+from depthscope.assess.fidelity import (
+    af_depth_correlation,
+    af_perturbation,
+    faithfulness_estimate,
+    infidelity,
+)
+from depthscope.assess.perturbation import DEFAULT_FRACTIONS, Curves, perturbation_curves, rank_map
+from depthscope.assess.run import assess, assess_image, summarize
+
+__all__ = [
+    "DEFAULT_FRACTIONS",
+    "Curves",
+    "af_depth_correlation",
+    "af_perturbation",
+    "assess",
+    "assess_image",
+    "faithfulness_estimate",
+    "infidelity",
+    "perturbation_curves",
+    "rank_map",
+    "summarize",
+]

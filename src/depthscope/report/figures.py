@@ -1,0 +1,88 @@
+"""Figures a paper can use: explanation panels and perturbation curves (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from depthscope.report.files import write_atomic  # noqa: E402
+
+
+def _save(fig: plt.Figure, path: str | os.PathLike) -> Path:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return write_atomic(path, buf.getvalue())
+
+
+def explanation_figure(
+    image: torch.Tensor,
+    pred: torch.Tensor,
+    maps: Mapping[str, torch.Tensor],
+    path: str | os.PathLike,
+    gt: torch.Tensor | None = None,
+    title: str = "",
+) -> Path:
+    """image | predicted depth (m) | ground truth (m) | one overlay per method (normalised |attribution|)."""
+    panels = 2 + (gt is not None) + len(maps)
+    fig, axes = plt.subplots(1, panels, figsize=(3.2 * panels, 3.0), squeeze=False)
+    axes = axes[0]
+    img = image.detach().cpu().permute(1, 2, 0).numpy()
+    axes[0].imshow(img)
+    axes[0].set_title("image")
+    valid = gt[gt > 0] if gt is not None else pred.flatten()
+    vmin, vmax = float(valid.min()), float(valid.max())
+    depth_panels = [("predicted depth", pred)] + ([("ground truth", gt)] if gt is not None else [])
+    for ax, (name, d) in zip(axes[1:], depth_panels, strict=False):
+        d = d.detach().cpu().numpy()
+        im = ax.imshow(np.ma.masked_where(d <= 0, d), cmap="magma_r", vmin=vmin, vmax=vmax)
+        ax.set_title(name)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label="depth (m)")
+    for ax, (name, m) in zip(axes[len(depth_panels) + 1 :], maps.items(), strict=True):
+        m = m.detach().cpu().float().numpy()
+        m = (m - m.min()) / max(float(m.max() - m.min()), 1e-12)
+        ax.imshow(img.mean(-1), cmap="gray")
+        im = ax.imshow(m, cmap="jet", alpha=0.5, vmin=0, vmax=1)
+        ax.set_title(name)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label="|attribution| (normalised)")
+    for ax in axes:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def curves_figure(
+    curves: Mapping[str, Mapping[str, Sequence[Sequence[float]]]],
+    fractions: Sequence[float],
+    path: str | os.PathLike,
+    ylabel: str = "RMSE to original prediction (m)",
+) -> Path:
+    """One panel per method: MoRF / LeRF / random curves, mean over images with a ±1 std band."""
+    methods = list(curves)
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.6 * len(methods), 3.2), squeeze=False, sharey=True)
+    x = 100 * np.asarray(fractions)
+    for ax, method in zip(axes[0], methods, strict=True):
+        for order, colour in (("morf", "tab:red"), ("lerf", "tab:blue"), ("random", "tab:gray")):
+            ys = np.asarray(curves[method].get(order, []), dtype=float)
+            if ys.size == 0:
+                continue
+            mu, sd = ys.mean(0), ys.std(0)
+            ax.plot(x, mu, color=colour, label=order.upper() if order != "random" else "random")
+            ax.fill_between(x, mu - sd, mu + sd, color=colour, alpha=0.15)
+        ax.set_title(method)
+        ax.set_xlabel("pixels perturbed (%)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][-1].legend(loc="best", fontsize=8)
+    return _save(fig, path)

@@ -1,0 +1,70 @@
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+CMD = [
+    sys.executable,
+    "-m",
+    "depthscope.cli",
+    "assess",
+    "--methods",
+    "saliency,random",
+    "--limit",
+    "3",
+    "--n-perturbations",
+    "4",
+]
+
+
+def rows(path):
+    return list(csv.DictReader(open(path))) if path.exists() else []
+
+
+def test_killed_run_resumes_to_the_same_summary(tmp_path, nyu_dir):
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    proc = subprocess.Popen(
+        [*CMD, "--data", str(nyu_dir), "--out", str(killed)], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+    )
+    deadline = time.time() + 300
+    while len(rows(killed / "results.csv")) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    n_before = len(rows(killed / "results.csv"))
+    assert 2 <= n_before < 6, "the run should have been killed halfway"
+    subprocess.run([*CMD, "--data", str(nyu_dir), "--out", str(killed)], check=True, capture_output=True)
+    subprocess.run([*CMD, "--data", str(nyu_dir), "--out", str(clean)], check=True, capture_output=True)
+    got, want = rows(killed / "results.csv"), rows(clean / "results.csv")
+    keys = [(r["model"], r["method"], r["image"]) for r in got]
+    assert len(keys) == len(set(keys)) == 6  # no duplicates, nothing missing
+    strip = lambda rs: sorted(tuple((k, v) for k, v in r.items() if k != "seconds_per_map") for r in rs)  # noqa: E731
+    assert strip(got) == strip(want)  # the same scores, row for row
+    assert (killed / "summary.csv").read_text() == (clean / "summary.csv").read_text()
+    assert (killed / "curves.png").stat().st_size > 0
+
+
+def test_unknown_method_fails_before_work(tmp_path, nyu_dir):
+    r = subprocess.run(
+        [*CMD[:5], "lime", "--data", str(nyu_dir), "--out", str(tmp_path)], capture_output=True, text=True
+    )
+    assert r.returncode == 2 and "unknown attribution method 'lime'" in r.stderr
+    assert not (tmp_path / "results.csv").exists()
+
+
+@pytest.mark.parametrize("torn", [True])
+def test_torn_last_row_is_dropped(tmp_path, torn):
+    from depthscope.report.files import CsvAppender
+
+    a = CsvAppender(tmp_path / "r.csv", ["a", "b"])
+    a.append({"a": 1, "b": 2})
+    with open(tmp_path / "r.csv", "a") as f:
+        f.write("3,")  # a crash mid-row
+    b = CsvAppender(tmp_path / "r.csv", ["a", "b"])
+    assert b.rows == [{"a": "1", "b": "2"}]
+    b.append({"a": 5, "b": 6})
+    assert rows(tmp_path / "r.csv") == [{"a": "1", "b": "2"}, {"a": "5", "b": "6"}]
