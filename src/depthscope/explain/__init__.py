@@ -3,6 +3,7 @@
 from depthscope.explain import gradients, maps, rollout  # noqa: F401  (register the methods)
 from depthscope.explain.api import explain, target_model
 from depthscope.explain.attribution import GRADIENT_METHODS, METHODS, Attribution, register_method
+from depthscope.explain.sanity import cascading_randomization
 from depthscope.explain.targets import TargetModel, parse_target
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "METHODS",
     "Attribution",
     "TargetModel",
+    "cascading_randomization",
     "explain",
     "parse_target",
     "register_method",

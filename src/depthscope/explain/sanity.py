@@ -1,0 +1,107 @@
+"""Model-parameter randomisation test (Adebayo et al., 2018), cascading from the output towards the input:
+an attribution that explains the model must change once the model's weights are randomised."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+
+from depthscope.explain.api import explain
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Spearman rank correlation of two maps (ties broken by position)."""
+    from depthscope.assess.fidelity import pearson
+
+    def ranks(t: torch.Tensor) -> torch.Tensor:
+        r = torch.empty(t.numel(), dtype=torch.float64)
+        r[torch.argsort(t.flatten())] = torch.arange(t.numel(), dtype=torch.float64)
+        return r
+
+    return pearson(ranks(a), ranks(b))
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, sigma: float = 1.5) -> float:
+    """Mean SSIM of two maps after min-max normalisation to [0, 1] (Gaussian window, Wang et al. constants)."""
+    from depthscope.explain.gradients import gaussian_blur
+
+    def norm(t: torch.Tensor) -> torch.Tensor:
+        t = t.double()
+        return ((t - t.min()) / (t.max() - t.min()).clamp_min(1e-12))[None, None]
+
+    x, y = norm(a), norm(b)
+    mu_x, mu_y = gaussian_blur(x, sigma), gaussian_blur(y, sigma)
+    var_x = gaussian_blur(x * x, sigma) - mu_x**2
+    var_y = gaussian_blur(y * y, sigma) - mu_y**2
+    cov = gaussian_blur(x * y, sigma) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return s.mean().item()
+
+
+def blocks_in_forward_order(model: torch.nn.Module, x: torch.Tensor, depth: int = 2) -> list[str]:
+    """Names of the network's blocks (``depth`` name components; ModuleList items count as one more) in the order
+    the forward pass runs them."""
+    net = model.net
+    names = []
+    for name, mod in net.named_modules():
+        parts = name.split(".")
+        want = (
+            depth + 1
+            if len(parts) > 1 and isinstance(net.get_submodule(".".join(parts[:2])), torch.nn.ModuleList)
+            else depth
+        )
+        if len(parts) == want and any(True for _ in mod.parameters()):
+            names.append(name)
+    order: list[str] = []
+    hooks = [net.get_submodule(n).register_forward_hook(lambda *_a, n=n: order.append(n)) for n in names]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return list(dict.fromkeys(order))
+
+
+def _reinit(module: torch.nn.Module, gen_seed: int) -> None:
+    torch.manual_seed(gen_seed)
+    for m in module.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            with torch.no_grad():
+                m.weight.normal_(1.0, 0.5)
+                m.bias.normal_(0.0, 0.5)
+
+
+def cascading_randomization(
+    model: torch.nn.Module,
+    image: torch.Tensor,
+    method: str,
+    target: str = "mean",
+    options: dict[str, Any] | None = None,
+    seed: int = 0,
+    stop_after: str | None = None,
+) -> list[dict[str, Any]]:
+    """Randomise blocks from the output towards the input, one more at a time, and compare each map with the
+    original: rows ``{block, spearman, ssim}`` (Spearman and SSIM of magnitude maps of the first target),
+    until ``stop_after`` (a block name) has been randomised."""
+    x = image[None] if image.dim() == 3 else image
+    opts = {method: options} if options else None
+    original = explain(model, x, method, target, opts)[method].magnitude[0]
+    rand = copy.deepcopy(model).eval()
+    rows = []
+    for i, block in enumerate(reversed(blocks_in_forward_order(rand, x))):
+        _reinit(rand.net.get_submodule(block), seed + i)
+        m = explain(rand, x, method, target, opts)[method].magnitude[0]
+        rows.append({"block": block, "spearman": spearman(original, m), "ssim": ssim(original, m)})
+        if block == stop_after:
+            break
+    return rows
+
+
+__all__ = ["blocks_in_forward_order", "cascading_randomization", "spearman", "ssim"]
