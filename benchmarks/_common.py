@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,13 +34,3 @@ def best_time(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> fl
         fn()
         times.append(time.perf_counter() - t)
     return min(times)
-
-
-def median_time(fn: Callable[[], object], repeats: int = 5) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)

@@ -140,6 +140,7 @@ def _explain_parser(p: argparse.ArgumentParser) -> None:
 
 
 def _explain_run(args: argparse.Namespace) -> int:
+    import io
     import json
 
     import numpy as np
@@ -173,7 +174,7 @@ def _explain_run(args: argparse.Namespace) -> int:
     for name, a in attrs.items():
         for suffix, arr in (("", a.magnitude), ("_signed", a.signed)):
             arr = arr[0] if arr.shape[0] == 1 else arr
-            buf = __import__("io").BytesIO()
+            buf = io.BytesIO()
             np.save(buf, arr.cpu().numpy().astype(np.float32))
             write_atomic(out / f"{name}{suffix}.npy", buf.getvalue())
         info["methods"][name] = {k: v for k, v in a.info.items()}

@@ -14,13 +14,9 @@ from depthscope.explain.api import explain
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     """Spearman rank correlation of two maps (ties broken by position)."""
     from depthscope.assess.fidelity import pearson
+    from depthscope.assess.perturbation import rank_map
 
-    def ranks(t: torch.Tensor) -> torch.Tensor:
-        r = torch.empty(t.numel(), dtype=torch.float64)
-        r[torch.argsort(t.flatten())] = torch.arange(t.numel(), dtype=torch.float64)
-        return r
-
-    return pearson(ranks(a), ranks(b))
+    return pearson(rank_map(a.view(1, -1)), rank_map(b.view(1, -1)))
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor, sigma: float = 1.5) -> float:
