@@ -135,34 +135,30 @@ def assess(
         model = load_model(model, device=device) if isinstance(model, str) else model
         ds = data if isinstance(data, DepthDataset) else open_dataset(data, model.info.eval.dataset)
         n = len(ds) if limit is None else min(limit, len(ds))
-        todo = [(i, m) for i in range(n) for m in methods]
-        bar = tqdm(total=len(todo), desc=f"assess {model.name}", disable=not progress)
-        sample = None
-        for i, method in todo:
-            if sample is None or sample[0] != i:
-                name = ds.pairs[i][0].stem if hasattr(ds, "pairs") else None
-                if name is not None and all((model.name, m, name) in done for m in methods):
-                    bar.update(len(methods))
-                    sample = (i, None)
-                    continue
-                sample = (i, ds[i])
-            s = sample[1]
-            if s is None or (model.name, method, s.name) in done:
+        bar = tqdm(total=n * len(methods), desc=f"assess {model.name}", disable=not progress)
+        for i in range(n):
+            # Pairs datasets know an image's name before decoding it: finished images are not read again.
+            known = ds.pairs[i][0].stem if hasattr(ds, "pairs") else None
+            if known is not None and all((model.name, m, known) in done for m in methods):
+                bar.update(len(methods))
                 continue
-            scores = assess_image(
-                model,
-                s.image.to(device),
-                method,
-                None if s.depth is None else s.depth.to(device),
-                fractions,
-                replacement,
-                patch,
-                seed=i,
-                method_options=method_options.get(method),
-                n_perturbations=n_perturbations,
-            )
-            sink.append({"model": model.name, "method": method, "image": s.name, **scores})
-            bar.update()
+            s = ds[i]
+            for method in methods:
+                if (model.name, method, s.name) not in done:
+                    scores = assess_image(
+                        model,
+                        s.image.to(device),
+                        method,
+                        None if s.depth is None else s.depth.to(device),
+                        fractions,
+                        replacement,
+                        patch,
+                        seed=i,
+                        method_options=method_options.get(method),
+                        n_perturbations=n_perturbations,
+                    )
+                    sink.append({"model": model.name, "method": method, "image": s.name, **scores})
+                bar.update()
         bar.close()
     summary = summarize(sink.rows)
     write_csv(out / "summary.csv", summary)
