@@ -41,3 +41,47 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
         text=True,
     )
     assert r.returncode == 2 and "dataset path does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_explain_cli_writes_maps_figure_and_sanity(tmp_path, nyu_dir, meter_nyu):
+    import numpy as np
+
+    from depthscope.explain import explain
+
+    image = nyu_dir / "image_3.png"
+    rc = main(
+        [
+            "explain",
+            "--image",
+            str(image),
+            "--method",
+            "saliency,integrated_gradients",
+            "--target",
+            "box:100,100,200,300",
+            "--ig-steps",
+            "4",
+            "--sanity",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert rc == 0
+    api = explain(
+        meter_nyu,
+        image,
+        ["saliency", "integrated_gradients"],
+        "box:100,100,200,300",
+        {"integrated_gradients": {"n_steps": 4}},
+    )
+    for name in ("saliency", "integrated_gradients"):
+        mag, signed = np.load(tmp_path / f"{name}.npy"), np.load(tmp_path / f"{name}_signed.npy")
+        assert mag.dtype == np.float32 and mag.shape == (480, 640) and signed.shape == (480, 640)
+        np.testing.assert_allclose(mag, api[name].magnitude[0].numpy(), rtol=1e-5, atol=1e-9)
+        assert (mag >= 0).all() and (signed < 0).any() and (signed > 0).any()
+    info = json.loads((tmp_path / "explain.json").read_text())
+    assert info["methods"]["integrated_gradients"]["n_steps"] == 4 and info["target"] == "box:100,100,200,300"
+    assert (tmp_path / "explain.png").stat().st_size > 10_000
+    rows = (tmp_path / "sanity.csv").read_text().splitlines()
+    assert rows[0] == "method,block,spearman,ssim"
+    last_saliency = [r for r in rows[1:] if r.startswith("saliency,")][-1].split(",")
+    assert float(last_saliency[2]) < 0.5  # the whole network random: the map no longer resembles the original

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from depthscope.assess.fidelity import DEFAULT_N_PERTURBATIONS
 from depthscope.errors import DepthscopeError
 
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
@@ -136,6 +137,12 @@ def _explain_parser(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--ig-baseline", default="black", choices=["black", "mean", "blur", "noise"])
     p.add_argument("--gradcam-layer", default="encoder.conv2", help="module name for Grad-CAM")
+    p.add_argument(
+        "--sanity",
+        action="store_true",
+        help="also run the cascading model-parameter randomisation check (Adebayo et al.): blocks randomised "
+        "from the output towards the input, Spearman and SSIM to the original map per block -> DIR/sanity.csv",
+    )
     p.add_argument("--out", default="out/explain", help="output directory")
 
 
@@ -192,10 +199,118 @@ def _explain_run(args: argparse.Namespace) -> int:
     )
     write_json(out / "explain.json", json.loads(json.dumps(info, default=str)))
     print(f"wrote {out}/explain.png and one .npy per method")
+    if args.sanity:
+        from depthscope.explain.sanity import cascading_randomization
+        from depthscope.report.files import write_csv
+        from depthscope.report.tables import format_table
+
+        rows = []
+        for name in methods:
+            opts = {k: v for k, v in options.get(name, {}).items() if v is not None}
+            for r in cascading_randomization(model, x, name, args.target, opts):
+                rows.append({"method": name, **r})
+        write_csv(out / "sanity.csv", rows)
+        print(format_table(rows, ["method", "block", "spearman", "ssim"], digits=3))
+        print(f"wrote {out}/sanity.csv")
     return 0
 
 
 command("explain", "attribution maps of one image (saliency, IG, rollout, ...)")((_explain_parser, _explain_run))
+
+
+# ------------------------------------------------------------------------------------------------------ profile
+def _profile_parser(p: argparse.ArgumentParser) -> None:
+    """Cost of each model: parameters and bytes by dtype, MACs and FLOPs (FLOPs = 2 x MACs; convolutions, linear
+    layers and attention matmuls), peak activation memory, latency (warm-up, repeats, median and p90; CUDA timed
+    with events after synchronising) and throughput by batch size. Needs no weights: models are built with
+    random weights unless --pretrained.
+
+    Writes DIR/profile.json: per model params, macs, flops, param_bytes, peak_memory_bytes, latency_ms_median,
+    latency_ms_p90, device, threads, input_size (and explain_seconds with --explain-methods).
+
+    Example: depthscope profile --model meter-xxs-nyu,meter-xs,meter-s --input-size 192 256 --out out/profile
+    """
+    _model_args(p, many=True)
+    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="image size (default: the network's)")
+    p.add_argument("--pretrained", action="store_true", help="load the weights too (costs do not depend on them)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed forwards before timing")
+    p.add_argument("--repeats", type=int, default=20, help="timed forwards")
+    p.add_argument("--batches", default="1,2,4,8", help="batch sizes for throughput")
+    p.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    p.add_argument("--explain-methods", default="", help="also time one map of each of these methods")
+    p.add_argument("--out", default="out/profile", help="output directory")
+
+
+def _profile_run(args: argparse.Namespace) -> int:
+    import torch
+
+    from depthscope.efficiency import profile
+    from depthscope.models import load_model
+    from depthscope.report.tables import format_table
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    names = [n.strip() for n in args.model.split(",")]
+    models = [load_model(n, weights=args.weights, device=args.device, pretrained=args.pretrained) for n in names]
+    rows = profile(
+        models,
+        args.out,
+        tuple(args.input_size) if args.input_size else None,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        batches=[int(b) for b in args.batches.split(",")],
+        explain_methods=[m.strip() for m in args.explain_methods.split(",") if m.strip()],
+    )
+    cols = ["model", "params", "macs", "flops", "peak_memory_bytes", "latency_ms_median", "latency_ms_p90", "device"]
+    print(format_table(list(rows.values()), cols))
+    print("FLOPs = 2 x MACs;", next(iter(rows.values()))["weights"] if not args.pretrained else "pretrained weights")
+    print(f"wrote {Path(args.out) / 'profile.json'}")
+    return 0
+
+
+command("profile", "params, MACs/FLOPs, memory, latency and throughput of models")((_profile_parser, _profile_run))
+
+
+# ------------------------------------------------------------------------------------------------------- pareto
+def _pareto_parser(p: argparse.ArgumentParser) -> None:
+    """Pareto frontier of models over two metrics (lower is better), e.g. latency against RMSE, and each model's
+    EER (Efficient Error Rate: mean of model/reference over the --eer-metrics) against --reference.
+
+    Writes DIR/pareto.csv (model, x, y, on_frontier, eer) and DIR/pareto.png (the frontier drawn).
+
+    Example: depthscope pareto --profile out/profile/profile.json --metrics out/eval/metrics.json
+             --x latency_ms_median --y rmse --reference meter-xxs-nyu --out out/pareto
+    """
+    from depthscope.efficiency.run import DEFAULT_EER_METRICS
+
+    p.add_argument("--profile", required=True, help="profile.json written by `depthscope profile`")
+    p.add_argument("--metrics", nargs="*", default=[], help="metrics.json files written by `depthscope evaluate`")
+    p.add_argument("--x", default="latency_ms_median", help="x metric (default latency_ms_median)")
+    p.add_argument("--y", default="rmse", help="y metric (default rmse)")
+    p.add_argument("--reference", help="model name to compute every model's EER against")
+    p.add_argument("--eer-metrics", default=",".join(DEFAULT_EER_METRICS), help="comma-separated EER metrics")
+    p.add_argument("--out", default="out/pareto", help="output directory")
+
+
+def _pareto_run(args: argparse.Namespace) -> int:
+    from depthscope.efficiency import pareto
+    from depthscope.report.tables import format_table
+
+    table = pareto(
+        args.profile,
+        args.metrics,
+        args.x,
+        args.y,
+        args.out,
+        reference=args.reference,
+        eer_metrics=[m.strip() for m in args.eer_metrics.split(",")],
+    )
+    print(format_table(table))
+    print(f"wrote {Path(args.out) / 'pareto.csv'} and pareto.png")
+    return 0
+
+
+command("pareto", "Pareto frontier over two metrics, and EER against a reference")((_pareto_parser, _pareto_run))
 
 
 # ------------------------------------------------------------------------------------------------------- assess
@@ -216,7 +331,12 @@ def _assess_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, help="first N images only")
     p.add_argument("--replacement", default="mean", choices=["mean", "black", "blur", "noise"])
     p.add_argument("--patch", type=int, default=1, help="perturbation granularity in pixels (1 = pixel)")
-    p.add_argument("--n-perturbations", type=int, default=32, help="random draws for Infidelity/Faithfulness")
+    p.add_argument(
+        "--n-perturbations",
+        type=int,
+        default=DEFAULT_N_PERTURBATIONS,
+        help="random draws for Infidelity/Faithfulness (default: the count chosen by benchmarks/perturbation_count.py)",
+    )
     p.add_argument("--ig-steps", type=int, default=16, help="Integrated Gradients steps")
     p.add_argument("--out", default="out/assess", help="output directory")
 
@@ -272,7 +392,9 @@ def _report_parser(p: argparse.ArgumentParser) -> None:
     _data_arg(p)
     p.add_argument("--methods", default="saliency,integrated_gradients,attention_rollout,random")
     p.add_argument("--limit", type=int, default=3, help="images to assess (evaluation uses all; default 3)")
-    p.add_argument("--n-perturbations", type=int, default=16, help="random draws for Infidelity/Faithfulness")
+    p.add_argument(
+        "--n-perturbations", type=int, default=DEFAULT_N_PERTURBATIONS, help="random draws for Infidelity/Faithfulness"
+    )
     p.add_argument("--out", default="runs/demo", help="output directory")
 
 

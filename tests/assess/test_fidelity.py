@@ -83,3 +83,46 @@ def test_af_saliency_above_random_at_full_resolution(meter_nyu, nyu):
     print("af_perturbation means (480x640):", mean)
     assert abs(mean["random"]) < 0.1
     assert mean["saliency"] > mean["random"]
+
+
+def test_infidelity_equals_captum_on_the_same_draws(meter_nyu, small_image):
+    from captum.metrics import infidelity as captum_infidelity
+
+    from depthscope.assess import infidelity_score, noise_draws
+    from depthscope.explain import target_model
+    from depthscope.explain.gradients import saliency
+
+    fm = target_model(meter_nyu, small_image, "mean")
+    attr = saliency(fm, small_image).raw
+    draws = noise_draws(fm, small_image, 6, seed=3)
+
+    def perturb(inputs):  # Captum expands the input n_perturb_samples times and perturbs them in one call
+        return draws.noise, inputs - draws.noise
+
+    ref = captum_infidelity(fm, perturb, small_image, attr, target=0, n_perturb_samples=6, normalize=True)
+    ours = infidelity_score(draws, attr)
+    assert ours.n == 6 and ours.ci_low <= ours.value <= ours.ci_high
+    assert ours.value == pytest.approx(ref.item(), rel=1e-4)
+
+
+class _Linear(torch.nn.Module):
+    """f(x) = <w, x>: the drop when a set S is replaced by r is exactly sum_S w (x - r)."""
+
+    def __init__(self, w):
+        super().__init__()
+        self.w = w
+
+    def forward(self, x):
+        return (x * self.w).sum(dim=(1, 2, 3)).unsqueeze(1)
+
+
+def test_faithfulness_estimate_is_one_for_the_exact_linear_attribution():
+    from depthscope.assess import faithfulness_estimate
+
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.rand(1, 3, 64, 48, generator=g), torch.randn(1, 3, 64, 48, generator=g)
+    exact = (w * (x - x.mean(dim=(-2, -1), keepdim=True))).sum(1)  # (1, H, W): each pixel's share of the drop
+    fe = faithfulness_estimate(_Linear(w), x, exact, n_subsets=20, patch=8, seed=1, chunk_size=5)
+    assert fe.value == pytest.approx(1.0, abs=1e-6) and fe.n == 20 and fe.ci_low <= fe.value <= fe.ci_high
+    unrelated = faithfulness_estimate(_Linear(w), x, torch.randn(1, 64, 48, generator=g), n_subsets=20, patch=8)
+    assert abs(unrelated.value) < 0.7

@@ -46,6 +46,10 @@ def test_killed_run_resumes_to_the_same_summary(tmp_path, nyu_dir):
     assert strip(got) == strip(want)  # the same scores, row for row
     assert (killed / "summary.csv").read_text() == (clean / "summary.csv").read_text()
     assert (killed / "curves.png").stat().st_size > 0
+    other = subprocess.run(
+        [*CMD[:-1], "5", "--data", str(nyu_dir), "--out", str(killed)], capture_output=True, text=True
+    )
+    assert other.returncode == 2 and "other settings (n_perturbations)" in other.stderr
 
 
 def test_unknown_method_fails_before_work(tmp_path, nyu_dir):

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 
 import torch
 
-from depthscope.assess.perturbation import predict_batched
+from depthscope.assess.perturbation import ChunkBuffer, predict_chunks, replace_masked
+
+DEFAULT_N_PERTURBATIONS = 32
 
 
 def af_perturbation(d_morf: Sequence[float], d_lerf: Sequence[float], eps: float = 1e-12) -> float:
@@ -47,59 +49,133 @@ class Estimate:
     ci_high: float
 
 
+@dataclass
+class NoiseDraws:
+    """Method-independent part of Infidelity: Gaussian perturbations ``I`` ``(N, 3, H, W)`` and the target's
+    drops ``f(x) - f(x - I)`` ``(N,)`` (metres). Shared by every method's map of one image."""
+
+    noise: torch.Tensor
+    drop: torch.Tensor
+
+    def __getitem__(self, n: slice) -> NoiseDraws:
+        return NoiseDraws(self.noise[n], self.drop[n])
+
+
 @torch.no_grad()
+def noise_draws(
+    fmodel: torch.nn.Module,
+    x: torch.Tensor,
+    n: int = DEFAULT_N_PERTURBATIONS,
+    sigma: float = 0.1,
+    seed: int = 0,
+    chunk_size: int | str = "auto",
+) -> NoiseDraws:
+    """``n`` seeded Gaussian perturbations (std ``sigma`` of the [0, 1] range, per pixel and channel) and the
+    drops of ``fmodel``'s first target, the perturbed images run in batches."""
+    g = torch.Generator().manual_seed(seed)
+    noise = sigma * torch.randn((n, *x.shape[1:]), generator=g).to(x)
+    f0 = fmodel(x)[0, 0]
+    buf = ChunkBuffer(x)
+    drop = f0 - predict_chunks(fmodel, n, lambda s: torch.sub(x, noise[s], out=buf(len(noise[s]))), chunk_size)[:, 0]
+    return NoiseDraws(noise, drop.double())
+
+
+def infidelity_score(draws: NoiseDraws, attr: torch.Tensor) -> Estimate:
+    """Normalised infidelity ``E[(beta I.a - (f(x) - f(x - I)))^2]`` of ``attr`` over ``draws``, ``beta`` the
+    least-squares scale (Captum's ``normalize=True``), so unitless maps (rollout) are comparable. One-channel maps
+    apply to every channel. The 95 % CI is over the per-draw squared errors (normal approximation)."""
+    a = attr[:1].expand(1, draws.noise.shape[1], *attr.shape[-2:])
+    return infidelity_from_dots((draws.noise * a).sum(dim=(1, 2, 3)).double(), draws.drop)
+
+
+def infidelity_from_dots(dot: torch.Tensor, drop: torch.Tensor) -> Estimate:
+    """Infidelity from the per-draw ``<I, a>`` and drops (so a study can take prefixes of one set of draws)."""
+    n = drop.numel()
+    beta = (dot @ drop) / (dot @ dot).clamp_min(1e-30)
+    sq = (beta * dot - drop) ** 2
+    half = 1.96 * sq.std().item() / math.sqrt(n) if n > 1 else math.inf
+    mean = sq.mean().item()
+    return Estimate(mean, n, mean - half, mean + half)
+
+
 def infidelity(
     fmodel: torch.nn.Module,
     x: torch.Tensor,
     attr: torch.Tensor,
-    n_perturbations: int = 32,
+    n_perturbations: int = DEFAULT_N_PERTURBATIONS,
     sigma: float = 0.1,
     seed: int = 0,
-    chunk_size: int = 2,
+    chunk_size: int | str = "auto",
 ) -> Estimate:
-    """Normalised infidelity of the first target: ``E[(beta I.a - (f(x) - f(x - I)))^2]`` with Gaussian
-    ``I ~ N(0, sigma^2)`` per pixel and channel and ``beta`` the least-squares scale (Captum's
-    ``normalize=True``), so unitless maps (rollout) are comparable. One-channel maps apply to every channel.
-    The 95 % CI is over the per-perturbation squared errors (normal approximation)."""
-    g = torch.Generator().manual_seed(seed)
-    noise = sigma * torch.randn((n_perturbations, *x.shape[1:]), generator=g).to(x)
-    a = attr[:1].expand(1, x.shape[1], *attr.shape[-2:])
-    dot = (noise * a).sum(dim=(1, 2, 3)).double()
-    f0 = fmodel(x)[0, 0]
-    drop = (f0 - predict_batched(fmodel, x - noise, chunk_size)[:, 0]).double()
-    beta = (dot @ drop) / (dot @ dot).clamp_min(1e-30)
-    sq = (beta * dot - drop) ** 2
-    half = 1.96 * sq.std().item() / math.sqrt(n_perturbations) if n_perturbations > 1 else math.inf
-    mean = sq.mean().item()
-    return Estimate(mean, n_perturbations, mean - half, mean + half)
+    """Normalised infidelity (Yeh et al.) of ``attr`` for ``fmodel``'s first target; see :func:`infidelity_score`."""
+    return infidelity_score(noise_draws(fmodel, x, n_perturbations, sigma, seed, chunk_size), attr)
+
+
+@dataclass
+class SubsetDraws:
+    """Method-independent part of the Faithfulness Estimate: random patch sets ``masks`` ``(N, 1, H, W)`` and the
+    target's drops ``(N,)`` when each set is replaced."""
+
+    masks: torch.Tensor
+    drop: torch.Tensor
+
+    def __getitem__(self, n: slice) -> SubsetDraws:
+        return SubsetDraws(self.masks[n], self.drop[n])
 
 
 @torch.no_grad()
-def faithfulness_estimate(
+def subset_draws(
     fmodel: torch.nn.Module,
     x: torch.Tensor,
-    signed: torch.Tensor,
-    n_subsets: int = 32,
+    n: int = DEFAULT_N_PERTURBATIONS,
     subset_fraction: float = 0.1,
     patch: int = 16,
     replacement: torch.Tensor | None = None,
     seed: int = 0,
-    chunk_size: int = 2,
-) -> Estimate:
-    """Pearson correlation, over ``n_subsets`` random sets of ``patch``-sized squares covering
-    ``subset_fraction`` of the image, between the attribution sum in the set and the target's drop when the
-    set is replaced (default: image mean). 95 % CI by Fisher's z."""
+    chunk_size: int | str = "auto",
+) -> SubsetDraws:
+    """``n`` random sets of ``patch``-sized squares covering ``subset_fraction`` of the image, replaced by
+    ``replacement`` (default: the image mean), and the drops of ``fmodel``'s first target."""
     h, w = x.shape[-2:]
     gh, gw = math.ceil(h / patch), math.ceil(w / patch)
     g = torch.Generator().manual_seed(seed)
     k = max(1, int(subset_fraction * gh * gw))
-    cells = torch.stack([torch.randperm(gh * gw, generator=g)[:k] for _ in range(n_subsets)])
-    grid = torch.zeros(n_subsets, gh * gw, dtype=torch.bool).scatter_(1, cells, True).view(n_subsets, 1, gh, gw)
+    cells = torch.stack([torch.randperm(gh * gw, generator=g)[:k] for _ in range(n)])
+    grid = torch.zeros(n, gh * gw, dtype=torch.bool).scatter_(1, cells, True).view(n, 1, gh, gw)
     masks = grid.repeat_interleave(patch, 2).repeat_interleave(patch, 3)[..., :h, :w].to(x.device)
     rep = x.mean(dim=(-2, -1), keepdim=True).expand_as(x) if replacement is None else replacement
-    batch = torch.where(masks, rep, x)
-    drop = fmodel(x)[0, 0] - predict_batched(fmodel, batch, chunk_size)[:, 0]
-    sums = (masks[:, 0] * signed[0]).sum(dim=(-2, -1))
+    buf = ChunkBuffer(x)
+    make = lambda s: replace_masked(x, masks[s], rep, buf(len(masks[s])))  # noqa: E731
+    drop = fmodel(x)[0, 0] - predict_chunks(fmodel, n, make, chunk_size)[:, 0]
+    return SubsetDraws(masks, drop)
+
+
+def faithfulness_score(draws: SubsetDraws, signed: torch.Tensor) -> Estimate:
+    """Pearson correlation between the attribution sum in each set and the target's drop; 95 % CI by Fisher's z."""
+    return faithfulness_from_sums((draws.masks[:, 0] * signed[0]).sum(dim=(-2, -1)), draws.drop)
+
+
+def faithfulness_from_sums(sums: torch.Tensor, drop: torch.Tensor) -> Estimate:
+    """Faithfulness Estimate from the per-set attribution sums and drops."""
+    n = drop.numel()
     r = pearson(sums, drop)
-    z, se = math.atanh(max(min(r, 0.999999), -0.999999)), 1 / math.sqrt(max(n_subsets - 3, 1))
-    return Estimate(r, n_subsets, math.tanh(z - 1.96 * se), math.tanh(z + 1.96 * se))
+    z, se = math.atanh(max(min(r, 1 - 1e-12), -1 + 1e-12)), 1 / math.sqrt(max(n - 3, 1))
+    # min/max keep r inside its interval when |r| ~ 1, where the clamped z rounds the bounds past r.
+    return Estimate(r, n, min(math.tanh(z - 1.96 * se), r), max(math.tanh(z + 1.96 * se), r))
+
+
+def faithfulness_estimate(
+    fmodel: torch.nn.Module,
+    x: torch.Tensor,
+    signed: torch.Tensor,
+    n_subsets: int = DEFAULT_N_PERTURBATIONS,
+    subset_fraction: float = 0.1,
+    patch: int = 16,
+    replacement: torch.Tensor | None = None,
+    seed: int = 0,
+    chunk_size: int | str = "auto",
+) -> Estimate:
+    """Faithfulness Estimate (Alvarez-Melis & Jaakkola) of the signed map for ``fmodel``'s first target; see
+    :func:`subset_draws` and :func:`faithfulness_score`."""
+    draws = subset_draws(fmodel, x, n_subsets, subset_fraction, patch, replacement, seed, chunk_size)
+    return faithfulness_score(draws, signed)

@@ -3,7 +3,8 @@ and measure how far the predicted depth map moves. All perturbed images of one i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from depthscope.errors import InputError
-from depthscope.explain.gradients import gaussian_blur
+from depthscope.explain.gradients import gaussian_blur, tune_chunk_size
 
 DEFAULT_FRACTIONS = tuple(round(0.05 * i, 2) for i in range(11))  # 0, 5, ..., 50 %
 ORDERS = ("morf", "lerf", "random")
@@ -30,21 +31,37 @@ def replacement_image(x: torch.Tensor, kind: str = "mean", seed: int = 0) -> tor
     raise InputError(f"unknown replacement {kind!r}; valid: black, blur, mean, noise")
 
 
+def _expand_patches(prank: torch.Tensor, patch: int, h: int, w: int) -> torch.Tensor:
+    """Patch ranks ``(gh, gw)`` -> pixel ranks ``(h, w)`` counted in pixels (patch rank x patch area)."""
+    if patch == 1:
+        return prank.float()
+    out = prank.float() * patch * patch
+    return out.repeat_interleave(patch, 0).repeat_interleave(patch, 1)[:h, :w]
+
+
 def rank_map(score: torch.Tensor, patch: int = 1) -> torch.Tensor:
-    """``(H, W)`` rank of each pixel by descending ``score`` (0 = most relevant); with ``patch > 1`` pixels
-    share their patch's rank (patches ranked by mean score), counted in pixels so fractions stay fractions."""
+    """``(H, W)`` rank of each pixel by descending ``score`` (0 = most relevant; ties by position); with
+    ``patch > 1`` pixels share their patch's rank (patches ranked by mean score), counted in pixels so fractions
+    stay fractions."""
     h, w = score.shape
-    if patch > 1:
-        pooled = F.avg_pool2d(score[None, None].float(), patch, ceil_mode=True)[0, 0]
-        order = torch.argsort(pooled.flatten(), descending=True, stable=True)
-        prank = torch.empty_like(order)
-        prank[order] = torch.arange(order.numel())
-        prank = prank.view(pooled.shape).float() * patch * patch
-        return prank.repeat_interleave(patch, 0).repeat_interleave(patch, 1)[:h, :w]
-    order = torch.argsort(score.flatten(), descending=True, stable=True)
-    rank = torch.empty_like(order)
-    rank[order] = torch.arange(order.numel())
-    return rank.view(h, w).float()
+    s = F.avg_pool2d(score[None, None].float(), patch, ceil_mode=True)[0, 0] if patch > 1 else score
+    order = torch.argsort(s.flatten(), descending=True, stable=True)
+    prank = torch.empty_like(order)
+    prank[order] = torch.arange(order.numel(), device=order.device)
+    return _expand_patches(prank.view(s.shape), patch, h, w)
+
+
+def reversed_rank(rank: torch.Tensor, patch: int = 1) -> torch.Tensor:
+    """The LeRF ranks of a :func:`rank_map` result: least relevant first (one sort serves both orders)."""
+    h, w = rank.shape
+    n_patches = math.ceil(h / patch) * math.ceil(w / patch)
+    return (n_patches - 1) * patch * patch - rank
+
+
+def random_rank(h: int, w: int, patch: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A uniformly random order of the pixels (or patches), as ranks like :func:`rank_map`'s."""
+    gh, gw = math.ceil(h / patch), math.ceil(w / patch)
+    return _expand_patches(torch.randperm(gh * gw, generator=generator).view(gh, gw), patch, h, w)
 
 
 @dataclass
@@ -64,19 +81,50 @@ class Curves:
 
 
 def perturbed_batch(
-    x: torch.Tensor, ranks: Sequence[torch.Tensor], fractions: Sequence[float], replacement: torch.Tensor
+    x: torch.Tensor,
+    ranks: torch.Tensor,
+    fractions: torch.Tensor,
+    replacement: torch.Tensor,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """All perturbed images ``(len(ranks) * len(fractions), 3, H, W)``: pixels with rank < f * N replaced."""
+    """Perturbed images ``(K, 3, H, W)``: in image ``k``, pixels with ``ranks[k] < fractions[k] * H * W`` are
+    replaced by ``replacement``. ``out`` (optional) is reused as the result's storage."""
     n = x.shape[-2] * x.shape[-1]
-    thr = torch.tensor(fractions, dtype=torch.float32, device=x.device).view(1, -1, 1, 1) * n
-    masks = torch.stack(list(ranks)).unsqueeze(1) < thr  # (orders, fractions, H, W)
-    masks = masks.flatten(0, 1).unsqueeze(1)
-    return torch.where(masks, replacement, x)
+    return replace_masked(x, (ranks < fractions.to(ranks).view(-1, 1, 1) * n).unsqueeze(1), replacement, out)
+
+
+def replace_masked(
+    x: torch.Tensor, masks: torch.Tensor, replacement: torch.Tensor, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``(K, 3, H, W)``: ``replacement`` where ``masks`` ``(K, 1, H, W)`` is set, ``x`` elsewhere (exactly: lerp
+    with weight 0 or 1, several times faster than ``torch.where`` with broadcast masks on CPU)."""
+    return torch.lerp(x, replacement.expand_as(x), masks.to(x.dtype), out=out)
+
+
+class ChunkBuffer:
+    """One reusable ``(chunk, *shape)`` buffer for inputs built chunk by chunk: fresh large allocations cost page
+    faults on every chunk (measured: the perturbed images took 3x longer to build without it)."""
+
+    def __init__(self, like: torch.Tensor) -> None:
+        self.like, self.buf = like, None
+
+    def __call__(self, k: int) -> torch.Tensor:
+        if self.buf is None or self.buf.shape[0] < k:
+            self.buf = torch.empty(k, *self.like.shape[1:], dtype=self.like.dtype, device=self.like.device)
+        return self.buf[:k]
 
 
 @torch.no_grad()
-def predict_batched(model: torch.nn.Module, batch: torch.Tensor, chunk_size: int) -> torch.Tensor:
-    return torch.cat([model(c) for c in batch.split(chunk_size)])
+def predict_chunks(
+    model: torch.nn.Module, n: int, make: Callable[[slice], torch.Tensor], chunk_size: int | str = "auto"
+) -> torch.Tensor:
+    """``model`` on ``n`` inputs built a chunk at a time by ``make(slice)`` (so the ``n`` inputs never sit in
+    memory at once); ``chunk_size="auto"`` takes the fastest per input, measured once by
+    :func:`~depthscope.explain.gradients.tune_chunk_size`."""
+    if chunk_size == "auto":
+        chunk_size = tune_chunk_size(model, make(slice(0, 1)), n, backward=False)
+    c = int(chunk_size)
+    return torch.cat([model(make(slice(s, min(s + c, n)))) for s in range(0, n, c)])
 
 
 @torch.no_grad()
@@ -89,13 +137,14 @@ def perturbation_curves(
     patch: int = 1,
     seed: int = 0,
     gt: torch.Tensor | None = None,
-    chunk_size: int = 2,
+    chunk_size: int | str = "auto",
 ) -> Curves:
     """MoRF/LeRF/random curves for image ``x`` ``(1,3,H,W)`` and relevance ``score`` ``(H,W)`` (magnitude).
 
     Distance at fraction ``k``: RMSE (m) and AbsRel between the original and the perturbed prediction over
-    pixels with a prediction; with ``gt`` (m), also the change of RMSE against ground truth. ``chunk_size``
-    defaults to 2, the fastest measured on a 2-core CPU (see benchmarks/assess_speed.py).
+    pixels with a prediction; with ``gt`` (m), also the change of RMSE against ground truth. The perturbed images
+    are built and run ``chunk_size`` at a time, by default the fastest measured (one batch of all of them is
+    slower on a 2-core CPU; see benchmarks/assess_speed.py).
     """
     if tuple(score.shape) != tuple(x.shape[-2:]):
         raise InputError(f"attribution map {tuple(score.shape)} does not match the image {tuple(x.shape[-2:])}")
@@ -103,18 +152,33 @@ def perturbation_curves(
         raise InputError("attribution map contains NaN or Inf")
     fractions = [float(f) for f in fractions]
     g = torch.Generator().manual_seed(seed)
-    ranks = {
-        "morf": rank_map(score, patch),
-        "lerf": rank_map(-score, patch),
-        "random": rank_map(torch.rand(score.shape, generator=g).to(score), patch),
-    }
-    ref = model(x)[0, 0]
+    h, w = score.shape
+    morf = rank_map(score, patch)
+    ranks = {"morf": morf, "lerf": reversed_rank(morf, patch), "random": random_rank(h, w, patch, g).to(score)}
+    # Fraction 0 perturbs nothing: one unperturbed image (entry 0) gives ``ref`` for every order; the other
+    # fractions run (3 x 10 by default), each chunk of perturbed images built just before its forward.
+    moved = [j for j, f in enumerate(fractions) if f > 0]
+    stack = torch.stack(list(ranks.values()))
+    order_of = torch.cat([torch.zeros(1, dtype=torch.long), torch.arange(len(ranks)).repeat_interleave(len(moved))])
+    fraction_of = torch.tensor([0.0] + [fractions[j] for j in moved] * len(ranks))
+    rep = replacement_image(x, replacement, seed)
+    buf = ChunkBuffer(x)
+    pred = predict_chunks(
+        model,
+        len(order_of),
+        lambda s: perturbed_batch(x, stack[order_of[s]], fraction_of[s], rep, buf(len(order_of[s]))),
+        chunk_size,
+    )[:, 0]
+    ref, moved_preds = pred[0], pred[1:].view(len(ranks), len(moved), h, w)
     valid = ref > 0
-    batch = perturbed_batch(x, list(ranks.values()), fractions, replacement_image(x, replacement, seed))
-    preds = predict_batched(model, batch, chunk_size)[:, 0].view(len(ranks), len(fractions), *ref.shape)
-    diff = (preds - ref)[..., valid]
-    rmse = diff.pow(2).mean(-1).sqrt()
-    abs_rel = (diff.abs() / ref[valid]).mean(-1)
+    diff = moved_preds - ref
+    if not valid.all():
+        diff = diff[..., valid]
+    diff = diff.flatten(2)
+    rmse = torch.zeros(len(ranks), len(fractions))  # fraction 0: the prediction is ref, distance 0
+    abs_rel = torch.zeros(len(ranks), len(fractions))
+    rmse[:, moved] = diff.pow(2).mean(-1).sqrt().cpu()
+    abs_rel[:, moved] = (diff.abs() / ref[valid]).mean(-1).cpu()
     curves = Curves(
         fractions,
         {o: rmse[i].tolist() for i, o in enumerate(ranks)},
@@ -123,6 +187,7 @@ def perturbation_curves(
     if gt is not None:
         m = (gt > 0) & valid
         base = (ref[m] - gt[m]).pow(2).mean().sqrt()
-        err = (preds[..., m] - gt[m]).pow(2).mean(-1).sqrt() - base
-        curves.gt_rmse_change = {o: err[i].tolist() for i, o in enumerate(ranks)}
+        change = torch.zeros(len(ranks), len(fractions))  # fraction 0: the prediction is ref, no change
+        change[:, moved] = ((moved_preds[..., m] - gt[m]).pow(2).mean(-1).sqrt() - base).cpu()
+        curves.gt_rmse_change = {o: change[i].tolist() for i, o in enumerate(ranks)}
     return curves

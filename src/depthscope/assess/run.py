@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +14,22 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from depthscope.assess.fidelity import af_depth_correlation, af_perturbation, faithfulness_estimate, infidelity
+from depthscope.assess.fidelity import (
+    DEFAULT_N_PERTURBATIONS,
+    af_depth_correlation,
+    af_perturbation,
+    faithfulness_score,
+    infidelity_score,
+    noise_draws,
+    subset_draws,
+)
 from depthscope.assess.perturbation import DEFAULT_FRACTIONS, ORDERS, perturbation_curves
 from depthscope.data.datasets import DepthDataset, open_dataset
+from depthscope.errors import InputError
 from depthscope.explain import METHODS, explain, target_model
+from depthscope.explain.gradients import tune_chunk_size
 from depthscope.models import DepthModel, load_model
-from depthscope.report.files import CsvAppender, write_csv
+from depthscope.report.files import CsvAppender, write_csv, write_json
 
 SCORES = (
     "af_perturbation",
@@ -51,45 +62,75 @@ COLUMNS = (
 def assess_image(
     model: DepthModel,
     image: torch.Tensor,
-    method: str,
+    methods: str | Sequence[str],
     gt: torch.Tensor | None = None,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     replacement: str = "mean",
     patch: int = 1,
     seed: int = 0,
-    method_options: dict[str, Any] | None = None,
-    n_perturbations: int = 32,
-) -> dict[str, Any]:
-    """All scores of one method's map (whole-map mean target) on one image ``(3, H, W)``."""
-    import time
+    method_options: dict[str, dict[str, Any]] | None = None,
+    n_perturbations: int = DEFAULT_N_PERTURBATIONS,
+    chunk_size: int | str = "auto",
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yields ``(method, scores)`` for each method's map (whole-map mean target) on one image ``(3, H, W)`` as
+    soon as that method is done, so callers can save each before the next starts.
 
+    The random draws of Infidelity and the Faithfulness Estimate (and the model's responses to them) do not depend
+    on the map: they are run once per image and shared by every method, so methods are compared on the same draws.
+    """
+    methods = [methods] if isinstance(methods, str) else list(methods)
+    method_options = method_options or {}
     x = image.unsqueeze(0) if image.dim() == 3 else image
-    t0 = time.perf_counter()
-    attr = explain(model, x, method, "mean", {method: method_options} if method_options else None)[method]
-    seconds = time.perf_counter() - t0
-    score = attr.magnitude[0]
-    curves = perturbation_curves(model, x, score, fractions, replacement, patch, seed, gt)
+    fm = target_model(model, x, "mean")
+    noise = noise_draws(fm, x, n_perturbations, seed=seed, chunk_size=chunk_size)
+    subsets = subset_draws(fm, x, n_perturbations, seed=seed, chunk_size=chunk_size)
     with torch.no_grad():
         depth = model(x)[0, 0]
-    fm = target_model(model, x, "mean")
-    inf = infidelity(fm, x, attr.raw, n_perturbations, seed=seed)
-    fe = faithfulness_estimate(fm, x, attr.signed, n_perturbations, seed=seed)
-    return {
-        "af_perturbation": af_perturbation(curves.rmse["morf"], curves.rmse["lerf"]),
-        "af_depth_correlation": af_depth_correlation(score, depth),
-        **{f"{o}_auc": curves.auc(o) for o in ORDERS},
-        "infidelity": inf.value,
-        "infidelity_n": inf.n,
-        "infidelity_ci_low": inf.ci_low,
-        "infidelity_ci_high": inf.ci_high,
-        "faithfulness_estimate": fe.value,
-        "faithfulness_n": fe.n,
-        "faithfulness_ci_low": fe.ci_low,
-        "faithfulness_ci_high": fe.ci_high,
-        "seconds_per_map": seconds,
-        **{f"{o}_curve": json.dumps([round(v, 6) for v in curves.rmse[o]]) for o in ORDERS},
-        "fractions": json.dumps(curves.fractions),
-    }
+    for method in methods:
+        t0 = time.perf_counter()
+        opts = method_options.get(method)
+        attr = explain(model, x, method, "mean", {method: opts} if opts else None)[method]
+        seconds = time.perf_counter() - t0
+        score = attr.magnitude[0]
+        curves = perturbation_curves(model, x, score, fractions, replacement, patch, seed, gt, chunk_size)
+        inf = infidelity_score(noise, attr.raw)
+        fe = faithfulness_score(subsets, attr.signed)
+        yield (
+            method,
+            {
+                "af_perturbation": af_perturbation(curves.rmse["morf"], curves.rmse["lerf"]),
+                "af_depth_correlation": af_depth_correlation(score, depth),
+                **{f"{o}_auc": curves.auc(o) for o in ORDERS},
+                "infidelity": inf.value,
+                "infidelity_n": inf.n,
+                "infidelity_ci_low": inf.ci_low,
+                "infidelity_ci_high": inf.ci_high,
+                "faithfulness_estimate": fe.value,
+                "faithfulness_n": fe.n,
+                "faithfulness_ci_low": fe.ci_low,
+                "faithfulness_ci_high": fe.ci_high,
+                "seconds_per_map": seconds,
+                **{f"{o}_curve": json.dumps([round(v, 6) for v in curves.rmse[o]]) for o in ORDERS},
+                "fractions": json.dumps(curves.fractions),
+            },
+        )
+
+
+def resume_settings(path: Path, settings: dict[str, Any]) -> dict[str, int]:
+    """The forward chunk sizes of an earlier run in ``path`` (empty for a new run); a rerun with other settings
+    is refused rather than mixing incomparable rows in one results.csv."""
+    if not path.exists():
+        write_json(path, {**settings, "forward_chunk_size": {}})
+        return {}
+    before = json.loads(path.read_text())
+    chunks = before.pop("forward_chunk_size", {})
+    changed = sorted(k for k in settings if before.get(k) != settings[k])
+    if changed:
+        raise InputError(
+            f"{path.parent} holds a run with other settings ({', '.join(changed)}); "
+            "use another --out or the same settings"
+        )
+    return chunks
 
 
 def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -116,7 +157,7 @@ def assess(
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     replacement: str = "mean",
     patch: int = 1,
-    n_perturbations: int = 32,
+    n_perturbations: int = DEFAULT_N_PERTURBATIONS,
     method_options: dict[str, dict[str, Any]] | None = None,
     device: str = "cpu",
     progress: bool = False,
@@ -128,13 +169,27 @@ def assess(
     for m in methods:
         METHODS.get(m)  # unknown names fail before any work
     out = Path(out)
+    method_options = method_options or {}
+    settings = {
+        "fractions": [float(f) for f in fractions],
+        "replacement": replacement,
+        "patch": patch,
+        "n_perturbations": n_perturbations,
+        "method_options": json.loads(json.dumps(method_options, default=str)),
+    }
+    chunks = resume_settings(out / "settings.json", settings)
     sink = CsvAppender(out / "results.csv", COLUMNS)
     done = {(r["model"], r["method"], r["image"]) for r in sink.rows}
-    method_options = method_options or {}
     for model in models:
         model = load_model(model, device=device) if isinstance(model, str) else model
         ds = data if isinstance(data, DepthDataset) else open_dataset(data, model.info.eval.dataset)
         n = len(ds) if limit is None else min(limit, len(ds))
+        if model.name not in chunks and n > 0:
+            # Chosen by measurement once, then kept in settings.json: a resumed run batches exactly as the first
+            # did, so its scores are the same to the last bit (batch composition changes float rounding).
+            x0 = ds[0].image[None].to(device)
+            chunks[model.name] = tune_chunk_size(model, x0, len(ORDERS) * len(settings["fractions"]), backward=False)
+            write_json(out / "settings.json", {**settings, "forward_chunk_size": chunks})
         bar = tqdm(total=n * len(methods), desc=f"assess {model.name}", disable=not progress)
         for i in range(n):
             # Pairs datasets know an image's name before decoding it: finished images are not read again.
@@ -143,22 +198,24 @@ def assess(
                 bar.update(len(methods))
                 continue
             s = ds[i]
-            for method in methods:
-                if (model.name, method, s.name) not in done:
-                    scores = assess_image(
-                        model,
-                        s.image.to(device),
-                        method,
-                        None if s.depth is None else s.depth.to(device),
-                        fractions,
-                        replacement,
-                        patch,
-                        seed=i,
-                        method_options=method_options.get(method),
-                        n_perturbations=n_perturbations,
-                    )
+            todo = [m for m in methods if (model.name, m, s.name) not in done]
+            if todo:
+                finished = assess_image(
+                    model,
+                    s.image.to(device),
+                    todo,
+                    None if s.depth is None else s.depth.to(device),
+                    fractions,
+                    replacement,
+                    patch,
+                    seed=i,
+                    method_options=method_options,
+                    n_perturbations=n_perturbations,
+                    chunk_size=chunks[model.name],
+                )
+                for method, scores in finished:  # one fsynced row per finished (model, method, image)
                     sink.append({"model": model.name, "method": method, "image": s.name, **scores})
-                bar.update()
+            bar.update(len(methods))
         bar.close()
     summary = summarize(sink.rows)
     write_csv(out / "summary.csv", summary)

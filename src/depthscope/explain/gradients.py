@@ -9,8 +9,8 @@ better": on a 2-core CPU, large batches are slower per sample.
 
 from __future__ import annotations
 
-import math
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -23,55 +23,105 @@ _CHUNK_CACHE: dict[tuple, int] = {}
 CHUNK_CANDIDATES = (1, 2, 4, 8, 16, 32)
 
 
-def tune_chunk_size(fmodel: torch.nn.Module, x: torch.Tensor, n: int) -> int:
-    """The chunk size (from :data:`CHUNK_CANDIDATES`, at most ``n``) with the least forward+backward time per
-    sample, measured once per (model, input shape, targets, device) and cached. Stops once larger is slower."""
-    key = (
-        id(fmodel.model) if hasattr(fmodel, "model") else id(fmodel),
-        tuple(x.shape[1:]),
-        fmodel(x[:1]).shape[-1],
-        x.device.type,
-    )
+def tune_chunk_size(fmodel: torch.nn.Module, x: torch.Tensor, n: int, backward: bool = True) -> int:
+    """The chunk size (from :data:`CHUNK_CANDIDATES`, at most ``n``) with the least time per sample for a
+    forward (+ backward when ``backward``), measured once per (model, input shape, number of targets, device, backward)
+    and cached."""
+    weights = getattr(fmodel, "weights", None)  # target models: how many targets share each forward
+    n_targets = 0 if weights is None else weights.shape[0]
+    key = (id(getattr(fmodel, "model", fmodel)), tuple(x.shape[1:]), n_targets, x.device.type, backward)
     if key in _CHUNK_CACHE:
         return min(_CHUNK_CACHE[key], n)
-    best, best_t = 1, math.inf
+
+    def run(xb: torch.Tensor) -> None:
+        if backward:
+            fmodel(xb.requires_grad_()).flatten(1)[:, 0].sum().backward()
+        else:
+            with torch.no_grad():
+                fmodel(xb)
+
+    def per_sample(c: int) -> float:
+        xb = x[:1].detach().expand(c, *x.shape[1:]).clone()
+        t0 = time.perf_counter()
+        run(xb)
+        return (time.perf_counter() - t0) / c
+
+    # Sweep up while a larger chunk is not clearly slower (the first call of each size warms the allocator up),
+    # then time the survivors in interleaved rounds and keep each one's best: drift hits all of them alike.
+    times: dict[int, float] = {}
     for c in CHUNK_CANDIDATES:
         if c > max(n, 1):
             break
-        xb = x[:1].expand(c, *x.shape[1:]).clone().requires_grad_()
-        times = []
-        for _ in range(2):  # the first run warms up the allocator
-            t0 = time.perf_counter()
-            fmodel(xb)[:, 0].sum().backward()
-            times.append(time.perf_counter() - t0)
-        per = times[-1] / c
-        if per < best_t:
-            best, best_t = c, per
-        elif per > 1.1 * best_t:
+        per_sample(c)
+        times[c] = per_sample(c)
+        if times[c] > 1.3 * min(times.values()):
             break
+    for _ in range(2):
+        for c in times:
+            times[c] = min(times[c], per_sample(c))
+    best = min(times, key=times.__getitem__)
     _CHUNK_CACHE[key] = best
     return min(best, n)
+
+
+def _chunk_size(fmodel: torch.nn.Module, x: torch.Tensor, n: int, chunk_size: int | str) -> int:
+    return tune_chunk_size(fmodel, x, n) if chunk_size == "auto" else int(chunk_size)
+
+
+def split_affine(fmodel: torch.nn.Module) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.nn.Module]:
+    """``(pre, core)`` with ``fmodel(x) == core(pre(x))`` and ``pre`` affine (see ``TargetModel.factorised``);
+    the identity and ``fmodel`` itself for models without that structure."""
+    factorised = getattr(fmodel, "factorised", None)
+    parts = factorised() if factorised is not None else None
+    return parts if parts is not None else (lambda x: x, fmodel)
+
+
+def pull_back(pre: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, gz: torch.Tensor) -> torch.Tensor:
+    """``J_pre^T gz`` for gradients ``gz`` ``(T, 3, h, w)`` at ``pre``'s output -> ``(T, 3, H, W)`` on the image.
+    ``pre`` is affine, so its Jacobian is the same at every ``x``."""
+    x0 = x[:1].detach().expand(gz.shape[0], *x.shape[1:]).clone().requires_grad_()
+    with torch.enable_grad():
+        z = pre(x0)
+    if z is x0:
+        return gz
+    return torch.autograd.grad(z, x0, gz)[0]
+
+
+def _forward_backward(
+    core: torch.nn.Module, zb: torch.Tensor, cb: torch.Tensor | None = None, reduce: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward of the chunk ``zb`` and one backward per target: outputs ``(b, T)`` and input gradients,
+    each sample's scaled by ``cb`` (default 1): ``(b, T, 3, h, w)``, or ``(T, 3, h, w)`` summed over the chunk
+    when ``reduce`` (memory for one chunk's sum, not its ``b x T`` maps)."""
+    zb = zb.detach().requires_grad_()
+    out = core(zb)  # (b, T)
+    n_t = out.shape[1]
+    cb = torch.ones(out.shape[0], device=out.device, dtype=out.dtype) if cb is None else cb.to(out)
+    grads = []
+    for t in range(n_t):
+        g = torch.autograd.grad(out[:, t], zb, cb, retain_graph=t < n_t - 1)[0]
+        grads.append(g.sum(0) if reduce else g)
+    return out.detach(), torch.stack(grads, 0 if reduce else 1)
 
 
 def weighted_input_gradients(
     fmodel: torch.nn.Module, inputs: torch.Tensor, coeffs: torch.Tensor | None = None, chunk_size: int | str = "auto"
 ) -> torch.Tensor:
-    """``(T, 3, H, W)``: ``sum_k coeffs[k] * grad_x y_t(inputs[k])`` for every target ``t`` of ``fmodel``."""
+    """``(T, 3, H, W)``: ``sum_k coeffs[k] * grad_x y_t(inputs[k])`` for every target ``t`` of ``fmodel``.
+
+    The sum is formed at the network's input (:func:`split_affine`) chunk by chunk and mapped to the image once."""
     n = inputs.shape[0]
-    coeffs = torch.ones(n, device=inputs.device) if coeffs is None else coeffs.to(inputs)
-    chunk = tune_chunk_size(fmodel, inputs, n) if chunk_size == "auto" else int(chunk_size)
-    total: torch.Tensor | None = None
-    for s in range(0, n, chunk):
-        xb = inputs[s : s + chunk].detach().requires_grad_()
-        out = fmodel(xb)  # (b, T)
-        n_t = out.shape[1]
-        cb = coeffs[s : s + chunk]
-        grads = torch.stack(
-            [torch.autograd.grad(out[:, t], xb, cb, retain_graph=t < n_t - 1)[0].sum(0) for t in range(n_t)]
-        )
-        total = grads if total is None else total + grads
-    assert total is not None
-    return total
+    coeffs = torch.ones(n) if coeffs is None else coeffs
+    pre, core = split_affine(fmodel)
+    with torch.no_grad():
+        z = pre(inputs)
+    chunk = _chunk_size(core, z, n, chunk_size)
+    total = sum(
+        _forward_backward(core, zb, cb, reduce=True)[1]
+        for zb, cb in zip(z.split(chunk), coeffs.split(chunk), strict=True)
+    )
+    assert isinstance(total, torch.Tensor)
+    return pull_back(pre, inputs, total)
 
 
 @register_method("saliency")
@@ -140,26 +190,13 @@ def _delta(fmodel: torch.nn.Module, x: torch.Tensor, b: torch.Tensor) -> torch.T
 
 
 def path_gradients(
-    fmodel: torch.nn.Module, b: torch.Tensor, diff: torch.Tensor, alphas: torch.Tensor, chunk_size: int | str
+    core: torch.nn.Module, b: torch.Tensor, diff: torch.Tensor, alphas: torch.Tensor, chunk_size: int | str
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per node ``alpha_k`` of the path ``b + alpha * diff``: gradients ``(K, T, 3, H, W)`` and outputs ``(K, T)``."""
-    n = alphas.numel()
-    chunk = tune_chunk_size(fmodel, b + diff, n) if chunk_size == "auto" else int(chunk_size)
-    grads, outs = [], []
-    for a in alphas.split(chunk):
-        xb = (b + a.view(-1, 1, 1, 1).to(b) * diff).detach().requires_grad_()
-        out = fmodel(xb)
-        n_t = out.shape[1]
-        grads.append(
-            torch.stack(
-                [
-                    torch.autograd.grad(out[:, t], xb, torch.ones_like(out[:, t]), retain_graph=t < n_t - 1)[0]
-                    for t in range(n_t)
-                ],
-                1,
-            )
-        )
-        outs.append(out.detach())
+    """Per node ``alpha_k`` of the path ``b + alpha * diff``: gradients ``(K, T, 3, h, w)`` and outputs ``(K, T)``."""
+    chunk = _chunk_size(core, b + diff, alphas.numel(), chunk_size)
+    outs, grads = zip(
+        *(_forward_backward(core, b + a.view(-1, 1, 1, 1).to(b) * diff) for a in alphas.split(chunk)), strict=True
+    )
     return torch.cat(grads), torch.cat(outs)
 
 
@@ -180,30 +217,35 @@ def adaptive_path_integral(
     error is at most their sum. The worst intervals are bisected, a chunk at a time, until the completeness error
     meets ``tolerance`` or ``max_steps`` nodes are used. METER's integrand has sharp spikes on dark images
     (alpha ~ 0.05-0.25) that uniform rules, Captum's included, under-sample.
+
+    The path runs at the network's input: ``pre`` is affine, so ``pre(b + alpha diff) = zb + alpha zdiff``.
     """
+    pre, core = split_affine(fmodel)
+    with torch.no_grad():
+        zb = pre(b)
+        zdiff = pre(b + diff) - zb
     alphas = torch.linspace(0, 1, max(2, n_start), dtype=torch.float64)
-    grads, outs = path_gradients(fmodel, b, diff, alphas, chunk_size)
-    step = tune_chunk_size(fmodel, b + diff, max_steps) if chunk_size == "auto" else int(chunk_size)
-    step = max(step, 4)
+    grads, outs = path_gradients(core, zb, zdiff, alphas, chunk_size)
+    step = max(_chunk_size(core, zb + zdiff, max_steps, chunk_size), 4)
     scale = delta.abs().clamp_min(1e-12).double()
     while True:
         order = torch.argsort(alphas)
         alphas, grads, outs = alphas[order], grads[order], outs[order]
         h = alphas.diff()  # (K-1,)
-        slopes = (grads * diff.unsqueeze(0)).sum(dim=(2, 3, 4)).double()  # (K, T): dF/dalpha by the chain rule
+        slopes = (grads * zdiff.unsqueeze(0)).sum(dim=(2, 3, 4)).double()  # (K, T): dF/dalpha by the chain rule
         trap = h.unsqueeze(1) * (slopes[1:] + slopes[:-1]) / 2
         interval_err = ((outs[1:] - outs[:-1]).double() - trap).abs() / scale  # (K-1, T)
         weights = torch.zeros_like(alphas)
         weights[1:] += h / 2
         weights[:-1] += h / 2
-        attr = diff * torch.einsum("k,kt...->t...", weights.to(grads), grads)
+        attr = diff * pull_back(pre, b, torch.einsum("k,kt...->t...", weights.to(grads), grads))
         err = completeness_error(attr, delta)
         n = alphas.numel()
         if err.max() <= tolerance or n >= max_steps:
             return attr, n
         worst = interval_err.amax(1).topk(min(step, max_steps - n, h.numel())).indices
         mids = alphas[worst] + h[worst] / 2
-        g_new, o_new = path_gradients(fmodel, b, diff, mids, chunk_size)
+        g_new, o_new = path_gradients(core, zb, zdiff, mids, chunk_size)
         alphas, grads, outs = torch.cat([alphas, mids]), torch.cat([grads, g_new]), torch.cat([outs, o_new])
 
 

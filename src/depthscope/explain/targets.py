@@ -8,6 +8,7 @@ pixel and each cell of a G×G grid are all such weights, so several targets of o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +119,7 @@ class TargetModel(nn.Module):
         super().__init__()
         self.model = model
         self.register_buffer("weights", weights.float(), persistent=False)
+        self._core: NetTargets | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         depth = self.model(x)[:, 0]
@@ -126,3 +128,45 @@ class TargetModel(nn.Module):
                 f"target weights {tuple(self.weights.shape[-2:])} do not match depth {tuple(depth.shape[-2:])}"
             )
         return torch.einsum("bhw,thw->bt", depth, self.weights)
+
+    def factorised(self) -> tuple[Callable[[torch.Tensor], torch.Tensor], NetTargets] | None:
+        """``(pre, core)`` with ``self(x) == core(pre(x))``, ``pre`` affine, or None when the model's I/O is not
+        linear (:attr:`DepthModel.linear_io`).
+
+        Why: the targets are linear in the depth map and the model's pre/post-processing is affine, so
+        ``grad_x y = J_pre^T grad_z core(z)`` with a constant ``J_pre``. Sums of gradients over many inputs
+        (IG nodes, SmoothGrad samples) are formed at the network's resolution and mapped back to the image once;
+        per sample, only the network runs forward and backward.
+        """
+        if not getattr(self.model, "linear_io", False):
+            return None
+        if self._core is None:
+            self._core = NetTargets(self.model, self.weights)
+        return self.model.prepare, self._core
+
+
+class NetTargets(nn.Module):
+    """``z (B,3,h,w) -> (B, T)``: the network on prepared inputs, with the targets pulled back through the
+    model's linear :meth:`finish` (unit, upsampling, crop padding) to weights on the raw output grid."""
+
+    def __init__(self, model: nn.Module, weights: torch.Tensor) -> None:
+        super().__init__()
+        self.model = model
+        self.weights = weights
+        self._raw_weights: torch.Tensor | None = None
+
+    def raw_weights(self, raw_shape: tuple[int, int]) -> torch.Tensor:
+        """``(T, h', w')`` with ``<W_t, finish(r)> == <raw_weights_t, r>`` for every raw map ``r`` (adjoint of
+        ``finish``, computed once by autograd)."""
+        if self._raw_weights is None or tuple(self._raw_weights.shape[-2:]) != raw_shape:
+            r = torch.zeros(1, 1, *raw_shape, device=self.weights.device, requires_grad=True)
+            with torch.enable_grad():
+                y = self.model.finish(r, tuple(self.weights.shape[-2:]))[0, 0]
+                self._raw_weights = torch.stack(
+                    [torch.autograd.grad(y, r, w, retain_graph=True)[0][0, 0] for w in self.weights]
+                )
+        return self._raw_weights
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        raw = self.model.net(z)
+        return torch.einsum("bhw,thw->bt", raw[:, 0], self.raw_weights(tuple(raw.shape[-2:])))

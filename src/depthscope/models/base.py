@@ -124,16 +124,26 @@ class DepthModel(nn.Module):
             out = F.interpolate(out, size=size, mode="bilinear", align_corners=False)
         return out
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        h, w = image.shape[-2:]
+    def finish(self, raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Raw network output -> depth in metres ``(B, 1, H, W)`` for an input image of ``size`` (0 outside the
+        input crop, as in the KITTI benchmark evaluation)."""
         pp = self.preprocessing
-        raw = self.net(self.prepare(image))
         if pp.crop is None:
-            return self.to_metres(raw, (h, w))
+            return self.to_metres(raw, size)
+        h, w = size
         top, left = pp.crop.box(h, w)
         depth = self.to_metres(raw, (pp.crop.height, pp.crop.width))
-        # Outside the crop the model predicts nothing: 0 (invalid), as in the KITTI benchmark evaluation.
         return F.pad(depth, (left, w - left - pp.crop.width, top, h - top - pp.crop.height))
+
+    @property
+    def linear_io(self) -> bool:
+        """True when :meth:`prepare` is affine in the image and :meth:`finish` linear in the raw output (crop,
+        resize, normalise, unit scale, upsample, pad): attribution engines then run the network alone per sample
+        and map gradients through the fixed pre/post-processing once (exact, see ``explain.targets``)."""
+        return True
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.finish(self.net(self.prepare(image)), tuple(image.shape[-2:]))
 
     def attention_modules(self) -> list[nn.Module]:
         """The modules whose attention matrices Attention Rollout combines, in forward order."""

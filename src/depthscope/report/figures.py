@@ -86,3 +86,34 @@ def curves_figure(
     axes[0][0].set_ylabel(ylabel)
     axes[0][-1].legend(loc="best", fontsize=8)
     return _save(fig, path)
+
+
+UNITS = {
+    "rmse": "m",
+    "mae": "m",
+    "latency_ms_median": "ms",
+    "latency_ms_p90": "ms",
+    "flops": "FLOPs",
+    "macs": "MACs",
+    "params": "parameters",
+    "peak_memory_bytes": "bytes",
+    "param_bytes": "bytes",
+}
+
+
+def pareto_figure(
+    rows: Sequence[Mapping[str, float]], front: Sequence[Mapping[str, float]], x: str, y: str, path: str | os.PathLike
+) -> Path:
+    """Every model as a labelled point over ``x`` and ``y`` (lower is better), the frontier drawn as a staircase."""
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    on = {id(r) for r in front}
+    for r in rows:
+        ax.scatter(r[x], r[y], color="C3" if id(r) in on else "0.5", zorder=3)
+        ax.annotate(str(r.get("model", "")), (r[x], r[y]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    fx, fy = [r[x] for r in front], [r[y] for r in front]
+    ax.step(fx, fy, where="post", color="C3", label="Pareto frontier")
+    ax.set_xlabel(f"{x} ({UNITS.get(x, '')})" if x in UNITS else x)
+    ax.set_ylabel(f"{y} ({UNITS.get(y, '')})" if y in UNITS else y)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _save(fig, path)

@@ -1,0 +1,98 @@
+"""``profile``: every cost metric of one or several models at one input size, written to ``profile.json``."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from depthscope.efficiency.flops import count_macs
+from depthscope.efficiency.latency import measure_latency, throughput
+from depthscope.efficiency.memory import peak_activation_bytes
+from depthscope.efficiency.params import count_params, param_bytes
+from depthscope.errors import InputError
+from depthscope.models import DepthModel, load_model
+from depthscope.report.files import write_json
+
+
+def explain_seconds(model: DepthModel, x: torch.Tensor, methods: Sequence[str]) -> dict[str, float]:
+    """Seconds per attribution map (whole-map target) for each method: one untimed run (it also tunes chunk
+    sizes), then one timed run. The cost of explaining is an efficiency metric too (SPEC §5)."""
+    from depthscope.explain import explain
+
+    out = {}
+    for m in methods:
+        explain(model, x, m)
+        t0 = time.perf_counter()
+        explain(model, x, m)
+        out[m] = time.perf_counter() - t0
+    return out
+
+
+def profile_model(
+    model: DepthModel,
+    input_size: tuple[int, int] | None = None,
+    warmup: int = 5,
+    repeats: int = 20,
+    batches: Sequence[int] = (1, 2, 4, 8),
+    explain_methods: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Params, bytes, MACs/FLOPs, peak activation memory, latency, throughput (and seconds per explanation) of
+    ``model`` on an RGB image of ``input_size`` (default: the network's own input size) on the model's device."""
+    h, w = input_size or model.preprocessing.input_size
+    if h < 1 or w < 1:
+        raise InputError(f"--input-size must be positive, got {h} {w}")
+    dev = next(model.parameters()).device
+    model.eval()
+    x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)).to(dev)
+    macs = count_macs(model, x)
+    peak, peak_method = peak_activation_bytes(model, x)
+    lat = measure_latency(model, x, warmup, repeats)
+    by_dtype = param_bytes(model)
+    row: dict[str, Any] = {
+        "model": model.name,
+        "params": count_params(model),
+        "macs": macs.macs,
+        "flops": macs.flops,
+        "flops_note": "FLOPs = 2 x MACs (conv, linear and attention matmuls; torch FlopCounterMode)",
+        "macs_by_op": macs.by_op,
+        "param_bytes": sum(by_dtype.values()),
+        "param_bytes_by_dtype": by_dtype,
+        "peak_memory_bytes": peak,
+        "peak_memory_method": peak_method,
+        "latency_ms_median": lat.median_ms,
+        "latency_ms_p90": lat.p90_ms,
+        "latency": lat.to_dict(),
+        "throughput_images_per_s": {str(b): v for b, v in throughput(model, x, batches).items()},
+        "device": lat.device,
+        "threads": lat.threads,
+        "input_size": [h, w],
+        "weights": model.info.weights or "none (random init): cost metrics need no weights",
+    }
+    if explain_methods:
+        row["explain_seconds"] = explain_seconds(model, x, explain_methods)
+    return row
+
+
+def profile(
+    models: Sequence[DepthModel | str],
+    out: str | os.PathLike | None = None,
+    input_size: tuple[int, int] | None = None,
+    device: str = "cpu",
+    pretrained: bool = False,
+    **kwargs: Any,
+) -> dict[str, dict[str, Any]]:
+    """:func:`profile_model` for each model, keyed by model name; with ``out``, ``out/profile.json`` is rewritten (atomically) after
+    each model, so an interruption keeps the models already profiled. Registered names load without weights
+    unless ``pretrained`` (cost metrics do not depend on them)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for m in models:
+        model = load_model(m, device=device, pretrained=pretrained) if isinstance(m, str) else m
+        rows[model.name] = profile_model(model, input_size, **kwargs)
+        if out is not None:
+            write_json(Path(out) / "profile.json", rows)
+    return rows
