@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=10)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--size", type=int, nargs=2, default=None, help="resize images (default: 480x640 as stored)")
+    ap.add_argument("--sigma", type=float, default=None, help="Infidelity noise std (default: the library's)")
     args = ap.parse_args()
     model, ds = setup()
     n_max = max(COUNTS)
@@ -51,10 +52,10 @@ def main() -> None:
         fm = target_model(model, x, "mean")
         scores: dict[str, dict[int, list[np.ndarray]]] = {"infidelity": {}, "faithfulness": {}}
         for seed in range(args.seeds):
-            nd = noise_draws(fm, x, n_max, seed=1000 * seed + i)
+            nd = noise_draws(fm, x, n_max, seed=1000 * seed + i, **({"sigma": args.sigma} if args.sigma else {}))
             sd = subset_draws(fm, x, n_max, seed=1000 * seed + i)
-            dots = {m: (nd.noise * attrs[m].raw[:1]).sum(dim=(1, 2, 3)).double() for m in METHODS}
-            sums = {m: (sd.masks[:, 0] * attrs[m].signed[0]).sum(dim=(-2, -1)) for m in METHODS}
+            dots = {m: (nd.perturbation * attrs[m].raw[:1]).sum(dim=(1, 2, 3)).double() for m in METHODS}
+            sums = {m: (sd.perturbation[:, 0] * attrs[m].signed[0]).sum(dim=(-2, -1)) for m in METHODS}
             for n in COUNTS:
                 inf = [infidelity_from_dots(dots[m][:n], nd.drop[:n]).value for m in METHODS]
                 fe = [faithfulness_from_sums(sums[m][:n], sd.drop[:n]).value for m in METHODS]

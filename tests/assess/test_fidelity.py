@@ -97,7 +97,7 @@ def test_infidelity_equals_captum_on_the_same_draws(meter_nyu, small_image):
     draws = noise_draws(fm, small_image, 6, seed=3)
 
     def perturb(inputs):  # Captum expands the input n_perturb_samples times and perturbs them in one call
-        return draws.noise, inputs - draws.noise
+        return draws.perturbation, inputs - draws.perturbation
 
     ref = captum_infidelity(fm, perturb, small_image, attr, target=0, n_perturb_samples=6, normalize=True)
     ours = infidelity_score(draws, attr)

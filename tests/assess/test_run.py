@@ -1,4 +1,5 @@
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -25,6 +26,19 @@ def rows(path):
     return list(csv.DictReader(open(path))) if path.exists() else []
 
 
+def assert_same_rows(got, want, skip=()):
+    key = lambda r: (r["model"], r["method"], r.get("image", ""))  # noqa: E731
+    assert sorted(map(key, got)) == sorted(map(key, want))
+    for a, b in zip(sorted(got, key=key), sorted(want, key=key), strict=True):
+        for k, v in b.items():
+            if k in skip:
+                continue
+            try:
+                assert json.loads(a[k]) == pytest.approx(json.loads(v), rel=1e-5, abs=1e-9), k
+            except json.JSONDecodeError:
+                assert a[k] == v, k
+
+
 def test_killed_run_resumes_to_the_same_summary(tmp_path, nyu_dir):
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     proc = subprocess.Popen(
@@ -42,9 +56,10 @@ def test_killed_run_resumes_to_the_same_summary(tmp_path, nyu_dir):
     got, want = rows(killed / "results.csv"), rows(clean / "results.csv")
     keys = [(r["model"], r["method"], r["image"]) for r in got]
     assert len(keys) == len(set(keys)) == 6  # no duplicates, nothing missing
-    strip = lambda rs: sorted(tuple((k, v) for k, v in r.items() if k != "seconds_per_map") for r in rs)  # noqa: E731
-    assert strip(got) == strip(want)  # the same scores, row for row
-    assert (killed / "summary.csv").read_text() == (clean / "summary.csv").read_text()
+    # The same scores, row for row. Each run picks its forward chunk size by measurement (a resumed run reuses
+    # its own from settings.json); different batch compositions may change the last float bits, hence approx.
+    assert_same_rows(got, want, skip={"seconds_per_map"})
+    assert_same_rows(rows(killed / "summary.csv"), rows(clean / "summary.csv"), skip={"seconds_per_map_mean"})
     assert (killed / "curves.png").stat().st_size > 0
     other = subprocess.run(
         [*CMD[:-1], "5", "--data", str(nyu_dir), "--out", str(killed)], capture_output=True, text=True

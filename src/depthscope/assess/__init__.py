@@ -2,6 +2,7 @@
 
 from depthscope.assess.fidelity import (
     DEFAULT_N_PERTURBATIONS,
+    Draws,
     Estimate,
     af_depth_correlation,
     af_perturbation,
@@ -18,6 +19,7 @@ from depthscope.assess.run import assess, assess_image, summarize
 __all__ = [
     "DEFAULT_FRACTIONS",
     "DEFAULT_N_PERTURBATIONS",
+    "Draws",
     "Estimate",
     "faithfulness_score",
     "infidelity_score",

@@ -50,15 +50,16 @@ class Estimate:
 
 
 @dataclass
-class NoiseDraws:
-    """Method-independent part of Infidelity: Gaussian perturbations ``I`` ``(N, 3, H, W)`` and the target's
-    drops ``f(x) - f(x - I)`` ``(N,)`` (metres). Shared by every method's map of one image."""
+class Draws:
+    """The method-independent part of a Monte-Carlo score, shared by every method's map of one image: the random
+    ``perturbation`` per draw (Infidelity: Gaussian noise ``I`` ``(N, 3, H, W)``; Faithfulness Estimate: patch-set
+    masks ``(N, 1, H, W)``) and the target's ``drop`` per draw ``(N,)`` in metres. ``draws[:n]`` is the first n."""
 
-    noise: torch.Tensor
+    perturbation: torch.Tensor
     drop: torch.Tensor
 
-    def __getitem__(self, n: slice) -> NoiseDraws:
-        return NoiseDraws(self.noise[n], self.drop[n])
+    def __getitem__(self, n: slice) -> Draws:
+        return Draws(self.perturbation[n], self.drop[n])
 
 
 @torch.no_grad()
@@ -69,7 +70,7 @@ def noise_draws(
     sigma: float = 0.1,
     seed: int = 0,
     chunk_size: int | str = "auto",
-) -> NoiseDraws:
+) -> Draws:
     """``n`` seeded Gaussian perturbations (std ``sigma`` of the [0, 1] range, per pixel and channel) and the
     drops of ``fmodel``'s first target, the perturbed images run in batches."""
     g = torch.Generator().manual_seed(seed)
@@ -77,15 +78,15 @@ def noise_draws(
     f0 = fmodel(x)[0, 0]
     buf = ChunkBuffer(x)
     drop = f0 - predict_chunks(fmodel, n, lambda s: torch.sub(x, noise[s], out=buf(len(noise[s]))), chunk_size)[:, 0]
-    return NoiseDraws(noise, drop.double())
+    return Draws(noise, drop.double())
 
 
-def infidelity_score(draws: NoiseDraws, attr: torch.Tensor) -> Estimate:
+def infidelity_score(draws: Draws, attr: torch.Tensor) -> Estimate:
     """Normalised infidelity ``E[(beta I.a - (f(x) - f(x - I)))^2]`` of ``attr`` over ``draws``, ``beta`` the
     least-squares scale (Captum's ``normalize=True``), so unitless maps (rollout) are comparable. One-channel maps
     apply to every channel. The 95 % CI is over the per-draw squared errors (normal approximation)."""
-    a = attr[:1].expand(1, draws.noise.shape[1], *attr.shape[-2:])
-    return infidelity_from_dots((draws.noise * a).sum(dim=(1, 2, 3)).double(), draws.drop)
+    a = attr[:1].expand(1, draws.perturbation.shape[1], *attr.shape[-2:])
+    return infidelity_from_dots((draws.perturbation * a).sum(dim=(1, 2, 3)).double(), draws.drop)
 
 
 def infidelity_from_dots(dot: torch.Tensor, drop: torch.Tensor) -> Estimate:
@@ -111,18 +112,6 @@ def infidelity(
     return infidelity_score(noise_draws(fmodel, x, n_perturbations, sigma, seed, chunk_size), attr)
 
 
-@dataclass
-class SubsetDraws:
-    """Method-independent part of the Faithfulness Estimate: random patch sets ``masks`` ``(N, 1, H, W)`` and the
-    target's drops ``(N,)`` when each set is replaced."""
-
-    masks: torch.Tensor
-    drop: torch.Tensor
-
-    def __getitem__(self, n: slice) -> SubsetDraws:
-        return SubsetDraws(self.masks[n], self.drop[n])
-
-
 @torch.no_grad()
 def subset_draws(
     fmodel: torch.nn.Module,
@@ -133,7 +122,7 @@ def subset_draws(
     replacement: torch.Tensor | None = None,
     seed: int = 0,
     chunk_size: int | str = "auto",
-) -> SubsetDraws:
+) -> Draws:
     """``n`` random sets of ``patch``-sized squares covering ``subset_fraction`` of the image, replaced by
     ``replacement`` (default: the image mean), and the drops of ``fmodel``'s first target."""
     h, w = x.shape[-2:]
@@ -147,12 +136,12 @@ def subset_draws(
     buf = ChunkBuffer(x)
     make = lambda s: replace_masked(x, masks[s], rep, buf(len(masks[s])))  # noqa: E731
     drop = fmodel(x)[0, 0] - predict_chunks(fmodel, n, make, chunk_size)[:, 0]
-    return SubsetDraws(masks, drop)
+    return Draws(masks, drop)
 
 
-def faithfulness_score(draws: SubsetDraws, signed: torch.Tensor) -> Estimate:
+def faithfulness_score(draws: Draws, signed: torch.Tensor) -> Estimate:
     """Pearson correlation between the attribution sum in each set and the target's drop; 95 % CI by Fisher's z."""
-    return faithfulness_from_sums((draws.masks[:, 0] * signed[0]).sum(dim=(-2, -1)), draws.drop)
+    return faithfulness_from_sums((draws.perturbation[:, 0] * signed[0]).sum(dim=(-2, -1)), draws.drop)
 
 
 def faithfulness_from_sums(sums: torch.Tensor, drop: torch.Tensor) -> Estimate:
