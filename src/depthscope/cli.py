@@ -32,7 +32,8 @@ def _model_args(p: argparse.ArgumentParser, many: bool = False) -> None:
         "--model",
         default="meter-xxs-nyu",
         help=("comma-separated model names" if many else "model name")
-        + f" (registered: {', '.join(list_models())}; default meter-xxs-nyu)",
+        + f" (registered: {', '.join(list_models())}; or package.module:function returning depthscope.wrap(...);"
+        " default meter-xxs-nyu)",
     )
     p.add_argument("--weights", help="explicit checkpoint file (.pth/.pt/.safetensors) instead of the weight lookup")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")

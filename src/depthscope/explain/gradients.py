@@ -42,9 +42,15 @@ def tune_chunk_size(fmodel: torch.nn.Module, x: torch.Tensor, n: int, backward: 
 
     def per_sample(c: int) -> float:
         xb = x[:1].detach().expand(c, *x.shape[1:]).clone()
+        sync()
         t0 = time.perf_counter()
         run(xb)
+        sync()  # CUDA kernels run asynchronously: time them, not their launch
         return (time.perf_counter() - t0) / c
+
+    def sync() -> None:
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
 
     # Sweep up while a larger chunk is not clearly slower (the first call of each size warms the allocator up),
     # then time the survivors in interleaved rounds and keep each one's best: drift hits all of them alike.

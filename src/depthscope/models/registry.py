@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import inspect
 import os
+import sys
 from collections.abc import Callable
 
 import torch
 
+from depthscope.errors import InputError, UnknownNameError
 from depthscope.models.base import DepthModel
 from depthscope.registry import Registry
 
@@ -25,10 +30,36 @@ def load_model(
     pretrained: bool = True,
     device: str | torch.device = "cpu",
 ) -> DepthModel:
-    """Build a registered model in eval mode on ``device``.
+    """Build a registered model, or a Python entry point ``"package.module:function"``, in eval mode on ``device``.
 
     ``weights`` overrides the checkpoint lookup with an explicit file; ``pretrained=False`` gives random weights
-    (enough for cost metrics).
+    (enough for cost metrics). An entry point's function returns a :class:`DepthModel` (e.g. from
+    :func:`depthscope.wrap`) and may accept ``weights`` and ``pretrained``.
     """
-    model = MODELS.get(name)(weights=weights, pretrained=pretrained)
+    if ":" in name and name not in MODELS:
+        model = _call_entry_point(name, weights=weights, pretrained=pretrained)
+    else:
+        model = MODELS.get(name)(weights=weights, pretrained=pretrained)
     return model.to(device).eval()
+
+
+def _call_entry_point(spec: str, **kwargs: object) -> DepthModel:
+    """Import ``module:function`` (the current directory is searched too, as ``python -m`` does) and call it."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        if os.getcwd() not in sys.path and importlib.util.find_spec(module_name.split(".")[0]) is None:
+            sys.path.append(os.getcwd())
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise UnknownNameError(f"model entry point {spec!r}: cannot import {module_name!r} ({e})") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise UnknownNameError(f"model entry point {spec!r}: {module_name} has no function {attr!r}")
+    accepted = inspect.signature(factory).parameters
+    model = factory(**{k: v for k, v in kwargs.items() if k in accepted})
+    if not isinstance(model, DepthModel):
+        raise InputError(
+            f"model entry point {spec!r} returned {type(model).__name__}, not a DepthModel; return "
+            "depthscope.wrap(module, input_size=(H, W), mean=..., std=..., unit=...) so images and metres are defined"
+        )
+    return model
