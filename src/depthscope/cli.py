@@ -252,7 +252,8 @@ def _profile_run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     names = [n.strip() for n in args.model.split(",")]
-    models = [load_model(n, weights=args.weights, device=args.device, pretrained=args.pretrained) for n in names]
+    pretrained = args.pretrained or args.weights is not None  # an explicit checkpoint is meant to be loaded
+    models = [load_model(n, weights=args.weights, device=args.device, pretrained=pretrained) for n in names]
     rows = profile(
         models,
         args.out,
@@ -264,7 +265,7 @@ def _profile_run(args: argparse.Namespace) -> int:
     )
     cols = ["model", "params", "macs", "flops", "peak_memory_bytes", "latency_ms_median", "latency_ms_p90", "device"]
     print(format_table(list(rows.values()), cols))
-    print("FLOPs = 2 x MACs;", next(iter(rows.values()))["weights"] if not args.pretrained else "pretrained weights")
+    print("FLOPs = 2 x MACs; weights:", next(iter(rows.values()))["weights"])
     print(f"wrote {Path(args.out) / 'profile.json'}")
     return 0
 
