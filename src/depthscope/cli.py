@@ -232,7 +232,14 @@ def _profile_parser(p: argparse.ArgumentParser) -> None:
     Example: depthscope profile --model meter-xxs-nyu,meter-xs,meter-s --input-size 192 256 --out out/profile
     """
     _model_args(p, many=True)
-    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="image size (default: the network's)")
+    p.add_argument(
+        "--input-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="image size fed to the model, which resizes it to its network input as it does for real images "
+        "(recorded as network_input_size); default: the network's own input size",
+    )
     p.add_argument("--pretrained", action="store_true", help="load the weights too (costs do not depend on them)")
     p.add_argument("--warmup", type=int, default=5, help="untimed forwards before timing")
     p.add_argument("--repeats", type=int, default=20, help="timed forwards")

@@ -56,20 +56,30 @@ def bare():
 """
 
 
+def _in_dir_with_entry_module(tmp_path, monkeypatch):
+    """cd into a folder holding my_models.py; relative DEPTHSCOPE_* paths (as CI sets them) made absolute first."""
+    import os
+    from pathlib import Path
+
+    for var in ("DEPTHSCOPE_WEIGHTS", "DEPTHSCOPE_DATA"):
+        monkeypatch.setenv(var, str(Path(os.environ[var]).resolve()))
+    (tmp_path / "my_models.py").write_text(ENTRY)
+    monkeypatch.chdir(tmp_path)
+
+
 def test_entry_point_model_runs_every_command(tmp_path, monkeypatch, nyu_dir):
     import json
 
     from depthscope.cli import main
     from depthscope.models import load_model
 
-    (tmp_path / "my_models.py").write_text(ENTRY)
-    monkeypatch.chdir(tmp_path)
+    data = nyu_dir.resolve()
+    _in_dir_with_entry_module(tmp_path, monkeypatch)
     m = load_model("my_models:build")
     assert m.name == "my-meter"
     out = tmp_path / "eval"
     assert (
-        main(["evaluate", "--model", "my_models:build", "--data", str(nyu_dir), "--crop", "eigen", "--out", str(out)])
-        == 0
+        main(["evaluate", "--model", "my_models:build", "--data", str(data), "--crop", "eigen", "--out", str(out)]) == 0
     )
     metrics = json.loads((out / "metrics.json").read_text())
     # the same network as meter-xxs-nyu behind a one-line wrap: the verified numbers (weights README: 0.56 m)
@@ -101,8 +111,7 @@ def test_entry_point_model_runs_every_command(tmp_path, monkeypatch, nyu_dir):
 def test_entry_point_errors(tmp_path, monkeypatch, capsys):
     from depthscope.cli import main
 
-    (tmp_path / "my_models.py").write_text(ENTRY)
-    monkeypatch.chdir(tmp_path)
+    _in_dir_with_entry_module(tmp_path, monkeypatch)
     for spec, message in (
         ("no_such_module:build", "cannot import 'no_such_module'"),
         ("my_models:nothing", "has no function 'nothing'"),

@@ -42,7 +42,10 @@ def profile_model(
     explain_methods: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Params, bytes, MACs/FLOPs, peak activation memory, latency, throughput (and seconds per explanation) of
-    ``model`` on an RGB image of ``input_size`` (default: the network's own input size) on the model's device."""
+    ``model`` on an RGB image of ``input_size`` (default: the network's own input size) on the model's device.
+
+    The model applies its own preprocessing, so an image of another size is cropped/resized to the network's
+    input (recorded as ``network_input_size``) and that resizing is part of the cost."""
     h, w = input_size or model.preprocessing.input_size
     if h < 1 or w < 1:
         raise InputError(f"--input-size must be positive, got {h} {w}")
@@ -71,6 +74,7 @@ def profile_model(
         "device": lat.device,
         "threads": lat.threads,
         "input_size": [h, w],
+        "network_input_size": list(model.preprocessing.input_size),
         "weights": model.info.weights or "none (random init): cost metrics need no weights",
     }
     if explain_methods:
