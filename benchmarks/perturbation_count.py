@@ -1,26 +1,34 @@
 """How many random draws Infidelity and the Faithfulness Estimate need: the smallest count whose ranking of the
 attribution methods is the same across seeds (issue 4: Spearman >= 0.9, per image, over the NYU sample).
 
-Run: python benchmarks/perturbation_count.py [--images 10] [--seeds 3] [--size 480 640]
+Run: python benchmarks/perturbation_count.py [--images 10] [--seeds 3] [--size H W] [--sigma S] [--symmetric]
 
-For each image, the maps of every method are computed once; for each seed the largest number of draws is run
-once (the draws do not depend on the method) and smaller counts use its first ``n`` draws. For each count it
-prints, over all images and seed pairs, the minimum and median Spearman correlation between the two seeds'
-rankings of the methods, and the fraction of (image, seed pair) cases at >= 0.9.
+For each image the maps of every method are computed once; for each seed the largest number of draws is run once
+(the draws do not depend on the method) and smaller counts use its first ``n`` draws. Two rankings are compared:
+
+- plain: methods ordered by their score;
+- tie-aware: two methods tie unless the bootstrap 95 % interval of their paired score difference (same draws,
+  resampled together) excludes 0; rank = 1 + (methods significantly better) + 0.5 x (methods tied with it).
+  Methods the draws cannot tell apart then share a rank instead of swapping places at random.
+
+For each count it prints, over all images and seed pairs, the minimum and median Spearman correlation between the
+seeds' rankings, the share of cases at >= 0.9, and the mean number of distinguishable rank levels (how much the
+score separates the methods at all; 1 = it cannot tell any of them apart).
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from _common import setup
 
-from depthscope.assess.fidelity import faithfulness_from_sums, infidelity_from_dots, noise_draws, subset_draws
+from depthscope.assess.fidelity import noise_draws, pearson, subset_draws
+from depthscope.assess.perturbation import predict_chunks
 from depthscope.explain import explain, target_model
-from depthscope.explain.sanity import spearman
 
 METHODS = [
     "saliency",
@@ -32,6 +40,51 @@ METHODS = [
     "random",
 ]
 COUNTS = (8, 16, 32, 64, 128)
+N_BOOT = 300
+
+
+def infidelity_stat(dots: torch.Tensor, drop: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``idx (B, n) -> (B, M)`` normalised infidelity of every method on the draws ``idx`` (lower is better)."""
+
+    def stat(idx: torch.Tensor) -> torch.Tensor:
+        d, y = dots[:, idx], drop[idx]  # (M, B, n), (B, n)
+        beta = (d * y).sum(-1) / (d * d).sum(-1).clamp_min(1e-30)
+        return ((beta.unsqueeze(-1) * d - y) ** 2).mean(-1).T
+
+    return stat
+
+
+def faithfulness_stat(sums: torch.Tensor, drop: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``idx (B, n) -> (B, M)`` minus the Faithfulness Estimate (so lower is better, like infidelity)."""
+
+    def stat(idx: torch.Tensor) -> torch.Tensor:
+        s, y = sums[:, idx], drop[idx]
+        s, y = s - s.mean(-1, keepdim=True), y - y.mean(-1, keepdim=True)
+        r = (s * y).sum(-1) / (s.norm(dim=-1) * y.norm(dim=-1)).clamp_min(1e-30)
+        return -r.T
+
+    return stat
+
+
+def tie_aware_ranks(stat: Callable[[torch.Tensor], torch.Tensor], n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(plain ranks, tie-aware ranks) of the methods from ``stat`` on the first ``n`` draws (1 = best)."""
+    g = torch.Generator().manual_seed(seed)
+    point = stat(torch.arange(n)[None])[0]
+    boot = stat(torch.randint(0, n, (N_BOOT, n), generator=g))  # (B, M), methods resampled together
+    diff = boot[:, :, None] - boot[:, None, :]  # (B, M, M): score_a - score_b
+    lo, hi = diff.quantile(0.025, dim=0), diff.quantile(0.975, dim=0)
+    better = (hi < 0).sum(1)  # b with a - b significantly below 0 -> a better than b ... count per a
+    worse_than = (lo > 0).sum(1)  # a significantly worse than these b
+    tied = len(point) - 1 - better - worse_than
+    plain = torch.argsort(torch.argsort(point)).numpy() + 1.0
+    return plain, (1 + worse_than + 0.5 * tied).double().numpy()
+
+
+def rank_agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman correlation of two rank vectors (Pearson on ranks); two all-tied rankings agree (1)."""
+    if a.std() == 0 or b.std() == 0:
+        return 1.0 if a.std() == b.std() == 0 else 0.0
+    return pearson(torch.tensor(a), torch.tensor(b))
 
 
 def main() -> None:
@@ -39,46 +92,72 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=10)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--size", type=int, nargs=2, default=None, help="resize images (default: 480x640 as stored)")
-    ap.add_argument("--sigma", type=float, default=None, help="Infidelity noise std (default: the library's)")
+    ap.add_argument("--sigma", type=float, default=0.1, help="Infidelity noise std (default 0.1, the library's)")
+    ap.add_argument(
+        "--symmetric", action="store_true", help="infidelity on the odd part (f(x+I) - f(x-I)) / 2 of the response"
+    )
     args = ap.parse_args()
     model, ds = setup()
     n_max = max(COUNTS)
-    rho: dict[str, dict[int, list[float]]] = {"infidelity": {}, "faithfulness": {}}
+    # results[metric][kind][n] -> list of Spearman values; levels[metric][n] -> list of rank-level counts
+    results = {m: {"plain": {}, "tie-aware": {}} for m in ("infidelity", "faithfulness")}
+    levels: dict[str, dict[int, list[int]]] = {m: {} for m in results}
     for i in range(min(args.images, len(ds))):
         x = ds[i].image[None]
         if args.size:
             x = torch.nn.functional.interpolate(x, size=tuple(args.size), mode="bilinear", antialias=True)
         attrs = explain(model, x, METHODS)
         fm = target_model(model, x, "mean")
-        scores: dict[str, dict[int, list[np.ndarray]]] = {"infidelity": {}, "faithfulness": {}}
+        ranks: dict[str, dict[str, dict[int, list[np.ndarray]]]] = {m: {"plain": {}, "tie-aware": {}} for m in results}
         for seed in range(args.seeds):
-            nd = noise_draws(fm, x, n_max, seed=1000 * seed + i, **({"sigma": args.sigma} if args.sigma else {}))
+            nd = noise_draws(fm, x, n_max, sigma=args.sigma, seed=1000 * seed + i)
+            drop = nd.drop
+            if args.symmetric:
+                with torch.no_grad():
+                    up = predict_chunks(fm, n_max, lambda s, nd=nd, x=x: x + nd.perturbation[s])[:, 0].double()
+                drop = (up - (fm(x)[0, 0].double() - nd.drop)) / 2  # (f(x+I) - f(x-I)) / 2
             sd = subset_draws(fm, x, n_max, seed=1000 * seed + i)
-            dots = {m: (nd.perturbation * attrs[m].raw[:1]).sum(dim=(1, 2, 3)).double() for m in METHODS}
-            sums = {m: (sd.perturbation[:, 0] * attrs[m].signed[0]).sum(dim=(-2, -1)) for m in METHODS}
-            for n in COUNTS:
-                inf = [infidelity_from_dots(dots[m][:n], nd.drop[:n]).value for m in METHODS]
-                fe = [faithfulness_from_sums(sums[m][:n], sd.drop[:n]).value for m in METHODS]
-                scores["infidelity"].setdefault(n, []).append(np.array(inf))
-                scores["faithfulness"].setdefault(n, []).append(np.array(fe))
-        for metric, by_n in scores.items():
-            for n, per_seed in by_n.items():
-                for a, b in itertools.combinations(per_seed, 2):
-                    rho[metric].setdefault(n, []).append(spearman(torch.tensor(a), torch.tensor(b)))
-        print(f"image {i}: done ({', '.join(METHODS)})", flush=True)
+            dots = torch.stack([(nd.perturbation * attrs[m].raw[:1]).sum(dim=(1, 2, 3)).double() for m in METHODS])
+            sums = torch.stack(
+                [(sd.perturbation[:, 0] * attrs[m].signed[0]).sum(dim=(-2, -1)).double() for m in METHODS]
+            )
+            stats = {
+                "infidelity": infidelity_stat(dots, drop),
+                "faithfulness": faithfulness_stat(sums, sd.drop.double()),
+            }
+            for metric, stat in stats.items():
+                for n in COUNTS:
+                    plain, tied = tie_aware_ranks(stat, n, seed)
+                    ranks[metric]["plain"].setdefault(n, []).append(plain)
+                    ranks[metric]["tie-aware"].setdefault(n, []).append(tied)
+                    levels[metric].setdefault(n, []).append(len(np.unique(tied)))
+        for metric, by_kind in ranks.items():
+            for kind, by_n in by_kind.items():
+                for n, per_seed in by_n.items():
+                    for a, b in itertools.combinations(per_seed, 2):
+                        results[metric][kind].setdefault(n, []).append(rank_agreement(a, b))
+        print(f"image {i}: done", flush=True)
 
     size = "x".join(map(str, args.size)) if args.size else "480x640"
-    print(f"\n{args.images} images x {args.seeds * (args.seeds - 1) // 2} seed pairs, {len(METHODS)} methods, {size}")
-    for metric, by_n in rho.items():
-        print(f"{metric}: Spearman of the method ranking between seeds")
-        chosen = None
-        for n in COUNTS:
-            r = np.array(by_n[n])
-            ok = (r >= 0.9).mean()
-            print(f"  n={n:4d}: min {r.min():.3f}  median {np.median(r):.3f}  share >= 0.9: {ok:.2f}")
-            if chosen is None and ok == 1.0:
-                chosen = n
-        print(f"  smallest count with Spearman >= 0.9 for every image and seed pair: {chosen or 'none tested'}")
+    draws = f"sigma {args.sigma}" + (", symmetric" if args.symmetric else "")
+    print(
+        f"\n{args.images} images x {args.seeds * (args.seeds - 1) // 2} seed pairs, {len(METHODS)} methods, {size}, {draws}"
+    )
+    for metric, by_kind in results.items():
+        for kind, by_n in by_kind.items():
+            print(f"{metric}, {kind} ranking: Spearman between seeds")
+            stable = []
+            for n in COUNTS:
+                r = np.array(by_n[n])
+                ok = (r >= 0.9).mean()
+                extra = f"  rank levels: {np.mean(levels[metric][n]):.1f}" if kind == "tie-aware" else ""
+                print(f"  n={n:4d}: min {r.min():.3f}  median {np.median(r):.3f}  share >= 0.9: {ok:.2f}{extra}")
+                stable.append(ok == 1.0)
+            # the smallest count from which every larger count tested is stable too
+            chosen = next((n for j, n in enumerate(COUNTS) if all(stable[j:])), None)
+            print(
+                f"  smallest count with Spearman >= 0.9 for every image and seed pair (and beyond): {chosen or 'none'}"
+            )
 
 
 if __name__ == "__main__":

@@ -346,6 +346,12 @@ def _assess_parser(p: argparse.ArgumentParser) -> None:
         default=DEFAULT_N_PERTURBATIONS,
         help="random draws for Infidelity/Faithfulness (default: the count chosen by benchmarks/perturbation_count.py)",
     )
+    p.add_argument(
+        "--symmetric-infidelity",
+        action="store_true",
+        help="Infidelity on the odd part (f(x+I) - f(x-I)) / 2 of the response (2x forwards): drops the even part "
+        "no attribution can explain (see README)",
+    )
     p.add_argument("--ig-steps", type=int, default=16, help="Integrated Gradients steps")
     p.add_argument("--out", default="out/assess", help="output directory")
 
@@ -367,6 +373,7 @@ def _assess_run(args: argparse.Namespace) -> int:
         method_options={"integrated_gradients": {"n_steps": args.ig_steps}},
         device=args.device,
         progress=True,
+        symmetric_infidelity=args.symmetric_infidelity,
     )
     print(summary_table(summary))
     print(f"wrote {Path(args.out) / 'results.csv'}, summary.csv and curves.png")

@@ -71,6 +71,7 @@ def assess_image(
     method_options: dict[str, dict[str, Any]] | None = None,
     n_perturbations: int = DEFAULT_N_PERTURBATIONS,
     chunk_size: int | str = "auto",
+    symmetric_infidelity: bool = False,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """Yields ``(method, scores)`` for each method's map (whole-map mean target) on one image ``(3, H, W)`` as
     soon as that method is done, so callers can save each before the next starts.
@@ -82,7 +83,7 @@ def assess_image(
     method_options = method_options or {}
     x = image.unsqueeze(0) if image.dim() == 3 else image
     fm = target_model(model, x, "mean")
-    noise = noise_draws(fm, x, n_perturbations, seed=seed, chunk_size=chunk_size)
+    noise = noise_draws(fm, x, n_perturbations, seed=seed, chunk_size=chunk_size, symmetric=symmetric_infidelity)
     subsets = subset_draws(fm, x, n_perturbations, seed=seed, chunk_size=chunk_size)
     with torch.no_grad():
         depth = model(x)[0, 0]
@@ -160,6 +161,7 @@ def assess(
     n_perturbations: int = DEFAULT_N_PERTURBATIONS,
     method_options: dict[str, dict[str, Any]] | None = None,
     device: str = "cpu",
+    symmetric_infidelity: bool = False,
     progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Assess ``methods`` on ``models`` over ``data``; writes ``results.csv`` (append-only, resumable),
@@ -175,6 +177,7 @@ def assess(
         "replacement": replacement,
         "patch": patch,
         "n_perturbations": n_perturbations,
+        "symmetric_infidelity": symmetric_infidelity,
         "method_options": json.loads(json.dumps(method_options, default=str)),
     }
     chunks = resume_settings(out / "settings.json", settings)
@@ -212,6 +215,7 @@ def assess(
                     method_options=method_options,
                     n_perturbations=n_perturbations,
                     chunk_size=chunks[model.name],
+                    symmetric_infidelity=symmetric_infidelity,
                 )
                 for method, scores in finished:  # one fsynced row per finished (model, method, image)
                     sink.append({"model": model.name, "method": method, "image": s.name, **scores})
