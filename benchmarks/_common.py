@@ -24,13 +24,21 @@ def setup(threads: int = 2):
     return load_model("meter-xxs-nyu"), open_dataset(find_data(), "nyu")
 
 
-def best_time(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> float:
-    """Best wall time in seconds over ``repeats`` runs after ``warmup`` runs (min is the least noisy estimate)."""
+def best_time(fn: Callable[[], object], repeats: int = 3, warmup: int = 1, device: torch.device | str = "cpu") -> float:
+    """Best wall time in seconds over ``repeats`` runs after ``warmup`` runs (min is the least noisy estimate);
+    on CUDA each run is synchronised before and after, so queued kernels are inside the timing."""
+
+    def sync() -> None:
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize(device)
+
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
+        sync()
         t = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t)
     return min(times)

@@ -14,38 +14,17 @@ Every time is the best of ``--repeats`` after one warm-up; all of them are taken
 from __future__ import annotations
 
 import argparse
-import time
+import functools
 from collections.abc import Callable
 
 import torch
-from _common import setup
+from _common import best_time, setup
 
 from depthscope.explain import target_model
 from depthscope.explain.gradients import _CHUNK_CACHE, integrated_gradients
 
 CAPTUM_BATCHES = (1, 2, 5, 10, 25, 50)
 N_STEPS = 50
-
-
-def timer(device: torch.device, repeats: int) -> Callable[[Callable[[], object]], float]:
-    """Best wall time (s) of ``fn`` over ``repeats`` runs after one warm-up, synchronising CUDA around each."""
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    def best(fn: Callable[[], object]) -> float:
-        fn()
-        times = []
-        for _ in range(repeats):
-            sync()
-            t = time.perf_counter()
-            fn()
-            sync()
-            times.append(time.perf_counter() - t)
-        return min(times)
-
-    return best
 
 
 def floor_per_sample(fm: torch.nn.Module, x: torch.Tensor, best: Callable, batches=CAPTUM_BATCHES) -> float:
@@ -73,7 +52,7 @@ def main() -> None:
     model, ds = setup(args.threads)
     dev = torch.device(args.device)
     model = model.to(dev)
-    best = timer(dev, args.repeats)
+    best = functools.partial(best_time, repeats=args.repeats, device=dev)
     images = [ds[i].image.unsqueeze(0).to(dev) for i in range(args.images)]
     print(f"device={dev} threads={torch.get_num_threads()} input=480x640 IG steps={N_STEPS} (gausslegendre)")
 

@@ -73,8 +73,8 @@ def tie_aware_ranks(stat: Callable[[torch.Tensor], torch.Tensor], n: int, seed: 
     boot = stat(torch.randint(0, n, (N_BOOT, n), generator=g))  # (B, M), methods resampled together
     diff = boot[:, :, None] - boot[:, None, :]  # (B, M, M): score_a - score_b
     lo, hi = diff.quantile(0.025, dim=0), diff.quantile(0.975, dim=0)
-    better = (hi < 0).sum(1)  # b with a - b significantly below 0 -> a better than b ... count per a
-    worse_than = (lo > 0).sum(1)  # a significantly worse than these b
+    better = (hi < 0).sum(1)  # per a: methods b with a - b significantly below 0 (a better than b)
+    worse_than = (lo > 0).sum(1)  # per a: methods b with a - b significantly above 0 (a worse than b)
     tied = len(point) - 1 - better - worse_than
     plain = torch.argsort(torch.argsort(point)).numpy() + 1.0
     return plain, (1 + worse_than + 0.5 * tied).double().numpy()

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from depthscope.efficiency.pareto import merge_results, pareto_front, pareto_table
+from depthscope.efficiency.pareto import merge_results, pareto_table
 from depthscope.errors import InputError
 from depthscope.report.files import write_csv
 
@@ -45,6 +45,5 @@ def pareto(
     rows = merge_results(profile, metrics)
     table = pareto_table(rows, x, y, reference, eer_metrics)
     write_csv(Path(out) / "pareto.csv", table)
-    usable = [r for r in rows if r.get(x) is not None and r.get(y) is not None]
-    pareto_figure(usable, pareto_front(usable, x, y), x, y, Path(out) / "pareto.png")
+    pareto_figure(table, x, y, Path(out) / "pareto.png")
     return table

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -101,19 +102,17 @@ UNITS = {
 }
 
 
-def pareto_figure(
-    rows: Sequence[Mapping[str, float]], front: Sequence[Mapping[str, float]], x: str, y: str, path: str | os.PathLike
-) -> Path:
-    """Every model as a labelled point over ``x`` and ``y`` (lower is better), the frontier drawn as a staircase."""
+def pareto_figure(table: Sequence[Mapping[str, Any]], x: str, y: str, path: str | os.PathLike) -> Path:
+    """The rows of :func:`~depthscope.efficiency.pareto.pareto_table` (sorted by ``x``, with ``on_frontier``) as
+    labelled points over ``x`` and ``y`` (lower is better), the frontier drawn as a staircase."""
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    on = {id(r) for r in front}
-    for r in rows:
-        ax.scatter(r[x], r[y], color="C3" if id(r) in on else "0.5", zorder=3)
-        ax.annotate(str(r.get("model", "")), (r[x], r[y]), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    fx, fy = [r[x] for r in front], [r[y] for r in front]
-    ax.step(fx, fy, where="post", color="C3", label="Pareto frontier")
-    ax.set_xlabel(f"{x} ({UNITS.get(x, '')})" if x in UNITS else x)
-    ax.set_ylabel(f"{y} ({UNITS.get(y, '')})" if y in UNITS else y)
+    for r in table:
+        ax.scatter(r[x], r[y], color="C3" if r["on_frontier"] else "0.5", zorder=3)
+        ax.annotate(str(r["model"]), (r[x], r[y]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    front = [r for r in table if r["on_frontier"]]
+    ax.step([r[x] for r in front], [r[y] for r in front], where="post", color="C3", label="Pareto frontier")
+    ax.set_xlabel(f"{x} ({UNITS[x]})" if x in UNITS else x)
+    ax.set_ylabel(f"{y} ({UNITS[y]})" if y in UNITS else y)
     ax.legend()
     ax.grid(alpha=0.3)
     return _save(fig, path)
