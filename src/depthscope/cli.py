@@ -77,6 +77,13 @@ def _evaluate_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-depth", type=float, help="lower depth cap in metres (default 1e-3)")
     p.add_argument("--max-depth", type=float, help="upper depth cap in metres (NYU 10, KITTI 80)")
     p.add_argument("--median-scaling", action="store_true", help="scale each prediction by median(gt)/median(pred)")
+    p.add_argument(
+        "--align",
+        choices=["none", "median", "lstsq-depth", "lstsq-disparity"],
+        help="fit each prediction to its ground truth first: median scaling, or least-squares scale and shift in "
+        "depth or disparity space (default: none for metric models; lstsq-disparity for disparity models such as "
+        "Depth Anything relative or MiDaS/DPT; lstsq-depth for relative depth)",
+    )
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
     p.add_argument("--out", default="out/evaluate", help="output directory (metrics.json, per_image.csv)")
 
@@ -94,6 +101,7 @@ def _evaluate_run(args: argparse.Namespace) -> int:
         min_depth=args.min_depth,
         max_depth=args.max_depth,
         median_scaling=args.median_scaling,
+        align=args.align,
         out=args.out,
         limit=args.limit,
         progress=True,
@@ -241,6 +249,12 @@ def _profile_parser(p: argparse.ArgumentParser) -> None:
         "(recorded as network_input_size); default: the network's own input size",
     )
     p.add_argument("--pretrained", action="store_true", help="load the weights too (costs do not depend on them)")
+    p.add_argument(
+        "--counts-only",
+        action="store_true",
+        help="only params, bytes and MACs/FLOPs, computed on the meta device: no weights are allocated and nothing "
+        "runs, so a 270M-parameter model is counted in seconds (no memory, latency or throughput)",
+    )
     p.add_argument("--warmup", type=int, default=5, help="untimed forwards before timing")
     p.add_argument("--repeats", type=int, default=20, help="timed forwards")
     p.add_argument("--batches", default="1,2,4,8", help="batch sizes for throughput")
@@ -260,7 +274,8 @@ def _profile_run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     names = [n.strip() for n in args.model.split(",")]
     pretrained = args.pretrained or args.weights is not None  # an explicit checkpoint is meant to be loaded
-    models = [load_model(n, weights=args.weights, device=args.device, pretrained=pretrained) for n in names]
+    device = "meta" if args.counts_only else args.device
+    models = [load_model(n, weights=args.weights, device=device, pretrained=pretrained) for n in names]
     rows = profile(
         models,
         args.out,
@@ -269,8 +284,11 @@ def _profile_run(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         batches=[int(b) for b in args.batches.split(",")],
         explain_methods=[m.strip() for m in args.explain_methods.split(",") if m.strip()],
+        counts_only=args.counts_only,
     )
-    cols = ["model", "params", "macs", "flops", "peak_memory_bytes", "latency_ms_median", "latency_ms_p90", "device"]
+    cols = ["model", "params", "macs", "flops"]
+    if not args.counts_only:
+        cols += ["peak_memory_bytes", "latency_ms_median", "latency_ms_p90", "device"]
     print(format_table(list(rows.values()), cols))
     print("FLOPs = 2 x MACs; weights:", next(iter(rows.values()))["weights"])
     print(f"wrote {Path(args.out) / 'profile.json'}")

@@ -40,21 +40,22 @@ def profile_model(
     repeats: int = 20,
     batches: Sequence[int] = (1, 2, 4, 8),
     explain_methods: Sequence[str] = (),
+    counts_only: bool = False,
 ) -> dict[str, Any]:
     """Params, bytes, MACs/FLOPs, peak activation memory, latency, throughput (and seconds per explanation) of
     ``model`` on an RGB image of ``input_size`` (default: the network's own input size) on the model's device.
 
     The model applies its own preprocessing, so an image of another size is cropped/resized to the network's
-    input (recorded as ``network_input_size``) and that resizing is part of the cost."""
+    input (recorded as ``network_input_size``) and that resizing is part of the cost. ``counts_only`` keeps the
+    shape-only metrics (params, bytes, MACs/FLOPs), which also work for a model on the ``meta`` device: a deep
+    model's costs in seconds without allocating its weights."""
     h, w = input_size or model.preprocessing.input_size
     if h < 1 or w < 1:
         raise InputError(f"--input-size must be positive, got {h} {w}")
     dev = next(model.parameters()).device
     model.eval()
-    x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)).to(dev)
+    x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)).to(dev)  # meta: shape only
     macs = count_macs(model, x)
-    peak, peak_method = peak_activation_bytes(model, x)
-    lat = measure_latency(model, x, warmup, repeats)
     by_dtype = param_bytes(model)
     row: dict[str, Any] = {
         "model": model.name,
@@ -65,6 +66,15 @@ def profile_model(
         "macs_by_op": macs.by_op,
         "param_bytes": sum(by_dtype.values()),
         "param_bytes_by_dtype": by_dtype,
+        "input_size": [h, w],
+        "network_input_size": list(model.preprocessing.input_size),
+        "weights": model.info.weights or "none (random init): cost metrics need no weights",
+    }
+    if counts_only:
+        return row
+    peak, peak_method = peak_activation_bytes(model, x)
+    lat = measure_latency(model, x, warmup, repeats)
+    row |= {
         "peak_memory_bytes": peak,
         "peak_memory_method": peak_method,
         "latency_ms_median": lat.median_ms,
@@ -73,9 +83,6 @@ def profile_model(
         "throughput_images_per_s": {str(b): v for b, v in throughput(model, x, batches).items()},
         "device": lat.device,
         "threads": lat.threads,
-        "input_size": [h, w],
-        "network_input_size": list(model.preprocessing.input_size),
-        "weights": model.info.weights or "none (random init): cost metrics need no weights",
     }
     if explain_methods:
         row["explain_seconds"] = explain_seconds(model, x, explain_methods)

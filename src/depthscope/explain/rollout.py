@@ -1,4 +1,10 @@
-"""Attention Rollout (Abnar & Zuidema, 2020) for METER's MobileViT blocks.
+"""Attention Rollout (Abnar & Zuidema, 2020): the stack rule, and how it reaches pixels for each architecture.
+
+Where tokens come from differs by architecture, so each network type registers a *rule*
+(:func:`register_rollout`) that pulls a target's relevance back through its attention to the network input:
+METER here; Swin/PixelFormer windows in ``rollout_windows``; ViT-style Hugging Face models in ``rollout_vit``.
+The method maps the target weights from the image to the network-input grid, applies the rule, and maps the
+result back to the image.
 
 Within one attention stack, rollout multiplies the residual-augmented attention matrices
 ``A_hat = 0.5 A + 0.5 I`` (rows renormalised) from the first layer to the last: ``R = A_hat_L ... A_hat_1``;
@@ -22,12 +28,15 @@ treated as position-preserving, which is rollout's usual approximation of everyt
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 
 from depthscope.errors import InputError
 from depthscope.explain.attribution import Attribution, register_method
-from depthscope.models.meter import patches_to_tokens, tokens_to_patches
+from depthscope.models.meter import METER, patches_to_tokens, tokens_to_patches
 
 
 def fuse_heads(attn: torch.Tensor, fusion: str = "mean") -> torch.Tensor:
@@ -64,8 +73,10 @@ def rollout(attentions: list[torch.Tensor], fusion: str = "mean", discard_ratio:
     return result
 
 
-def record_attention(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    """Run ``model`` on ``x`` once and return each attention module's probabilities (forward order)."""
+@contextmanager
+def recording(model: torch.nn.Module, x: torch.Tensor) -> Iterator[list[torch.nn.Module]]:
+    """Run ``model`` on ``x`` once with every attention module recording; yield the modules, whose
+    ``last_attention`` (and geometry attributes) hold that forward's probabilities until the block exits."""
     mods = model.attention_modules() if hasattr(model, "attention_modules") else []
     if not mods:
         raise InputError(f"{getattr(model, 'name', type(model).__name__)} has no attention modules to roll out")
@@ -74,34 +85,83 @@ def record_attention(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tens
     try:
         with torch.no_grad():
             model(x)
-        return [m.last_attention for m in mods]
+        yield mods
     finally:
         for m in mods:
             m.record, m.last_attention = False, None
 
 
+def record_attention(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Each attention module's probabilities for ``model(x)``, in forward order."""
+    with recording(model, x) as mods:
+        return [m.last_attention for m in mods]
+
+
+RolloutRule = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, str, float], torch.Tensor]
+ROLLOUT_RULES: dict[type, RolloutRule] = {}
+
+
+def register_rollout(net_type: type) -> Callable[[RolloutRule], RolloutRule]:
+    """Register how relevance flows back through the attention of networks of ``net_type``. A rule takes
+    ``(model, x, q, head_fusion, discard_ratio)`` where ``q`` ``(T, 1, h, w)`` is each target's weight on the
+    network-input grid, and returns the relevance of each network-input pixel ``(T, 1, h, w)``."""
+
+    def deco(fn: RolloutRule) -> RolloutRule:
+        ROLLOUT_RULES[net_type] = fn
+        return fn
+
+    return deco
+
+
+def rollout_rule(net: torch.nn.Module) -> RolloutRule:
+    for cls in type(net).__mro__:
+        if cls in ROLLOUT_RULES:
+            return ROLLOUT_RULES[cls]
+    known = ", ".join(sorted(c.__name__ for c in ROLLOUT_RULES))
+    raise InputError(f"attention_rollout does not know how {type(net).__name__}'s tokens map to pixels; known: {known}")
+
+
+@register_rollout(METER)
+def meter_rollout(
+    model: torch.nn.Module, x: torch.Tensor, q: torch.Tensor, head_fusion: str, discard_ratio: float, patch: int = 2
+) -> torch.Tensor:
+    """Cascaded rollout over METER's MobileViT blocks, deepest first (see the module docstring)."""
+    attns = record_attention(model, x)  # each (1, groups, heads, N, N)
+    grids = [m.token_grid for m in model.attention_modules()]  # feature (h, w) of each block, set at forward time
+    relevance = q
+    for attn, (h, w) in zip(reversed(attns), reversed(grids), strict=True):
+        r = F.adaptive_avg_pool2d(relevance, (h, w))
+        r = r / r.sum(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
+        hat = rollout([attn[0]], head_fusion, discard_ratio)  # (groups, N, N)
+        tokens = patches_to_tokens(r, patch)  # (T, groups, N, 1)
+        relevance = tokens_to_patches(hat.transpose(-1, -2) @ tokens, patch, h, w)  # (T, 1, h, w)
+    return F.interpolate(relevance, size=q.shape[-2:], mode="bilinear", align_corners=False)
+
+
 @register_method("attention_rollout")
 def attention_rollout(
-    fmodel: torch.nn.Module, x: torch.Tensor, head_fusion: str = "mean", discard_ratio: float = 0.0, patch: int = 2
+    fmodel: torch.nn.Module, x: torch.Tensor, head_fusion: str = "mean", discard_ratio: float = 0.0
 ) -> Attribution:
-    """Cascaded rollout over METER's MobileViT blocks for each target (see the module docstring)."""
+    """Attention Rollout for each target: the target weights are taken to the network-input grid, pulled back
+    through the network's attention by its registered rule, and mapped to the image (zero outside a crop)."""
     model, weights = fmodel.model, fmodel.weights  # TargetModel
-    attns = record_attention(model, x)  # each (1, groups, heads, N, N)
-    mods = model.attention_modules()
-    grids = [m.token_grid for m in mods]  # feature (h, w) of each block, recorded at forward time
-    relevance = weights.unsqueeze(1)  # (T, 1, H, W)
-    for attn, (h, w) in zip(reversed(attns), reversed(grids), strict=True):
-        q = F.adaptive_avg_pool2d(relevance, (h, w))
-        q = q / q.sum(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
-        r = rollout([attn[0]], head_fusion, discard_ratio)  # (groups, N, N)
-        tokens = patches_to_tokens(q, patch)  # (T, groups, N, 1)
-        relevance = tokens_to_patches(r.transpose(-1, -2) @ tokens, patch, h, w)  # (T, 1, h, w)
-    # From the shallowest block's grid to the network input, then through the model's resize back to the image.
-    cmap = F.interpolate(relevance, size=model.preprocessing.input_size, mode="bilinear", align_corners=False)
-    out = to_image_frame(model, cmap, x.shape[-2:])
+    q = to_network_frame(model, weights.unsqueeze(1))
+    relevance = rollout_rule(model.net)(model, x, q, head_fusion, discard_ratio)
+    out = to_image_frame(model, relevance, x.shape[-2:])
+    n_attn = len(model.attention_modules())
     return Attribution(
-        "attention_rollout", out, {"head_fusion": head_fusion, "discard_ratio": discard_ratio, "blocks": len(attns)}
+        "attention_rollout", out, {"head_fusion": head_fusion, "discard_ratio": discard_ratio, "blocks": n_attn}
     )
+
+
+def to_network_frame(model: torch.nn.Module, m: torch.Tensor) -> torch.Tensor:
+    """A map on the input image's grid ``(T, 1, H, W)`` -> the network-input grid (crop, then area resize)."""
+    crop = model.preprocessing.crop
+    if crop is not None:
+        top, left = crop.box(*m.shape[-2:])
+        m = m[..., top : top + crop.height, left : left + crop.width]
+    size = tuple(model.preprocessing.input_size)
+    return m if tuple(m.shape[-2:]) == size else F.interpolate(m, size=size, mode="area")
 
 
 def to_image_frame(model: torch.nn.Module, m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

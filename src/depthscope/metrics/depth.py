@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 import torch
 
 from depthscope.errors import InputError
+from depthscope.metrics.align import align_prediction
 
 METRIC_NAMES = ("mae", "rmse", "rmse_log", "abs_rel", "sq_rel", "log10", "silog", "delta1", "delta2", "delta3")
 LOWER_IS_BETTER = {m: not m.startswith("delta") for m in METRIC_NAMES}
@@ -93,11 +94,15 @@ def evaluate_depth(
     max_depth: float = 10.0,
     crop: str = "none",
     median_scaling: bool = False,
+    align: str = "none",
+    output: str = "depth",
 ) -> dict[str, float]:
     """Metrics of one predicted depth map against its ground truth, both ``(H, W)`` in metres.
 
-    ``median_scaling`` multiplies the prediction by ``median(gt) / median(pred)`` over valid pixels first (for
-    scale-ambiguous models); the scale used is returned as ``scale``.
+    ``align`` fits a scale-ambiguous prediction to the ground truth over the valid pixels first (``median``,
+    ``lstsq-depth``, ``lstsq-disparity``; see :mod:`depthscope.metrics.align`; ``median_scaling=True`` is
+    ``align="median"``); ``output`` says whether ``pred`` is depth or (affine-invariant) disparity. The fitted
+    ``scale`` (and ``shift``) are returned with the metrics.
     """
     pred, gt = pred.squeeze(), gt.squeeze()
     if pred.shape != gt.shape:
@@ -107,16 +112,14 @@ def evaluate_depth(
     mask = valid_mask(gt, min_depth, max_depth, crop)
     idx = mask.view(-1).nonzero().squeeze(1)  # gathering by index is ~2x faster than boolean indexing here
     p, g = pred.reshape(-1)[idx].double(), gt.reshape(-1)[idx].double()
-    scale = 1.0
-    if median_scaling and p.numel():
-        scale = (g.median() / p.median().clamp_min(1e-12)).item()
-        p = p * scale
+    align = "median" if median_scaling else align
+    fitted: dict[str, float] = {}
+    if p.numel():
+        p, fitted = align_prediction(p, g, align, output, max_depth)
     p = torch.nan_to_num(p, nan=min_depth, posinf=max_depth, neginf=min_depth).clamp(min_depth, max_depth)
     out = depth_metrics(p, g)
     out["n_valid"] = float(mask.sum().item())
-    if median_scaling:
-        out["scale"] = scale
-    return out
+    return out | fitted
 
 
 def aggregate(rows: Iterable[Mapping[str, float]], names: Iterable[str] = METRIC_NAMES) -> dict[str, float]:

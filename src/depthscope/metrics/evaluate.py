@@ -15,9 +15,12 @@ from tqdm.auto import tqdm
 from depthscope.data.datasets import DepthDataset, open_dataset
 from depthscope.data.prefetch import prefetch
 from depthscope.errors import InputError
+from depthscope.metrics.align import ALIGNMENTS
 from depthscope.metrics.depth import METRIC_NAMES, aggregate, evaluate_depth
 from depthscope.models import DepthModel, load_model
 from depthscope.report.files import CsvAppender, write_json
+
+DEFAULT_ALIGNMENT = {"depth": "none", "disparity": "lstsq-disparity", "relative": "lstsq-depth"}
 
 
 @dataclass
@@ -70,6 +73,7 @@ def evaluate(
     min_depth: float | None = None,
     max_depth: float | None = None,
     median_scaling: bool = False,
+    align: str | None = None,
     device: str | torch.device | None = None,
     out: str | os.PathLike | None = None,
     limit: int | None = None,
@@ -77,8 +81,10 @@ def evaluate(
 ) -> EvaluationResult:
     """Evaluate ``model`` on ``data`` with the standard metrics (depth in metres).
 
-    Defaults (crop, depth caps) come from the model's evaluation protocol. With ``out``, per-image rows go to
-    ``out/per_image.csv`` as they are computed and the aggregate to ``out/metrics.json``.
+    Defaults (crop, depth caps) come from the model's evaluation protocol. ``align`` (default: ``none`` for
+    metric models, ``lstsq-disparity`` for disparity outputs, ``lstsq-depth`` for relative depth) fits each
+    prediction to its ground truth first; ``median_scaling=True`` means ``align="median"``. With ``out``,
+    per-image rows go to ``out/per_image.csv`` as they are computed and the aggregate to ``out/metrics.json``.
     """
     if isinstance(model, str):
         model = load_model(model, device=device or "cpu")
@@ -93,7 +99,12 @@ def evaluate(
     n = len(ds) if limit is None else min(limit, len(ds))
     if n == 0:
         raise InputError("the dataset is empty")
-    columns = ["image", *METRIC_NAMES, "n_valid"] + (["scale"] if median_scaling else [])
+    output = model.preprocessing.output
+    align = "median" if median_scaling else (align or DEFAULT_ALIGNMENT[output])
+    if align not in ALIGNMENTS:
+        raise InputError(f"unknown alignment {align!r}; valid: {', '.join(ALIGNMENTS)}")
+    fitted = {"none": [], "median": ["scale"]}.get(align, ["scale", "shift"])
+    columns = ["image", *METRIC_NAMES, "n_valid", *fitted]
     sink = None
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
@@ -102,7 +113,7 @@ def evaluate(
     rows: list[dict[str, float | str]] = []
 
     def score(name: str, pred: torch.Tensor, gt: torch.Tensor) -> dict[str, float | str]:
-        return {"image": name, **evaluate_depth(pred, gt, lo, hi, crop, median_scaling)}
+        return {"image": name, **evaluate_depth(pred, gt, lo, hi, crop, align=align, output=output)}
 
     def collect(fut: Future) -> None:
         rows.append(fut.result())
@@ -125,7 +136,7 @@ def evaluate(
         if pending is not None:
             collect(pending)
     bar.close()
-    settings = {"crop": crop, "min_depth": lo, "max_depth": hi, "median_scaling": median_scaling}
+    settings = {"crop": crop, "min_depth": lo, "max_depth": hi, "align": align, "model_output": output}
     result = EvaluationResult(model.name, ds.name, aggregate(rows), rows, settings)
     if out is not None:
         write_json(Path(out) / "metrics.json", result.to_dict())

@@ -1,6 +1,6 @@
 """Depth models behind one interface: images in ``[0,1]`` in, metric depth in metres out."""
 
-from depthscope.models import meter  # noqa: F401  (registers the METER models)
+from depthscope.models import meter, pixelformer  # noqa: F401  (registers the models)
 from depthscope.models.base import DepthModel, EvalDefaults, InputCrop, ModelInfo, Preprocessing, wrap
 from depthscope.models.registry import MODELS, list_models, load_model, register_model
 from depthscope.models.weights import ENV_WEIGHTS, WeightSource, read_state_dict, resolve_weights

@@ -147,7 +147,7 @@ class DepthModel(nn.Module):
 
     def attention_modules(self) -> list[nn.Module]:
         """The modules whose attention matrices Attention Rollout combines, in forward order."""
-        return [m for m in self.net.modules() if hasattr(m, "attention_probs") and hasattr(m, "record")]
+        return [m for m in self.net.modules() if hasattr(m, "record") and hasattr(m, "last_attention")]
 
     def with_info(self, **changes: object) -> DepthModel:
         """A wrapper sharing ``net`` with some fields of ``info`` replaced."""

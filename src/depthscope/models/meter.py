@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +22,7 @@ from torch import nn
 
 from depthscope.models.base import DepthModel, EvalDefaults, InputCrop, ModelInfo, Preprocessing
 from depthscope.models.registry import register_model
-from depthscope.models.weights import WeightSource, load_into, read_state_dict, resolve_weights
+from depthscope.models.weights import WeightSource, load_registered
 
 
 @dataclass(frozen=True)
@@ -324,11 +323,7 @@ def build_meter(
 ) -> DepthModel:
     """METER of ``size`` with weights from ``weights`` or the registered source (if any and ``pretrained``)."""
     net = METER(size)
-    src = METER_WEIGHTS.get(name)
-    path = None
-    if weights is not None or (pretrained and src is not None):
-        path = resolve_weights(src or WeightSource(Path(str(weights)).name), weights)
-        load_into(net, read_state_dict(path), str(path))
+    path = load_registered(net, METER_WEIGHTS.get(name), weights, pretrained)
     return DepthModel(net, ModelInfo(name, preprocessing, eval_defaults, None if path is None else str(path)))
 
 

@@ -30,13 +30,24 @@ def load_model(
     pretrained: bool = True,
     device: str | torch.device = "cpu",
 ) -> DepthModel:
-    """Build a registered model, or a Python entry point ``"package.module:function"``, in eval mode on ``device``.
+    """Build a registered model, a Hugging Face model ``"hf:<directory or hub name>"`` or a Python entry point
+    ``"package.module:function"``, in eval mode on ``device``.
 
     ``weights`` overrides the checkpoint lookup with an explicit file; ``pretrained=False`` gives random weights
     (enough for cost metrics). An entry point's function returns a :class:`DepthModel` (e.g. from
-    :func:`depthscope.wrap`) and may accept ``weights`` and ``pretrained``.
+    :func:`depthscope.wrap`) and may accept ``weights`` and ``pretrained``. ``device="meta"`` builds the model
+    without allocating weights (shapes only: parameter and MAC counts), and loads none.
     """
-    if ":" in name and name not in MODELS:
+    if str(device) == "meta" and torch.get_default_device().type != "meta":
+        with torch.device("meta"):
+            return load_model(name, None, False, "meta")
+    if name.startswith("hf:"):
+        from depthscope.models.hf import load_hf
+
+        if weights is not None:
+            raise InputError("a Hugging Face model takes its weights from its directory: --model hf:DIR")
+        model = load_hf(name.removeprefix("hf:"), pretrained=pretrained)
+    elif ":" in name and name not in MODELS:
         model = _call_entry_point(name, weights=weights, pretrained=pretrained)
     else:
         model = MODELS.get(name)(weights=weights, pretrained=pretrained)

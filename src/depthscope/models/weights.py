@@ -27,11 +27,13 @@ ENV_CACHE = "DEPTHSCOPE_CACHE"
 
 @dataclass(frozen=True)
 class WeightSource:
-    """Where a registered checkpoint comes from: its file name, public URL and sha256."""
+    """Where a registered checkpoint comes from: its file name (may include a folder, matched under the weights
+    directory), public URL and sha256, and ``origin``: where to get it by hand when there is no direct URL."""
 
     filename: str
     url: str | None = None
     sha256: str | None = None
+    origin: str | None = None
 
 
 def cache_dir() -> Path:
@@ -86,7 +88,21 @@ def resolve_weights(src: WeightSource, path: str | os.PathLike | None = None, do
         return _download(src, cached)
     where = f"set {ENV_WEIGHTS} to a directory containing it, or put it in {cache_dir()}"
     origin = f"; the official file comes from {src.url}" if src.url else ""
+    if src.origin:
+        origin += f"; {src.origin}"
     raise CheckpointError(f"checkpoint {src.filename} not found: {where}{origin}")
+
+
+def load_registered(
+    net: nn.Module, src: WeightSource | None, weights: str | os.PathLike | None, pretrained: bool
+) -> Path | None:
+    """Load ``weights`` (an explicit file) or, when ``pretrained``, the registered ``src`` into ``net`` strictly;
+    return the file used, or None when ``net`` keeps its random initialisation."""
+    if weights is None and not (pretrained and src is not None):
+        return None
+    path = resolve_weights(src or WeightSource(Path(str(weights)).name), weights)
+    load_into(net, read_state_dict(path), str(path))
+    return path
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:

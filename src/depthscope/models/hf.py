@@ -1,0 +1,136 @@
+"""Hugging Face ``transformers`` depth models (DPT, Depth Anything V2, GLPN, ZoeDepth...) behind the one interface.
+
+Optional: ``pip install depthscope[hf]``. ``load_model("hf:<directory or hub name>")`` loads the model with eager
+attention (so Attention Rollout can read the attention probabilities) and reads ``preprocessor_config.json`` for
+the network input size, normalisation and resizing rule. What the output means comes from the config:
+
+* ``depth_anything`` with ``depth_estimation_type="metric"``, ``glpn`` and ``zoedepth``: metric depth in metres;
+* ``depth_anything`` (relative) and ``dpt`` (MiDaS-style): affine-invariant **disparity** (inverse depth up to
+  scale and shift), marked ``output="disparity"``; ``evaluate`` aligns such predictions to the ground truth.
+
+The network input size is fixed at load time: aspect-keeping processors (DPT, Depth Anything) are resolved for a
+``reference`` image size, 480x640 (NYU) by default, exactly as the processor would resize such an image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from depthscope.errors import CheckpointError, InputError
+from depthscope.models.base import DepthModel, EvalDefaults, ModelInfo, Preprocessing
+
+HF_PREFIX = "hf:"
+METRIC_TYPES = {"glpn", "zoedepth"}
+
+
+class HFDepthNet(nn.Module):
+    """A ``transformers`` ``...ForDepthEstimation`` model as a network: normalised ``(B,3,h,w)`` ->
+    ``(B,1,h',w')``. With ``record`` set, one forward also keeps every layer's attention probabilities
+    (``last_attention``: a list of ``(B, heads, n, n)``, first layer first) for Attention Rollout."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.record = False
+        self.last_attention: list[torch.Tensor] | None = None
+
+    @property
+    def patch_size(self) -> int | None:
+        cfg = self.model.config
+        backbone = getattr(cfg, "backbone_config", None)
+        return getattr(backbone, "patch_size", None) or getattr(cfg, "patch_size", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(pixel_values=x, output_attentions=self.record)
+        if self.record:
+            attns = getattr(out, "attentions", None)
+            if not attns:
+                raise InputError(f"{type(self.model).__name__} returned no attention probabilities")
+            self.last_attention = [a.detach() for a in attns]
+        depth = out.predicted_depth
+        return depth.unsqueeze(1) if depth.dim() == 3 else depth
+
+
+def _import_transformers() -> Any:
+    try:
+        import transformers
+    except ImportError:
+        raise InputError("Hugging Face models need transformers: pip install 'depthscope[hf]'") from None
+    return transformers
+
+
+def read_preprocessor_config(source: str) -> dict[str, Any]:
+    """``preprocessor_config.json`` of a local directory or a hub model (empty if it has none)."""
+    if Path(source).is_dir():
+        p = Path(source) / "preprocessor_config.json"
+        return json.loads(p.read_text()) if p.is_file() else {}
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return json.loads(Path(hf_hub_download(source, "preprocessor_config.json")).read_text())
+    except Exception:  # offline, or the repository has no processor config: fall back to the model's defaults
+        return {}
+
+
+def _nearest_multiple(value: float, multiple: int) -> int:
+    return max(multiple, int(round(value / multiple)) * multiple)
+
+
+def network_input_size(proc: dict[str, Any], reference: tuple[int, int]) -> tuple[int, int]:
+    """The size the model's image processor gives an image of size ``reference`` (H, W)."""
+    h, w = reference
+    if "size_divisor" in proc and "size" not in proc:  # GLPN: round down to a multiple of the divisor
+        d = int(proc["size_divisor"])
+        return max(d, h // d * d), max(d, w // d * d)
+    size = proc.get("size") or {}
+    th, tw = size.get("height", h), size.get("width", w)
+    multiple = int(proc.get("ensure_multiple_of", 1))
+    sh, sw = th / h, tw / w
+    if proc.get("keep_aspect_ratio", False):  # scale as little as possible, keep the aspect ratio
+        sh = sw = sw if abs(1 - sw) < abs(1 - sh) else sh
+    return _nearest_multiple(sh * h, multiple), _nearest_multiple(sw * w, multiple)
+
+
+def output_kind(config: Any) -> str:
+    """``depth`` (metric, metres) or ``disparity`` (affine-invariant inverse depth) from a model config."""
+    if config.model_type in METRIC_TYPES or getattr(config, "depth_estimation_type", None) == "metric":
+        return "depth"
+    return "disparity"
+
+
+def load_hf(
+    source: str,
+    pretrained: bool = True,
+    output: str | None = None,
+    reference: tuple[int, int] = (480, 640),
+) -> DepthModel:
+    """Load a ``transformers`` depth model from a local directory or hub name (``pretrained=False``: its config
+    with random weights). ``output`` overrides what the raw output means (``depth``/``disparity``/``relative``)."""
+    tf = _import_transformers()
+    if not Path(source).is_dir() and os.path.sep in source:
+        raise CheckpointError(f"Hugging Face model directory {source} does not exist")
+    try:
+        if pretrained:
+            model = tf.AutoModelForDepthEstimation.from_pretrained(source, attn_implementation="eager")
+        else:
+            config = tf.AutoConfig.from_pretrained(source)
+            model = tf.AutoModelForDepthEstimation.from_config(config, attn_implementation="eager")
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cannot load Hugging Face depth model {source!r}: {e}") from None
+    proc = read_preprocessor_config(source)
+    mean = tuple(proc["image_mean"]) if proc.get("do_normalize", "image_mean" in proc) else None
+    std = tuple(proc["image_std"]) if mean is not None else None
+    kind = output or output_kind(model.config)
+    pp = Preprocessing(network_input_size(proc, reference), mean, std, "m", kind)  # type: ignore[arg-type]
+    metric_cap = getattr(model.config, "max_depth", None) if kind == "depth" else None  # a relative model's is moot
+    max_depth = float(metric_cap or 10.0)
+    name = HF_PREFIX + source
+    return DepthModel(
+        HFDepthNet(model), ModelInfo(name, pp, EvalDefaults(max_depth=max_depth), source if pretrained else None)
+    )

@@ -1,0 +1,181 @@
+"""Hugging Face depth models end to end on tiny randomly initialised models built from configs here (no
+download): evaluate (with alignment), explain (ViT rollout over the target's patch tokens), assess, profile."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from depthscope.cli import main  # noqa: E402
+from depthscope.errors import InputError  # noqa: E402
+from depthscope.explain import explain  # noqa: E402
+from depthscope.metrics.depth import valid_mask  # noqa: E402
+from depthscope.models import load_model  # noqa: E402
+
+IMAGENET = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "do_normalize": True}
+
+
+@pytest.fixture(scope="module")
+def tiny_depth_anything(tmp_path_factory):
+    """Depth Anything (relative, DINOv2 backbone with patch 14), 4 layers of width 32, processor: 56 px, keep
+    aspect, multiple of 14 (like the real 518 px one)."""
+    d = tmp_path_factory.mktemp("tiny_da")
+    backbone = transformers.Dinov2Config(
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=56,
+        patch_size=14,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+        reshape_hidden_states=False,
+    )
+    cfg = transformers.DepthAnythingConfig(
+        backbone_config=backbone,
+        reassemble_hidden_size=32,
+        neck_hidden_sizes=[16, 16, 32, 32],
+        fusion_hidden_size=16,
+        head_hidden_size=8,
+        depth_estimation_type="relative",
+    )
+    torch.manual_seed(0)
+    transformers.DepthAnythingForDepthEstimation(cfg).save_pretrained(d)
+    proc = {"size": {"height": 56, "width": 56}, "keep_aspect_ratio": True, "ensure_multiple_of": 14, **IMAGENET}
+    (d / "preprocessor_config.json").write_text(json.dumps(proc))
+    return d
+
+
+def test_loads_as_relative_disparity_with_processor_size(tiny_depth_anything):
+    model = load_model(f"hf:{tiny_depth_anything}")
+    pp = model.preprocessing
+    # 480x640 -> scale 56/480 on both axes (the smaller change) -> 56 x 74.7 -> nearest multiples of 14.
+    assert pp.input_size == (56, 70) and pp.output == "disparity" and pp.mean == tuple(IMAGENET["image_mean"])
+    assert model(torch.rand(1, 3, 480, 640)).shape == (1, 1, 480, 640)
+
+
+def test_evaluate_aligns_in_disparity_space(tmp_path, tiny_depth_anything, nyu):
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                f"hf:{tiny_depth_anything}",
+                "--data",
+                str(nyu.root),
+                "--limit",
+                "2",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["align"] == "lstsq-disparity" and metrics["n_images"] == 2
+    row = next(csv.DictReader(open(tmp_path / "per_image.csv")))
+    # Independent fit: numpy's least squares of 1/gt on the raw prediction over the same valid pixels.
+    model = load_model(f"hf:{tiny_depth_anything}")
+    s = nyu[0]
+    with torch.no_grad():
+        pred = model(s.image.unsqueeze(0))[0, 0].double()
+    mask = valid_mask(s.depth, 1e-3, 10.0, "eigen")
+    scale, shift = np.polyfit(pred[mask].numpy(), 1.0 / s.depth[mask].double().numpy(), 1)
+    assert float(row["scale"]) == pytest.approx(scale, rel=1e-6)
+    assert float(row["shift"]) == pytest.approx(shift, rel=1e-6, abs=1e-9)
+
+
+def test_explain_rollout_uses_target_patch_tokens(tmp_path, tiny_depth_anything, nyu):
+    model = load_model(f"hf:{tiny_depth_anything}")
+    image = nyu[0].image.unsqueeze(0)
+    left = explain(model, image, "attention_rollout", target="box:0,0,480,320")["attention_rollout"].signed
+    right = explain(model, image, "attention_rollout", target="box:0,320,480,640")["attention_rollout"].signed
+    assert left.shape[-2:] == (480, 640) and left.min() >= 0
+    assert left[..., :320].sum() > left[..., 320:].sum() and right[..., 320:].sum() > right[..., :320].sum()
+    assert (
+        main(
+            [
+                "explain",
+                "--model",
+                f"hf:{tiny_depth_anything}",
+                "--method",
+                "saliency,integrated_gradients,attention_rollout",
+                "--ig-steps",
+                "4",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "explain.png").is_file()
+
+
+def test_assess_and_profile_end_to_end(tmp_path, tiny_depth_anything, nyu):
+    name = f"hf:{tiny_depth_anything}"
+    assert (
+        main(
+            [
+                "assess",
+                "--model",
+                name,
+                "--data",
+                str(nyu.root),
+                "--methods",
+                "saliency,attention_rollout,random",
+                "--limit",
+                "1",
+                "--n-perturbations",
+                "4",
+                "--out",
+                str(tmp_path / "assess"),
+            ]
+        )
+        == 0
+    )
+    rows = list(csv.DictReader(open(tmp_path / "assess" / "results.csv")))
+    assert len(rows) == 3 and all(np.isfinite(float(r["af_perturbation"])) for r in rows)
+    assert (
+        main(
+            [
+                "profile",
+                "--model",
+                name,
+                "--warmup",
+                "1",
+                "--repeats",
+                "2",
+                "--batches",
+                "1",
+                "--out",
+                str(tmp_path / "profile"),
+            ]
+        )
+        == 0
+    )
+    row = json.loads((tmp_path / "profile" / "profile.json").read_text())[name]
+    net = load_model(name).net
+    assert row["params"] == sum(p.numel() for p in net.parameters())
+    assert row["network_input_size"] == [56, 70] and row["macs"] > 0
+
+
+def test_glpn_is_metric_and_rollout_says_why_not(tmp_path):
+    cfg = transformers.GLPNConfig(
+        num_encoder_blocks=4,
+        depths=[1, 1, 1, 1],
+        sr_ratios=[8, 4, 2, 1],
+        hidden_sizes=[8, 16, 32, 64],
+        num_attention_heads=[1, 1, 2, 2],
+        decoder_hidden_size=16,
+        max_depth=10,
+    )
+    transformers.GLPNForDepthEstimation(cfg).save_pretrained(tmp_path)
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"size_divisor": 32, "do_rescale": True}))
+    model = load_model(f"hf:{tmp_path}")
+    assert model.preprocessing.output == "depth" and model.preprocessing.mean is None
+    assert model.preprocessing.input_size == (480, 640) and model.info.eval.max_depth == 10
+    with pytest.raises(InputError, match="spatial-reduction"):
+        explain(model, torch.rand(1, 3, 64, 96), "attention_rollout")
