@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from depthscope.errors import InputError
-from depthscope.explain.rollout import register_rollout, rollout
+from depthscope.explain.rollout import recording, register_rollout, rollout
 from depthscope.explain.rollout_windows import unembed_relevance
 from depthscope.models.hf import HFDepthNet
 
@@ -29,13 +29,8 @@ def vit_rollout(
     net: HFDepthNet = model.net
     p = net.patch_size
     h, w = q.shape[-2:]
-    net.record = True
-    try:
-        with torch.no_grad():
-            model(x)
+    with recording(model, x):
         attns = net.last_attention or []
-    finally:
-        net.record, net.last_attention = False, None
     gh, gw = h // p if p else 0, w // p if p else 0
     n = attns[0].shape[-1] if attns else 0
     if not p or not attns or any(a.shape[-2] != a.shape[-1] for a in attns) or n < gh * gw:
