@@ -34,7 +34,10 @@ def assert_same_rows(got, want, skip=()):
             if k in skip:
                 continue
             try:
-                assert json.loads(a[k]) == pytest.approx(json.loads(v), rel=1e-5, abs=1e-9), k
+                # rel 1e-4: float32 batches of another size round differently, and scores built from differences
+                # of nearly equal predictions (4-draw infidelity) amplify that to ~1e-5 (seen in CI); a wrong image
+                # or setting changes them by percents.
+                assert json.loads(a[k]) == pytest.approx(json.loads(v), rel=1e-4, abs=1e-9), k
             except json.JSONDecodeError:
                 assert a[k] == v, k
 
