@@ -179,3 +179,10 @@ def test_glpn_is_metric_and_rollout_says_why_not(tmp_path):
     assert model.preprocessing.input_size == (480, 640) and model.info.eval.max_depth == 10
     with pytest.raises(InputError, match="spatial-reduction"):
         explain(model, torch.rand(1, 3, 64, 96), "attention_rollout")
+
+
+def test_missing_directory_is_one_clear_error(tmp_path):
+    from depthscope.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_model(f"hf:{tmp_path / 'nope'}")

@@ -15,7 +15,6 @@ The network input size is fixed at load time: aspect-keeping processors (DPT, De
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +112,8 @@ def load_hf(
     """Load a ``transformers`` depth model from a local directory or hub name (``pretrained=False``: its config
     with random weights). ``output`` overrides what the raw output means (``depth``/``disparity``/``relative``)."""
     tf = _import_transformers()
-    if not Path(source).is_dir() and os.path.sep in source:
+    looks_local = source.startswith(("/", ".", "~")) or source.count("/") > 1  # a hub name is "org/name"
+    if looks_local and not Path(source).expanduser().is_dir():
         raise CheckpointError(f"Hugging Face model directory {source} does not exist")
     try:
         if pretrained:
