@@ -5,7 +5,7 @@ import torch
 
 from depthscope.explain import explain
 from depthscope.explain.rollout import recording
-from depthscope.explain.rollout_windows import stage_relevance, unembed_relevance, unmerge_relevance
+from depthscope.explain.rollout_windows import spread_relevance, stage_relevance
 from depthscope.models import Preprocessing, load_model
 from depthscope.models.swin import SwinStage
 
@@ -65,8 +65,8 @@ def test_wrapped_corner_is_masked(stage_net):
 
 def test_unmerge_and_unembed_split_evenly():
     r = torch.tensor([[[1.0, 2.0]]])  # one stage-s+1 row of 2 tokens
-    torch.testing.assert_close(unmerge_relevance(r, (1, 3)), torch.tensor([[[0.25, 0.25, 0.5]]]))  # odd grid
-    px = unembed_relevance(torch.tensor([[[16.0]]]), (3, 4))
+    torch.testing.assert_close(spread_relevance(r, (1, 3), 2), torch.tensor([[[0.25, 0.25, 0.5]]]))  # odd grid
+    px = spread_relevance(torch.tensor([[[16.0]]]), (3, 4), 4)
     torch.testing.assert_close(px, torch.ones(1, 3, 4))
 
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from depthscope.errors import InputError
 from depthscope.explain.rollout import recording, register_rollout, rollout
-from depthscope.explain.rollout_windows import unembed_relevance
+from depthscope.explain.rollout_windows import spread_relevance
 from depthscope.models.hf import HFDepthNet
 
 
@@ -44,4 +44,4 @@ def vit_rollout(
     r = F.adaptive_avg_pool2d(q[:, 0], (gh, gw)).flatten(1)
     r = r / r.sum(-1, keepdim=True).clamp_min(1e-12)
     r = F.pad(r, (prefix, 0)) @ hat  # (T, n)
-    return unembed_relevance(r[:, prefix:].view(-1, gh, gw), (h, w), p).unsqueeze(1)
+    return spread_relevance(r[:, prefix:].view(-1, gh, gw), (h, w), p).unsqueeze(1)

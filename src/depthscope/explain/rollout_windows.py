@@ -11,10 +11,10 @@ relevance ``r_k`` of its output tokens to its input tokens as ``r_k A_hat``; the
 undone and the padding cropped. Tokens that a shifted window wrapped around are masked from each other, so no
 relevance crosses the image border.
 
-Between stages (:func:`unmerge_relevance`). Patch merging makes token ``(i, j)`` of stage ``s+1`` from tokens
+Between stages (:func:`spread_relevance`, ``k = 2``). Patch merging makes token ``(i, j)`` of stage ``s+1`` from tokens
 ``(2i..2i+1, 2j..2j+1)`` of stage ``s``: each of the four receives a quarter of its relevance.
 
-To pixels (:func:`unembed_relevance`). Stage-0 token ``(i, j)`` is the pixel patch ``(4i..4i+3, 4j..4j+3)``:
+To pixels (:func:`spread_relevance`, ``k = 4``). Stage-0 token ``(i, j)`` is the pixel patch ``(4i..4i+3, 4j..4j+3)``:
 each pixel receives 1/16 of it.
 
 PixelFormer (:func:`pixelformer_rollout`). The depth at 1/4 resolution (upsampled x4) comes from the queries
@@ -68,15 +68,10 @@ def stage_relevance(r: torch.Tensor, stage: SwinStage, head_fusion: str, discard
     return r
 
 
-def unmerge_relevance(r: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """Relevance on a merged grid ``(T, ceil(H/2), ceil(W/2))`` -> the ``H x W`` grid it was merged from."""
-    up = r.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1) / 4
-    return up[:, : grid[0], : grid[1]]
-
-
-def unembed_relevance(r: torch.Tensor, size: tuple[int, int], patch: int = 4) -> torch.Tensor:
-    """Stage-0 token relevance ``(T, h, w)`` -> pixel relevance ``(T, H, W)``: each patch pixel gets 1/patch^2."""
-    up = r.repeat_interleave(patch, dim=-2).repeat_interleave(patch, dim=-1) / patch**2
+def spread_relevance(r: torch.Tensor, size: tuple[int, int], k: int) -> torch.Tensor:
+    """Relevance of tokens that each stood for a ``k x k`` cell of a finer grid ``(T, ceil(H/k), ceil(W/k))`` ->
+    that ``H x W`` grid, each cell getting ``1/k^2`` (patch merging: ``k = 2``; patch embedding: the patch size)."""
+    up = r.repeat_interleave(k, dim=-2).repeat_interleave(k, dim=-1) / k**2
     return up[:, : size[0], : size[1]]
 
 
@@ -102,5 +97,5 @@ def pixelformer_rollout(
         for s in range(3, -1, -1):
             r = stage_relevance(r, net.backbone.layers[s], head_fusion, discard_ratio)
             if s:
-                r = enc[s - 1] + unmerge_relevance(r, grids[s - 1])
-        return unembed_relevance(r, tuple(q.shape[-2:])).unsqueeze(1)
+                r = enc[s - 1] + spread_relevance(r, grids[s - 1], 2)
+        return spread_relevance(r, tuple(q.shape[-2:]), 4).unsqueeze(1)

@@ -38,20 +38,22 @@ def load_model(
     :func:`depthscope.wrap`) and may accept ``weights`` and ``pretrained``. ``device="meta"`` builds the model
     without allocating weights (shapes only: parameter and MAC counts), and loads none.
     """
-    if str(device) == "meta" and torch.get_default_device().type != "meta":
+    if str(device) == "meta":
         with torch.device("meta"):
-            return load_model(name, None, False, "meta")
+            return _build(name, None, False).to(device).eval()
+    return _build(name, weights, pretrained).to(device).eval()
+
+
+def _build(name: str, weights: str | os.PathLike | None, pretrained: bool) -> DepthModel:
     if name.startswith("hf:"):
         from depthscope.models.hf import load_hf
 
         if weights is not None:
             raise InputError("a Hugging Face model takes its weights from its directory: --model hf:DIR")
-        model = load_hf(name.removeprefix("hf:"), pretrained=pretrained)
-    elif ":" in name and name not in MODELS:
-        model = _call_entry_point(name, weights=weights, pretrained=pretrained)
-    else:
-        model = MODELS.get(name)(weights=weights, pretrained=pretrained)
-    return model.to(device).eval()
+        return load_hf(name.removeprefix("hf:"), pretrained=pretrained)
+    if ":" in name and name not in MODELS:
+        return _call_entry_point(name, weights=weights, pretrained=pretrained)
+    return MODELS.get(name)(weights=weights, pretrained=pretrained)
 
 
 def _call_entry_point(spec: str, **kwargs: object) -> DepthModel:
