@@ -495,6 +495,63 @@ command("report", "the main job: metrics, explanation figure and assessment tabl
 )
 
 
+# ----------------------------------------------------------------------------------------------------- optimize
+def _optimize_parser(p: argparse.ArgumentParser) -> None:
+    """A cheaper model from a trained one: efficient attention (meta: pooling mixer; pyra: spatial-reduction
+    attention) trained by block-wise then end-to-end distillation, int8 post-training quantisation (CPU),
+    structured channel pruning with distillation fine-tuning, or distillation into a --student. Training images are
+    unlabeled (--train-images: 'builtin' photographs shipped by installed packages, or a folder), never the
+    evaluation data. Interrupted training resumes when the same command is run again.
+
+    Writes DIR/model.safetensors (load it anywhere with --model DIR/model.safetensors) and DIR/optimize.json
+    (params and MACs before/after, recipe, images, losses).
+
+    Example: depthscope optimize --model meter-xxs-nyu --method pyra --steps 300 --e2e-steps 200 --out out/pyra
+    """
+    from depthscope.optimize import OPTIMIZERS, OptimizeConfig
+
+    d = OptimizeConfig()
+    p.add_argument("--model", default="meter-xxs-nyu", help="model (name or optimised .safetensors) to start from")
+    p.add_argument("--method", required=True, choices=OPTIMIZERS.names())
+    p.add_argument("--out", required=True, help="output directory (also holds resumable training states)")
+    p.add_argument("--train-images", default=d.train_images, help="'builtin' or a folder of unlabeled images")
+    p.add_argument("--steps", type=int, default=d.steps, help="block-wise / fine-tuning / distillation steps")
+    p.add_argument("--e2e-steps", type=int, default=d.e2e_steps, help="meta/pyra: end-to-end distillation steps")
+    p.add_argument("--batch", type=int, default=d.batch, help="images per step")
+    p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate (block-wise, distill)")
+    p.add_argument("--e2e-lr", type=float, default=d.e2e_lr, help="AdamW learning rate (end-to-end, pruning)")
+    p.add_argument("--ratio", type=float, default=d.ratio, help="prune: share of the parameters to remove")
+    p.add_argument("--sr-ratio", type=int, default=d.sr_ratio, help="pyra: key/value reduction per side")
+    p.add_argument("--pool", type=int, default=d.pool, help="meta: pooling window")
+    p.add_argument("--calib-images", type=int, default=d.calib_images, help="int8: calibration images")
+    p.add_argument("--student", help="distill: student model name (same input and unit as --model)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--save-every", type=int, default=d.save_every, help="steps between training checkpoints")
+    p.add_argument("--device", default=d.device, help="torch device for training (cpu, cuda)")
+
+
+def _optimize_run(args: argparse.Namespace) -> int:
+    from depthscope.optimize import OptimizeConfig, optimize
+
+    cfg = OptimizeConfig(
+        train_images=args.train_images, steps=args.steps, e2e_steps=args.e2e_steps, batch=args.batch, lr=args.lr,
+        e2e_lr=args.e2e_lr, ratio=args.ratio, sr_ratio=args.sr_ratio, pool=args.pool,
+        calib_images=args.calib_images, student=args.student, seed=args.seed, device=args.device,
+        save_every=args.save_every,
+    )  # fmt: skip
+    report = optimize(args.model, args.method, args.out, cfg)
+    b, a = report["before"], report["after"]
+    print(f"{report['model']}: params {b['params']:,} -> {a['params']:,} ({a['params_ratio']:.3f}x), "
+          f"MACs {b['macs']:,} -> {a['macs']:,} ({a['macs_ratio']:.3f}x)")  # fmt: skip
+    print(f"wrote {report['checkpoint']} and {Path(args.out) / 'optimize.json'}")
+    return 0
+
+
+command("optimize", "cheaper models: meta/pyra attention, int8, pruning, distillation")(
+    (_optimize_parser, _optimize_run)
+)
+
+
 # ------------------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

@@ -55,11 +55,12 @@ def profile_model(
     dev = next(model.parameters()).device
     model.eval()
     x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)).to(dev)  # meta: shape only
-    macs = count_macs(model, x)
+    counted = getattr(model, "float_twin", model)  # an int8 model: its float twin's MACs and parameter count
+    macs = count_macs(counted, x)
     by_dtype = param_bytes(model)
     row: dict[str, Any] = {
         "model": model.name,
-        "params": count_params(model),
+        "params": count_params(counted),
         "macs": macs.macs,
         "flops": macs.flops,
         "flops_note": "FLOPs = 2 x MACs (conv, linear and attention matmuls; torch FlopCounterMode)",

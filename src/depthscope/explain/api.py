@@ -13,6 +13,8 @@ from depthscope.explain.attribution import METHODS, Attribution
 from depthscope.explain.targets import TargetModel, parse_target
 from depthscope.models import DepthModel, load_model
 
+GRADIENT_FREE = ("attention_rollout", "occlusion", "random")  # methods that need no backward pass
+
 
 def as_batch(image: torch.Tensor | str | os.PathLike, device: torch.device | str = "cpu") -> torch.Tensor:
     """An image path or tensor ``(3,H,W)``/``(1,3,H,W)`` in [0, 1] -> ``(1,3,H,W)`` on ``device``."""
@@ -59,6 +61,12 @@ def explain(
     dev = next(model.parameters()).device
     names = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
     fns = {name: METHODS.get(name) for name in names}  # unknown names fail before any work
+    needs_grad = sorted(set(names) - set(GRADIENT_FREE))
+    if needs_grad and not getattr(model, "differentiable", True):
+        raise InputError(
+            f"{model.name} runs int8 kernels, which have no gradients: {', '.join(needs_grad)} cannot run on it; "
+            f"use {', '.join(GRADIENT_FREE)}, or explain the float model it came from"
+        )
     x = as_batch(image, dev)
     fmodel = target_model(model, x, target)
     options = options or {}

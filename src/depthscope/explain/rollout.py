@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from depthscope.errors import InputError
 from depthscope.explain.attribution import Attribution, register_method
+from depthscope.models.base import source_type
 from depthscope.models.meter import METER, patches_to_tokens, tokens_to_patches
 
 
@@ -114,7 +115,8 @@ def register_rollout(net_type: type) -> Callable[[RolloutRule], RolloutRule]:
 
 
 def rollout_rule(net: torch.nn.Module) -> RolloutRule:
-    for cls in type(net).__mro__:
+    """The rule for ``net``'s type (for a traced/quantised copy, the type it was made from)."""
+    for cls in source_type(net).__mro__:
         if cls in ROLLOUT_RULES:
             return ROLLOUT_RULES[cls]
     known = ", ".join(sorted(c.__name__ for c in ROLLOUT_RULES))

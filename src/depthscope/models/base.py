@@ -168,3 +168,10 @@ def wrap(
     pp = Preprocessing(tuple(input_size), mean, std, unit, output)  # type: ignore[arg-type]
     info = ModelInfo(name or type(module).__name__, pp, EvalDefaults(max_depth=max_depth))
     return DepthModel(module, info)
+
+
+def source_type(net: nn.Module) -> type:
+    """The class a traced or quantised ``GraphModule`` was made from (recorded in its ``meta``), else ``net``'s own:
+    what decides which per-architecture rule (e.g. Attention Rollout's) applies to it."""
+    meta = getattr(net, "meta", None)
+    return meta.get("source_type", type(net)) if isinstance(meta, dict) else type(net)

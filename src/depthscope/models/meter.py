@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
@@ -105,7 +106,7 @@ class Attention(nn.Module):
         self.to_out = nn.Sequential(nn.Linear(inner, dim), nn.Dropout(0.0))
         self.record = False
         self.last_attention: torch.Tensor | None = None
-        self.token_grid: tuple[int, int] | None = None  # feature (h, w) the tokens came from, set by the block
+        self.token_grid: tuple[int, int] | None = None  # feature (h, w) of the tokens in the last call
 
     def attention_probs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (softmax attention ``(B,P,h,N,N)``, values ``(B,P,h,N,d)``)."""
@@ -113,7 +114,8 @@ class Attention(nn.Module):
         q, k, v = (t.reshape(b, p, n, self.heads, -1).transpose(2, 3) for t in self.to_qkv(x).chunk(3, dim=-1))
         return torch.softmax(q @ k.transpose(-1, -2) * self.scale, dim=-1), v
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        self.token_grid = grid
         attn, v = self.attention_probs(x)
         if self.record:
             self.last_attention = attn.detach()
@@ -127,8 +129,8 @@ class PreNorm(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.fn = fn
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(self.norm(x))
+    def forward(self, x: torch.Tensor, *args: object) -> torch.Tensor:
+        return self.fn(self.norm(x), *args)
 
 
 class FeedForward(nn.Module):
@@ -143,7 +145,9 @@ class FeedForward(nn.Module):
 
 
 class Transformer(nn.Module):
-    """Pre-norm transformer layers (attention then MLP, each residual)."""
+    """Pre-norm transformer layers (token mixer then MLP, each residual). ``grid`` is the feature map's (h, w),
+    which a mixer needs to place its tokens (attention records it for rollout; pooling and spatial reduction
+    use it)."""
 
     def __init__(self, dim: int, depth: int, heads: int, dim_head: int, mlp_dim: int) -> None:
         super().__init__()
@@ -152,9 +156,9 @@ class Transformer(nn.Module):
             for _ in range(depth)
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
         for attn, ff in self.layers:
-            x = attn(x) + x
+            x = attn(x, grid) + x
             x = ff(x) + x
         return x
 
@@ -190,14 +194,19 @@ class MobileViTBlock(nn.Module):
         self.conv4 = _sep_bn_relu(2 * channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv2(self.conv1(x))
+        y = _check_patchable(self.conv2(self.conv1(x)), self.patch)
         h, w = y.shape[-2:]
-        if h % self.patch or w % self.patch:
-            raise ValueError(f"MobileViT block input {h}x{w} is not divisible by the patch size {self.patch}")
-        for layer in self.transformer.layers:
-            layer[0].fn.token_grid = (h, w)
-        y = tokens_to_patches(self.transformer(patches_to_tokens(y, self.patch)), self.patch, h, w)
+        y = tokens_to_patches(self.transformer(patches_to_tokens(y, self.patch), (h, w)), self.patch, h, w)
         return self.conv4(torch.cat([self.conv3(y), x], dim=1))
+
+
+@torch.fx.wrap
+def _check_patchable(y: torch.Tensor, patch: int) -> torch.Tensor:
+    """``y`` unchanged if its size is divisible by ``patch`` (one graph node when traced, for int8 quantisation)."""
+    h, w = y.shape[-2:]
+    if h % patch or w % patch:
+        raise ValueError(f"MobileViT block input {h}x{w} is not divisible by the patch size {patch}")
+    return y
 
 
 class MobileViTEncoder(nn.Module):
@@ -234,6 +243,7 @@ class MobileViTEncoder(nn.Module):
         return self.conv2(x), [y0, y1, y2, y3]
 
 
+@torch.fx.wrap
 def _pad_like(skip: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """Zero-pad ``skip`` to ``ref``'s spatial size, first on the left/top, then right/bottom (authors' rule)."""
     dh, dw = ref.shape[-2] - skip.shape[-2], ref.shape[-1] - skip.shape[-1]

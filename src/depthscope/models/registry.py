@@ -30,14 +30,17 @@ def load_model(
     pretrained: bool = True,
     device: str | torch.device = "cpu",
 ) -> DepthModel:
-    """Build a registered model, a Hugging Face model ``"hf:<directory or hub name>"`` or a Python entry point
-    ``"package.module:function"``, in eval mode on ``device``.
+    """Build a registered model, a Hugging Face model ``"hf:<directory or hub name>"``, a Python entry point
+    ``"package.module:function"`` or an optimised checkpoint ``FILE.safetensors`` written by ``depthscope
+    optimize``, in eval mode on ``device``.
 
     ``weights`` overrides the checkpoint lookup with an explicit file; ``pretrained=False`` gives random weights
     (enough for cost metrics). An entry point's function returns a :class:`DepthModel` (e.g. from
     :func:`depthscope.wrap`) and may accept ``weights`` and ``pretrained``. ``device="meta"`` builds the model
     without allocating weights (shapes only: parameter and MAC counts), and loads none.
     """
+    if str(device) == "meta" and name.endswith(".safetensors"):
+        device = "cpu"  # an optimised checkpoint is small, and its structure comes from its tensors
     if str(device) == "meta":
         with torch.device("meta"):
             return _build(name, None, False).to(device).eval()
@@ -51,6 +54,12 @@ def _build(name: str, weights: str | os.PathLike | None, pretrained: bool) -> De
         if weights is not None:
             raise InputError("a Hugging Face model takes its weights from its directory: --model hf:DIR")
         return load_hf(name.removeprefix("hf:"), pretrained=pretrained)
+    if name.endswith(".safetensors"):
+        from depthscope.optimize.checkpoint import load_optimized
+
+        if weights is not None:
+            raise InputError(f"{name} is an optimised checkpoint holding its own weights; drop --weights")
+        return load_optimized(name)
     if ":" in name and name not in MODELS:
         return _call_entry_point(name, weights=weights, pretrained=pretrained)
     return MODELS.get(name)(weights=weights, pretrained=pretrained)

@@ -1,0 +1,94 @@
+"""Optimised-model checkpoints: one safetensors file that ``depthscope evaluate/profile/explain --model FILE`` load.
+
+The file holds the state_dict and, in its metadata, the recipe: the ``base`` model (registered name whose
+architecture and preprocessing start the chain) and the ``steps`` that changed it (``meta``/``pyra`` mixers,
+``prune`` widths, ``int8`` observers). Loading rebuilds the base without weights, replays each step's structural
+change, loads the tensors strictly and finishes (int8: conversion from the stored calibration ranges).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from depthscope.errors import CheckpointError
+from depthscope.models.base import DepthModel
+from depthscope.models.weights import load_into
+from depthscope.registry import Registry
+
+FORMAT = "depthscope-optimized/1"
+
+
+@dataclass(frozen=True)
+class Structure:
+    """How a recipe step changes a network: ``rebuild(net, step, state)`` before the tensors are loaded and
+    ``finish(net, step)`` after."""
+
+    rebuild: Callable[[nn.Module, Mapping[str, Any], Mapping[str, torch.Tensor]], nn.Module]
+    finish: Callable[[nn.Module, Mapping[str, Any]], nn.Module] = lambda net, step: net
+
+
+STRUCTURES: Registry[Structure] = Registry("optimisation step")
+
+
+def save_optimized(path: str | os.PathLike, net: nn.Module, base: str, steps: list[dict[str, Any]], name: str) -> Path:
+    """Write ``net``'s tensors and the recipe atomically as safetensors."""
+    from safetensors.torch import save_file
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".part")
+    state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}  # clone: shared observers alias
+    meta = {"format": FORMAT, "base": base, "steps": json.dumps(steps), "name": name}
+    save_file(state, str(tmp), metadata=meta)
+    os.replace(tmp, p)
+    return p
+
+
+def read_recipe(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata of an optimised checkpoint; a plain state_dict file is an error saying what to do instead."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:
+        raise CheckpointError(f"cannot read {path}: {type(e).__name__}: {e}") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is not a `depthscope optimize` checkpoint (no recipe in its metadata); for a plain state_dict "
+            "use --model NAME --weights FILE"
+        )
+    return {"base": meta["base"], "steps": json.loads(meta["steps"]), "name": meta["name"]}
+
+
+def load_optimized(path: str | os.PathLike, device: str | torch.device = "cpu") -> DepthModel:
+    """Rebuild the model an optimised checkpoint describes and load its tensors."""
+    from safetensors.torch import load_file
+
+    from depthscope.models.registry import load_model
+
+    recipe = read_recipe(path)
+    model = load_model(recipe["base"], pretrained=False)
+    state = load_file(str(path))
+    net, twin = model.net, None
+    for step in recipe["steps"]:
+        if step["method"] == "int8":
+            twin = copy.deepcopy(net)  # the float network the int8 one computes: its params and MACs are counted
+        net = STRUCTURES.get(step["method"]).rebuild(net, step, state)
+    load_into(net, state, str(path))
+    for step in recipe["steps"]:
+        net = STRUCTURES.get(step["method"]).finish(net, step)
+    out = DepthModel(net, model.info).with_info(name=recipe["name"], weights=str(path)).to(device).eval()
+    if twin is not None:  # int8: count the float twin's params and MACs; no gradients
+        object.__setattr__(out, "float_twin", DepthModel(twin, out.info).to(device).eval())  # not a submodule
+        out.differentiable = False
+    return out

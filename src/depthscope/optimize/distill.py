@@ -1,0 +1,84 @@
+"""Knowledge distillation: block-wise (a new block matches the teacher block's output on the same input) and
+end-to-end (the student's depth matches the teacher's depth under METER's balanced loss), both on unlabeled
+augmented images, both resumable (:func:`~depthscope.optimize.train.train_phase`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+from depthscope.models.base import DepthModel
+from depthscope.optimize.images import augmented_batch
+from depthscope.optimize.losses import BalancedLoss
+
+Batches = Callable[[int], torch.Tensor]  # step -> network-input batch
+
+
+def batch_source(
+    model: DepthModel, images: list[torch.Tensor], batch: int, seed: int, device: torch.device | str = "cpu"
+) -> Batches:
+    """Step ``s`` -> ``model.prepare``-d batch of augmented crops at the network's input size (seeded by
+    ``(seed, s)``)."""
+    size = tuple(model.preprocessing.input_size)
+
+    def at(step: int) -> torch.Tensor:
+        with torch.no_grad():
+            return model.prepare(augmented_batch(images, batch, size, seed * 1_000_003 + step).to(device))
+
+    return at
+
+
+@contextmanager
+def capture_io(net: nn.Module, names: Sequence[str]) -> Iterator[dict[str, tuple[tuple[Any, ...], torch.Tensor]]]:
+    """Record ``(args, output)`` of the named submodules of ``net`` during forwards inside the block."""
+    seen: dict[str, tuple[tuple[Any, ...], torch.Tensor]] = {}
+    modules = dict(net.named_modules())
+    hooks = [
+        modules[n].register_forward_hook(lambda m, args, out, n=n: seen.__setitem__(n, (args, out))) for n in names
+    ]
+    try:
+        yield seen
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def blockwise_loss(teacher: nn.Module, student: nn.Module, blocks: Sequence[str], batches: Batches) -> Callable:
+    """Step -> sum over ``blocks`` of the student block's MSE to the teacher block's output, each divided by the
+    teacher output's mean square (so blocks weigh alike), with both blocks fed the teacher's block input."""
+    modules = dict(student.named_modules())
+
+    def loss_at(step: int) -> torch.Tensor:
+        with torch.no_grad(), capture_io(teacher, blocks) as io:
+            teacher(batches(step))
+        total = torch.zeros(())
+        for name in blocks:
+            args, target = io[name]
+            out = modules[name](*args)
+            total = total + (out - target).pow(2).mean() / target.pow(2).mean().clamp_min(1e-12)
+        return total
+
+    return loss_at
+
+
+def end_to_end_loss(teacher: nn.Module, student: nn.Module, batches: Batches, loss: BalancedLoss) -> Callable:
+    """Step -> METER's balanced loss between the student's and the teacher's raw depth on the step's batch."""
+
+    def loss_at(step: int) -> torch.Tensor:
+        x = batches(step)
+        with torch.no_grad():
+            target = teacher(x)
+        return loss(student(x), target)
+
+    return loss_at
+
+
+@torch.no_grad()
+def depth_gap(teacher: nn.Module, student: nn.Module, x: torch.Tensor) -> float:
+    """Mean absolute difference of raw depths, relative to the teacher's mean (how far the student is)."""
+    t = teacher(x)
+    return float((student(x) - t).abs().mean() / t.abs().mean())

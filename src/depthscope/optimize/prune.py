@@ -1,0 +1,154 @@
+"""Structured channel pruning: channels are *removed* (smaller tensors), so parameters, MACs and latency drop.
+
+A :class:`ChannelGroup` is a set of channels that exist together: the output channels of the layers that make
+them (a convolution or linear layer, its batch norm, a depthwise convolution that passes them through) and the
+input channels of the layer that consumes them. Removing channel ``c`` removes it from every member, so the network
+stays consistent and no other layer changes. For METER the groups are the internal widths, whose removal
+touches no skip connection or concatenation:
+
+* each MobileNetV2 block's expanded width (1x1 expand, BN, 3x3 depthwise, BN, 1x1 project);
+* each transformer MLP's hidden width;
+* each "separable" convolution's inner width (its full 3x3 convolution's outputs, the 1x1's inputs).
+
+Channels are ranked inside a group by magnitude (the L2 norms of their weight slices, each member's norms
+divided by their mean, summed), and every group keeps the same fraction, found by bisection so that the whole
+network's parameter count drops by the requested ratio.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from depthscope.efficiency.params import count_params
+
+
+@dataclass
+class ChannelGroup:
+    """``producers``: modules whose output channels (dim 0) are the group; ``consumers``: input channels (dim 1)."""
+
+    name: str
+    producers: list[nn.Module]
+    consumers: list[nn.Module]
+
+    @property
+    def size(self) -> int:
+        return self.producers[0].weight.shape[0]
+
+    def importance(self) -> torch.Tensor:
+        """Per-channel score: each member's per-channel weight L2 norms over their mean, summed over members."""
+        score = torch.zeros(self.size)
+        for m in self.producers:
+            score += _normalised(m.weight.detach().reshape(self.size, -1).norm(dim=1))
+        for m in self.consumers:
+            score += _normalised(m.weight.detach().transpose(0, 1).reshape(self.size, -1).norm(dim=1))
+        return score
+
+    def keep(self, idx: torch.Tensor) -> None:
+        """Keep only channels ``idx`` (sorted) in every member."""
+        for m in self.producers:
+            _slice_out(m, idx)
+        for m in self.consumers:
+            _slice_in(m, idx)
+
+
+def _normalised(v: torch.Tensor) -> torch.Tensor:
+    return v / v.mean().clamp_min(1e-12)
+
+
+def _set(m: nn.Module, name: str, value: torch.Tensor) -> None:
+    old = getattr(m, name)
+    if isinstance(old, nn.Parameter):
+        setattr(m, name, nn.Parameter(value.contiguous(), requires_grad=old.requires_grad))
+    else:
+        setattr(m, name, value.contiguous())
+
+
+def _slice_out(m: nn.Module, idx: torch.Tensor) -> None:
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        if getattr(m, name, None) is not None:
+            _set(m, name, getattr(m, name)[idx])
+    n = len(idx)
+    if isinstance(m, nn.Conv2d):
+        if m.groups > 1:  # depthwise: one input channel per output channel
+            m.in_channels = m.groups = n
+        m.out_channels = n
+    elif isinstance(m, nn.Linear):
+        m.out_features = n
+    elif isinstance(m, nn.BatchNorm2d):
+        m.num_features = n
+
+
+def _slice_in(m: nn.Module, idx: torch.Tensor) -> None:
+    _set(m, "weight", m.weight[:, idx])
+    if isinstance(m, nn.Conv2d):
+        m.in_channels = len(idx)
+    elif isinstance(m, nn.Linear):
+        m.in_features = len(idx)
+
+
+def meter_groups(net: nn.Module) -> list[ChannelGroup]:
+    """METER's internal-width channel groups (see the module docstring)."""
+    groups = []
+    for name, m in net.named_modules():
+        kind = type(m).__name__
+        if kind == "InvertedResidual":
+            c = m.conv
+            groups.append(ChannelGroup(name, [c[0], c[1], c[3], c[4]], [c[6]]))
+        elif kind == "FeedForward":
+            groups.append(ChannelGroup(name, [m.net[0]], [m.net[3]]))
+        elif kind == "SeparableConv2d":
+            groups.append(ChannelGroup(name, [m.depthwise], [m.pointwise]))
+    if not groups:
+        raise ValueError(f"no prunable channel groups found in {type(net).__name__} (METER-family models only)")
+    return groups
+
+
+def prune_fraction(net: nn.Module, keep: float) -> nn.Module:
+    """A copy of ``net`` keeping the ``keep`` fraction (at least one) of each group's most important channels."""
+    net = copy.deepcopy(net)
+    for g in meter_groups(net):
+        n = max(1, round(keep * g.size))
+        idx = torch.sort(torch.topk(g.importance(), n).indices).values
+        g.keep(idx)
+    return net
+
+
+def prune_channels(net: nn.Module, ratio: float, tol: float = 0.002) -> tuple[nn.Module, float]:
+    """A copy of ``net`` whose parameter count is ``(1 - ratio)`` of the original (within ``tol``, as far as the
+    prunable groups allow), and the per-group keep fraction used."""
+    if not 0 < ratio < 1:
+        raise ValueError(f"pruning ratio must be in (0, 1), got {ratio}")
+    target = (1 - ratio) * count_params(net)
+    lo, hi = 0.0, 1.0
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        if count_params(prune_fraction(net, mid)) > target:
+            hi = mid
+        else:
+            lo = mid
+        if hi - lo < 1e-4:
+            break
+    best = min((lo, hi), key=lambda f: abs(count_params(prune_fraction(net, f)) - target))
+    pruned = prune_fraction(net, best)
+    if abs(count_params(pruned) - target) / count_params(net) > 0.05:
+        raise ValueError(
+            f"pruning ratio {ratio}: the prunable channels ({len(meter_groups(net))} groups) cannot remove that "
+            f"share of the parameters (reached {1 - count_params(pruned) / count_params(net):.3f})"
+        )
+    return pruned, best
+
+
+def resize_like(net: nn.Module, state: Mapping[str, torch.Tensor]) -> nn.Module:
+    """Shrink ``net``'s channel groups in place to the widths found in a pruned checkpoint ``state`` (weights are
+    left to :func:`load_state_dict`)."""
+    names = {id(m): n for n, m in net.named_modules()}
+    for g in meter_groups(net):
+        key = f"{names[id(g.producers[0])]}.weight"
+        if key in state and state[key].shape[0] != g.size:
+            g.keep(torch.arange(state[key].shape[0]))
+    return net

@@ -1,0 +1,78 @@
+"""``depthscope optimize`` end to end on the real METER-XXS: every method writes a checkpoint that evaluate,
+profile and explain load by path; block-wise distillation improves the new blocks on unseen crops."""
+
+import copy
+import json
+
+import pytest
+import torch
+
+from depthscope.cli import main
+from depthscope.models import load_model
+from depthscope.optimize.distill import batch_source, blockwise_loss
+from depthscope.optimize.images import image_paths, load_images
+from depthscope.optimize.mixers import replace_attention
+from depthscope.optimize.train import train_phase
+
+TINY = ["--steps", "2", "--e2e-steps", "1", "--batch", "2", "--calib-images", "2"]
+
+
+@pytest.mark.parametrize("method", ["pyra", "prune", "int8"])
+def test_optimize_then_evaluate_profile_explain(tmp_path, nyu_dir, method):
+    out = tmp_path / method
+    assert main(["optimize", "--method", method, "--out", str(out), *TINY]) == 0
+    report = json.loads((out / "optimize.json").read_text())
+    ckpt = str(out / "model.safetensors")
+    assert report["checkpoint"] == ckpt and report["recipe"]["base"] == "meter-xxs-nyu"
+    assert (
+        main(["evaluate", "--model", ckpt, "--data", str(nyu_dir), "--limit", "2", "--out", str(tmp_path / "e")]) == 0
+    )
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert metrics["model"] == f"meter-xxs-nyu+{method}"
+    assert metrics["rmse"] < (1.5 if method != "prune" else 5.0)  # 2 fine-tuning steps cannot heal a 30 % prune
+    assert main(["profile", "--model", ckpt, "--repeats", "2", "--warmup", "1", "--batches", "1",
+                 "--out", str(tmp_path / "p")]) == 0  # fmt: skip
+    prof = json.loads((tmp_path / "p" / "profile.json").read_text())
+    row = next(iter(prof.values()))
+    assert row["params"] == report["after"]["params"] and row["macs"] == report["after"]["macs"]
+    assert main(["explain", "--model", ckpt, "--method", "attention_rollout", "--out", str(tmp_path / "x")]) == 0
+    assert (tmp_path / "x" / "explain.png").is_file()
+    if method == "int8":  # no gradients through int8 kernels: one clear error
+        assert main(["explain", "--model", ckpt, "--method", "saliency", "--out", str(tmp_path / "y")]) == 2
+
+
+def test_prune_report_states_the_drop(tmp_path):
+    assert main(["optimize", "--method", "prune", "--ratio", "0.4", "--out", str(tmp_path), *TINY]) == 0
+    after = json.loads((tmp_path / "optimize.json").read_text())["after"]
+    assert after["params_ratio"] == pytest.approx(0.6, abs=0.05) and after["macs_ratio"] == pytest.approx(0.6, abs=0.05)
+
+
+def test_distill_needs_a_compatible_student(tmp_path):
+    assert main(["optimize", "--method", "distill", "--out", str(tmp_path)]) == 2
+    assert main(["optimize", "--method", "distill", "--student", "meter-xxs-kitti", "--out", str(tmp_path)]) == 2
+    assert main(["optimize", "--method", "distill", "--student", "meter-xs", "--out", str(tmp_path), *TINY]) == 0
+    assert load_model(str(tmp_path / "model.safetensors")).name == "meter-xs<-meter-xxs-nyu"
+
+
+def test_plain_state_dict_is_refused_by_path(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "plain.safetensors"))
+    with pytest.raises(Exception, match="not a `depthscope optimize` checkpoint"):
+        load_model(str(tmp_path / "plain.safetensors"))
+
+
+def test_blockwise_distillation_improves_blocks_on_unseen_crops(meter_nyu, tmp_path):
+    teacher = meter_nyu.net
+    student = copy.deepcopy(teacher)
+    blocks = replace_attention(student, "meta")
+    images = load_images(image_paths("builtin"))
+    train = blockwise_loss(teacher, student, blocks, batch_source(meter_nyu, images, 4, seed=0))
+    held_out = blockwise_loss(teacher, student, blocks, batch_source(meter_nyu, images, 8, seed=99))
+    with torch.no_grad():
+        before = held_out(0).item()
+    params = [p for n in blocks for p in dict(student.named_modules())[n].parameters()]
+    train_phase("blockwise", student, params, train, 40, tmp_path / "s.pt", lr=1e-3, progress=False)
+    with torch.no_grad():
+        after = held_out(0).item()
+    assert after < 0.8 * before
