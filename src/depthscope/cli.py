@@ -500,7 +500,7 @@ def _optimize_parser(p: argparse.ArgumentParser) -> None:
     """A cheaper model from a trained one: efficient attention (meta: pooling mixer; pyra: spatial-reduction
     attention) trained by block-wise then end-to-end distillation, int8 post-training quantisation (CPU),
     structured channel pruning with distillation fine-tuning, or distillation into a --student. Training images are
-    unlabeled (--train-images: 'builtin' photographs shipped by installed packages, or a folder), never the
+    unlabeled (--train-images: 'builtin' photographs shipped by installed packages, a folder or a glob), never the
     evaluation data. Interrupted training resumes when the same command is run again.
 
     Writes DIR/model.safetensors (load it anywhere with --model DIR/model.safetensors) and DIR/optimize.json
@@ -514,7 +514,11 @@ def _optimize_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="meter-xxs-nyu", help="model (name or optimised .safetensors) to start from")
     p.add_argument("--method", required=True, choices=OPTIMIZERS.names())
     p.add_argument("--out", required=True, help="output directory (also holds resumable training states)")
-    p.add_argument("--train-images", default=d.train_images, help="'builtin' or a folder of unlabeled images")
+    p.add_argument(
+        "--train-images",
+        default=d.train_images,
+        help="'builtin', a folder of unlabeled images, or a glob ('DIR/image_[5-9].png')",
+    )
     p.add_argument("--steps", type=int, default=d.steps, help="block-wise / fine-tuning / distillation steps")
     p.add_argument("--e2e-steps", type=int, default=d.e2e_steps, help="meta/pyra: end-to-end distillation steps")
     p.add_argument("--batch", type=int, default=d.batch, help="images per step")

@@ -165,7 +165,7 @@ def _prune(job: Job) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
         job.cfg.steps,
         job.cfg.e2e_lr,
     )
-    return student, {"method": "prune", "ratio": job.cfg.ratio, "keep_fraction": keep}, log
+    return student, {"method": "prune", "ratio": job.cfg.ratio, "keep_fraction": keep, "channel_multiple": 8}, log
 
 
 @register_optimizer("distill")
@@ -251,7 +251,8 @@ def optimize(
     before = _costs(teacher.net, size)
     t0 = time.perf_counter()
     net, step, log = fn(job)
-    name = f"{teacher.name}+{method}" if method != "distill" else f"{cfg.student}<-{teacher.name}"
+    tag = f"prune{cfg.ratio:g}" if method == "prune" else method
+    name = f"{teacher.name}+{tag}" if method != "distill" else f"{cfg.student}<-{teacher.name}"
     steps = [*job.prior_steps, step]
     path = save_optimized(out_dir / "model.safetensors", net, job.base, steps, name)
     counted = net if method != "int8" else teacher.net
