@@ -91,3 +91,15 @@ def test_optimised_checkpoint_can_be_optimised_again(tmp_path, nyu):
         a, b = pyra(x), both(x)
     assert both.name == "meter-xxs-nyu+pyra+int8"
     assert ((a - b).abs().mean() / a.mean()).item() < 0.08  # int8 of the pyra model, not of the original
+
+
+def test_rerun_resumes_and_other_settings_are_refused(tmp_path, capsys):
+    args = ["optimize", "--method", "prune", "--out", str(tmp_path), "--batch", "2", "--save-every", "1"]
+    args += ["--steps", "1"]
+    assert main([*args, "--e2e-steps", "2"]) == 0
+    first = json.loads((tmp_path / "optimize.json").read_text())["log"]["end_to_end"]
+    assert main([*args, "--e2e-steps", "3"]) == 0  # continues the finished 2 end-to-end steps by one
+    state = torch.load(tmp_path / "train_end_to_end.pt", weights_only=True)
+    assert state["step"] == 3 and state["losses"][:2] == pytest.approx([first["first_loss"], first["last_loss"]])
+    assert main([*args, "--e2e-steps", "3", "--ratio", "0.5"]) == 2
+    assert "training state of other settings" in capsys.readouterr().err

@@ -6,12 +6,13 @@ Methods (one registered function each, ``@register_optimizer``):
   copied from the model; block-wise distillation trains only the MobileViT blocks holding a new mixer
   (``steps``), then end-to-end distillation on the model's depth trains the whole network (``e2e_steps``: the
   blocks alone could not recover Meta's global context, measured RMSE 2.4 m after either phase).
-* ``prune``: structured channel pruning by ``ratio`` of the parameters, then end-to-end distillation fine-tuning
-  of the whole pruned network (``steps``) from the unpruned model.
+* ``prune``: structured channel pruning by ``ratio`` of the parameters, then the same two distillation phases
+  from the unpruned model: block-wise for every pruned block (``steps``: 200 steps took RMSE on unseen NYU images
+  from 2.20 to 1.07 m, where 1,000 end-to-end steps alone reached 1.28 m), then end-to-end (``e2e_steps``).
 * ``distill``: a ``student`` model trained end to end on the model's predictions (``steps``).
 * ``int8``: post-training static quantisation calibrated on ``calib_images`` augmented images.
 
-Training and calibration images are unlabeled (``train_images``: ``builtin`` photographs or a folder), never
+Training and calibration images are unlabeled (``train_images``: ``builtin`` photographs, a folder or a glob), never
 the evaluation data. ``DIR/model.safetensors`` is the result, ``DIR/optimize.json`` says what changed (params,
 MACs, recipe, images, losses, seconds), ``DIR/train_*.pt`` are the resumable training states.
 """
@@ -40,7 +41,7 @@ from depthscope.optimize.distill import batch_source, blockwise_loss, end_to_end
 from depthscope.optimize.images import image_paths, load_images
 from depthscope.optimize.losses import BalancedLoss
 from depthscope.optimize.mixers import replace_attention
-from depthscope.optimize.prune import prune_channels, resize_like
+from depthscope.optimize.prune import meter_groups, prune_channels, resize_like
 from depthscope.optimize.quantize import calibrate, convert_int8, prepare_int8
 from depthscope.optimize.train import train_phase
 from depthscope.registry import Registry
@@ -118,31 +119,38 @@ def _trainable(net: nn.Module, names: list[str]) -> list[nn.Parameter]:
     return [p for n in names for p in modules[n].parameters()]
 
 
-def _mixer_method(kind: str, options: Callable[[OptimizeConfig], dict[str, int]]) -> OptimizerFn:
-    def run(job: Job) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
-        teacher = job.model.net.eval()
-        student = copy.deepcopy(teacher)
-        opts = options(job.cfg)
-        blocks = replace_attention(student, kind, **opts)
-        student.eval()  # batch norms keep their statistics: the student's convolutions are the teacher's
-        log = {"blocks": blocks}
-        log["blockwise"] = job.phase(
+def _distil(job: Job, teacher: nn.Module, student: nn.Module, blocks: list[str]) -> dict[str, Any]:
+    """Block-wise distillation of ``blocks`` (``steps``, ``lr``), then end-to-end distillation of the whole
+    student on the teacher's depth (``e2e_steps``, ``e2e_lr``). Batch norms keep their statistics (eval mode)."""
+    student.eval()
+    return {
+        "blocks": blocks,
+        "blockwise": job.phase(
             "blockwise",
             student,
             _trainable(student, blocks),
             blockwise_loss(teacher, student, blocks, job.batches()),
             job.cfg.steps,
             job.cfg.lr,
-        )
-        log["end_to_end"] = job.phase(
+        ),
+        "end_to_end": job.phase(
             "end_to_end",
             student,
             student.parameters(),
             end_to_end_loss(teacher, student, job.batches(1), BalancedLoss()),
             job.cfg.e2e_steps,
             job.cfg.e2e_lr,
-        )
-        return student, {"method": kind, **opts}, log
+        ),
+    }
+
+
+def _mixer_method(kind: str, options: Callable[[OptimizeConfig], dict[str, int]]) -> OptimizerFn:
+    def run(job: Job) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
+        teacher = job.model.net.eval()
+        student = copy.deepcopy(teacher)
+        opts = options(job.cfg)
+        blocks = replace_attention(student, kind, **opts)
+        return student, {"method": kind, **opts}, _distil(job, teacher, student, blocks)
 
     return run
 
@@ -155,16 +163,7 @@ register_optimizer("pyra")(_mixer_method("pyra", lambda cfg: {"sr_ratio": cfg.sr
 def _prune(job: Job) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
     teacher = job.model.net.eval()
     student, keep = prune_channels(teacher, job.cfg.ratio)
-    student.eval()
-    log = {"keep_fraction": keep}
-    log["finetune"] = job.phase(
-        "finetune",
-        student,
-        student.parameters(),
-        end_to_end_loss(teacher, student, job.batches(), BalancedLoss()),
-        job.cfg.steps,
-        job.cfg.e2e_lr,
-    )
+    log = {"keep_fraction": keep, **_distil(job, teacher, student, [g.name for g in meter_groups(student)])}
     return student, {"method": "prune", "ratio": job.cfg.ratio, "keep_fraction": keep, "channel_multiple": 8}, log
 
 
