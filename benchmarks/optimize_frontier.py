@@ -24,7 +24,7 @@ import torch
 from _common import setup
 
 from depthscope.efficiency import measure_latency, peak_activation_bytes, profile_model
-from depthscope.efficiency.pareto import pareto_table
+from depthscope.efficiency.pareto import eer, pareto_table
 from depthscope.efficiency.run import DEFAULT_EER_METRICS
 from depthscope.metrics.evaluate import evaluate
 from depthscope.models import load_model
@@ -82,12 +82,10 @@ def main() -> None:
         row["net_best_ratio"] = best[name, "net"] / best[ref, "net"]  # fastest single forward: least noisy
         row["rmse_change"] = row["rmse"] - rows[ref]["rmse"]
     table = pareto_table(list(rows.values()), "latency_ms_median", "rmse", ref, DEFAULT_EER_METRICS)
-    table_err = {r["model"]: r["eer"] for r in pareto_table(list(rows.values()), "latency_ms_median", "rmse", ref,
-                                                            [*DEFAULT_EER_METRICS, "rmse"])}  # fmt: skip
     for r in table:
         keys = ("params", "flops", "latency_ratio", "net_ms", "net_ratio", "net_best_ratio", "rmse_change", "abs_rel")
         r |= {k: rows[r["model"]][k] for k in keys}
-        r["eer_with_rmse"] = table_err[r["model"]]
+        r["eer_with_rmse"] = eer(rows[r["model"]], rows[ref], [*DEFAULT_EER_METRICS, "rmse"])
     out = Path(args.out)
     write_csv(out / "frontier.csv", table)
     pareto_figure(table, "latency_ms_median", "rmse", out / "frontier.png")

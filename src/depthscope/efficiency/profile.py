@@ -55,7 +55,7 @@ def profile_model(
     dev = next(model.parameters()).device
     model.eval()
     x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)).to(dev)  # meta: shape only
-    counted = getattr(model, "float_twin", model)  # an int8 model: its float twin's MACs and parameter count
+    counted = model.float_twin or model  # an int8 model: its float twin's MACs and parameter count
     macs = count_macs(counted, x)
     by_dtype = param_bytes(model)
     row: dict[str, Any] = {

@@ -62,7 +62,7 @@ def explain(
     names = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
     fns = {name: METHODS.get(name) for name in names}  # unknown names fail before any work
     needs_grad = sorted(set(names) - set(GRADIENT_FREE))
-    if needs_grad and not getattr(model, "differentiable", True):
+    if needs_grad and not model.differentiable:
         raise InputError(
             f"{model.name} runs int8 kernels, which have no gradients: {', '.join(needs_grad)} cannot run on it; "
             f"use {', '.join(GRADIENT_FREE)}, or explain the float model it came from"

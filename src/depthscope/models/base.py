@@ -84,7 +84,13 @@ class ModelInfo:
 
 
 class DepthModel(nn.Module):
-    """Wraps a network ``net`` (normalised input -> raw depth map) into images-in, metres-out."""
+    """Wraps a network ``net`` (normalised input -> raw depth map) into images-in, metres-out.
+
+    A network of int8 kernels has a ``float_twin`` (a DepthModel of the float network it computes, not a
+    submodule): params and MACs are counted on it, and the model is not :attr:`differentiable`.
+    """
+
+    float_twin: DepthModel | None = None
 
     def __init__(self, net: nn.Module, info: ModelInfo) -> None:
         super().__init__()
@@ -93,6 +99,11 @@ class DepthModel(nn.Module):
         pp = info.preprocessing
         for name, val in (("mean", pp.mean), ("std", pp.std)):
             self.register_buffer(name, None if val is None else torch.tensor(val).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def differentiable(self) -> bool:
+        """False for int8 kernels, which have no gradients (gradient attribution methods cannot run)."""
+        return self.float_twin is None
 
     @property
     def preprocessing(self) -> Preprocessing:

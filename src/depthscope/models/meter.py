@@ -90,23 +90,30 @@ class InvertedResidual(nn.Module):
         return x + y if self.use_residual else y
 
 
-class Attention(nn.Module):
-    """Multi-head self-attention over tokens ``(B, groups, N, dim)``.
+class TokenMixer(nn.Module):
+    """A transformer's token mixer over ``(B, groups, N, dim)``, called with the feature grid ``(h, w)``: what
+    Attention Rollout reads from it (when ``record`` is set, the attention or attention-equivalent matrix of the
+    last call in ``last_attention`` ``(B, groups, heads, N, N)``, and ``token_grid``, the feature (h, w) of that
+    call) and the output projection ``to_out`` that every mixer shares."""
 
-    The softmax probabilities of the last call are kept in ``last_attention`` (``(B, groups, heads, N, N)``)
-    when ``record`` is set, for Attention Rollout; nothing is kept otherwise.
-    """
-
-    def __init__(self, dim: int, heads: int, dim_head: int) -> None:
+    def __init__(self, dim: int, inner: int) -> None:
         super().__init__()
-        inner = heads * dim_head
-        self.heads = heads
-        self.scale = dim_head**-0.5
-        self.to_qkv = nn.Linear(dim, inner * 3, bias=False)
         self.to_out = nn.Sequential(nn.Linear(inner, dim), nn.Dropout(0.0))
         self.record = False
         self.last_attention: torch.Tensor | None = None
-        self.token_grid: tuple[int, int] | None = None  # feature (h, w) of the tokens in the last call
+        self.token_grid: tuple[int, int] | None = None
+
+
+class Attention(TokenMixer):
+    """Multi-head self-attention over tokens ``(B, groups, N, dim)``; its softmax probabilities are what
+    ``last_attention`` keeps when ``record`` is set (nothing is kept otherwise)."""
+
+    def __init__(self, dim: int, heads: int, dim_head: int) -> None:
+        inner = heads * dim_head
+        super().__init__(dim, inner)
+        self.heads = heads
+        self.scale = dim_head**-0.5
+        self.to_qkv = nn.Linear(dim, inner * 3, bias=False)
 
     def attention_probs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (softmax attention ``(B,P,h,N,N)``, values ``(B,P,h,N,d)``)."""

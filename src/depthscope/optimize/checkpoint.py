@@ -12,7 +12,7 @@ import copy
 import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from depthscope.errors import CheckpointError
 from depthscope.models.base import DepthModel
 from depthscope.models.weights import load_into
 from depthscope.registry import Registry
+from depthscope.report.files import write_atomic
 
 FORMAT = "depthscope-optimized/1"
 
@@ -41,16 +42,11 @@ STRUCTURES: Registry[Structure] = Registry("optimisation step")
 
 def save_optimized(path: str | os.PathLike, net: nn.Module, base: str, steps: list[dict[str, Any]], name: str) -> Path:
     """Write ``net``'s tensors and the recipe atomically as safetensors."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".part")
     state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}  # clone: shared observers alias
     meta = {"format": FORMAT, "base": base, "steps": json.dumps(steps), "name": name}
-    save_file(state, str(tmp), metadata=meta)
-    os.replace(tmp, p)
-    return p
+    return write_atomic(path, save(state, metadata=meta))
 
 
 def read_recipe(path: str | os.PathLike) -> dict[str, Any]:
@@ -87,8 +83,7 @@ def load_optimized(path: str | os.PathLike, device: str | torch.device = "cpu") 
     load_into(net, state, str(path))
     for step in recipe["steps"]:
         net = STRUCTURES.get(step["method"]).finish(net, step)
-    out = DepthModel(net, model.info).with_info(name=recipe["name"], weights=str(path)).to(device).eval()
+    out = DepthModel(net, replace(model.info, name=recipe["name"], weights=str(path))).to(device).eval()
     if twin is not None:  # int8: count the float twin's params and MACs; no gradients
         object.__setattr__(out, "float_twin", DepthModel(twin, out.info).to(device).eval())  # not a submodule
-        out.differentiable = False
     return out

@@ -75,10 +75,3 @@ def end_to_end_loss(teacher: nn.Module, student: nn.Module, batches: Batches, lo
         return loss(student(x), target)
 
     return loss_at
-
-
-@torch.no_grad()
-def depth_gap(teacher: nn.Module, student: nn.Module, x: torch.Tensor) -> float:
-    """Mean absolute difference of raw depths, relative to the teacher's mean (how far the student is)."""
-    t = teacher(x)
-    return float((student(x) - t).abs().mean() / t.abs().mean())

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from depthscope.data.io import read_image
+from depthscope.data.io import IMAGE_SUFFIXES, read_image
 from depthscope.errors import InputError
 
 # (package, file inside the package): natural RGB photographs, at least 300 pixels on the short side.
@@ -32,7 +32,6 @@ BUILTIN_IMAGES: tuple[tuple[str, str], ...] = (
     ("sklearn", "datasets/images/flower.jpg"),
     ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
 )
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
 
 def builtin_image_paths() -> list[Path]:
@@ -69,7 +68,7 @@ def image_paths(source: str | os.PathLike) -> list[Path]:
         raise InputError(f"--train-images {root}: not a directory (give a folder of images or 'builtin')")
     paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
-        raise InputError(f"--train-images {root}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
+        raise InputError(f"--train-images {root}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
     return paths
 
 

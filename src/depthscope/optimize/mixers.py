@@ -10,8 +10,8 @@ when ``record`` is set, so Attention Rollout runs on them unchanged:
   pooling mixer, with the value/output projections of the attention it replaces). ``P`` *is* the token mixing:
   the equivalent matrix is exact.
 * Pyra: queries from every token, keys and values from tokens reduced ``r x r`` by a strided convolution (PVT's
-  spatial-reduction attention, with a depthwise reduction). Its ``N x N/r^2`` attention is spread back over each reduced token's ``r x r``
-  members, uniformly: the equivalent matrix ``A R`` is exact for the average-initialised reduction on cells
+  spatial-reduction attention, with a depthwise reduction). Its ``N x N/r^2`` attention is spread back over
+  each reduced token's ``r x r`` members, uniformly: the equivalent matrix ``A R`` is exact for the average-initialised reduction on cells
   without padding, and an approximation once the reduction convolution has been trained.
 """
 
@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from depthscope.models.meter import Attention
+from depthscope.models.meter import Attention, MobileViTBlock, TokenMixer
 
 
-def token_grid(x: torch.Tensor, grid: tuple[int, int] | None) -> tuple[int, int]:
+def group_grid(x: torch.Tensor, grid: tuple[int, int] | None) -> tuple[int, int]:
     """The ``(rows, cols)`` of one token group of ``x`` ``(B, groups, N, dim)`` from the feature grid ``(h, w)``."""
     if grid is None:
         raise ValueError("this token mixer needs the feature grid (h, w): call it through METER's Transformer")
@@ -41,18 +41,6 @@ def pooling_matrix(rows: int, cols: int, kernel: int = 3) -> torch.Tensor:
     eye = torch.eye(n).reshape(n, 1, rows, cols)
     pooled = F.avg_pool2d(eye, kernel, 1, kernel // 2, count_include_pad=False)  # column n of P
     return pooled.reshape(n, n).T.contiguous()
-
-
-class TokenMixer(nn.Module):
-    """What Attention Rollout reads from a mixer: ``record`` it, then ``last_attention`` and ``token_grid``; and
-    the output projection ``to_out`` that every mixer here shares with METER's attention."""
-
-    def __init__(self, dim: int, inner: int) -> None:
-        super().__init__()
-        self.to_out = nn.Sequential(nn.Linear(inner, dim), nn.Dropout(0.0))
-        self.record = False
-        self.last_attention: torch.Tensor | None = None
-        self.token_grid: tuple[int, int] | None = None
 
 
 class PoolMixer(TokenMixer):
@@ -76,7 +64,7 @@ class PoolMixer(TokenMixer):
     def forward(self, x: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
         self.token_grid = grid
         b, g, n, _ = x.shape
-        rows, cols = token_grid(x, grid)
+        rows, cols = group_grid(x, grid)
         v = self.to_v(x).transpose(-1, -2).reshape(b * g, -1, rows, cols)
         mixed = F.avg_pool2d(v, self.kernel, 1, self.kernel // 2, count_include_pad=False)
         if self.record:
@@ -128,7 +116,7 @@ class SRAttention(TokenMixer):
     def forward(self, x: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
         self.token_grid = grid
         b, g, n, d = x.shape
-        rows, cols = token_grid(x, grid)
+        rows, cols = group_grid(x, grid)
         r = self.sr_ratio
         fmap = x.reshape(b * g, rows, cols, d).permute(0, 3, 1, 2)
         fmap = F.pad(fmap, (0, -cols % r, 0, -rows % r))
@@ -152,7 +140,7 @@ def replace_attention(net: nn.Module, kind: str, **options: int) -> list[str]:
         raise ValueError(f"unknown token mixer {kind!r}; valid: {', '.join(MIXERS)}")
     replaced = []
     for name, module in net.named_modules():
-        if type(module).__name__ == "MobileViTBlock":
+        if isinstance(module, MobileViTBlock):
             for layer in module.transformer.layers:
                 if isinstance(layer[0].fn, Attention):
                     layer[0].fn = MIXERS[kind].from_attention(layer[0].fn, **options)

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from depthscope.efficiency.params import count_params
+from depthscope.models.meter import FeedForward, InvertedResidual, SeparableConv2d
 
 
 @dataclass
@@ -98,13 +99,12 @@ def meter_groups(net: nn.Module) -> list[ChannelGroup]:
     """METER's internal-width channel groups (see the module docstring)."""
     groups = []
     for name, m in net.named_modules():
-        kind = type(m).__name__
-        if kind == "InvertedResidual":
+        if isinstance(m, InvertedResidual):
             c = m.conv
             groups.append(ChannelGroup(name, [c[0], c[1], c[3], c[4]], [c[6]]))
-        elif kind == "FeedForward":
+        elif isinstance(m, FeedForward):
             groups.append(ChannelGroup(name, [m.net[0]], [m.net[3]]))
-        elif kind == "SeparableConv2d":
+        elif isinstance(m, SeparableConv2d):
             groups.append(ChannelGroup(name, [m.depthwise], [m.pointwise]))
     if not groups:
         raise ValueError(f"no prunable channel groups found in {type(net).__name__} (METER-family models only)")

@@ -19,13 +19,11 @@ import torch
 from torch import nn
 
 from depthscope.models.base import source_type
+from depthscope.models.meter import METER, Transformer
 
-KEEP_FLOAT: dict[str, tuple[str, ...]] = {"METER": ("decoder.ups_block_3",)}
+KEEP_FLOAT: dict[type, tuple[str, ...]] = {METER: ("decoder.ups_block_3",)}
+FLOAT_LEAVES: tuple[type, ...] = (Transformer,)  # run as whole fp32 modules, not traced
 BACKEND = "x86"
-
-
-def _leaf_classes(net: nn.Module) -> list[type]:
-    return sorted({type(m) for m in net.modules() if type(m).__name__ == "Transformer"}, key=lambda t: t.__name__)
 
 
 def prepare_int8(net: nn.Module, example: torch.Tensor, keep_float: Sequence[str] | None = None) -> nn.Module:
@@ -36,9 +34,9 @@ def prepare_int8(net: nn.Module, example: torch.Tensor, keep_float: Sequence[str
 
     torch.backends.quantized.engine = BACKEND
     qmap = get_default_qconfig_mapping(BACKEND)
-    for name in KEEP_FLOAT.get(type(net).__name__, ()) if keep_float is None else keep_float:
+    for name in KEEP_FLOAT.get(source_type(net), ()) if keep_float is None else keep_float:
         qmap.set_module_name(name, None)
-    custom = PrepareCustomConfig().set_non_traceable_module_classes(_leaf_classes(net))
+    custom = PrepareCustomConfig().set_non_traceable_module_classes(list(FLOAT_LEAVES))
     observed = prepare_fx(copy.deepcopy(net).eval(), qmap, example_inputs=(example,), prepare_custom_config=custom)
     observed.meta["source_type"] = source_type(net)  # which Attention Rollout rule applies (kept by deepcopy)
     return observed

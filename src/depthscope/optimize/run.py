@@ -24,7 +24,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -231,10 +231,10 @@ def optimize(
     ``out/model.safetensors`` and ``out/optimize.json``; return the JSON's content. ``options`` override
     ``config``'s fields. Rerunning the same call resumes interrupted training."""
     cfg = config or OptimizeConfig()
-    for k, v in options.items():
-        if not hasattr(cfg, k):
-            raise InputError(f"unknown optimize option {k!r}; valid: {', '.join(asdict(cfg))}")
-        setattr(cfg, k, v)
+    unknown = sorted(set(options) - set(asdict(cfg)))
+    if unknown:
+        raise InputError(f"unknown optimize option(s) {', '.join(unknown)}; valid: {', '.join(asdict(cfg))}")
+    cfg = replace(cfg, **options)  # the caller's config is left as it was
     fn = OPTIMIZERS.get(method)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
