@@ -42,3 +42,18 @@ def best_time(fn: Callable[[], object], repeats: int = 3, warmup: int = 1, devic
         sync()
         times.append(time.perf_counter() - t)
     return min(times)
+
+
+def interleaved_best(fns: dict[str, Callable[[], object]], rounds: int = 3, warmup: int = 1) -> dict[str, float]:
+    """Best wall time in seconds of each of ``fns`` over ``rounds`` rounds that run every function once in turn:
+    machine drift (10-20 % on a shared VM) then hits all of them alike, so their ratios are fair."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t)
+    return best

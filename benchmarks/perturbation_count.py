@@ -7,13 +7,13 @@ For each image the maps of every method are computed once; for each seed the lar
 (the draws do not depend on the method) and smaller counts use its first ``n`` draws. Two rankings are compared:
 
 - plain: methods ordered by their score;
-- tie-aware: two methods tie unless the bootstrap 95 % interval of their paired score difference (same draws,
-  resampled together) excludes 0; rank = 1 + (methods significantly better) + 0.5 x (methods tied with it).
-  Methods the draws cannot tell apart then share a rank instead of swapping places at random.
+- tie-aware: methods whose scores lie within ``--margin`` of each other (a chain of gaps <= margin) share their
+  average rank. The scores are scale-free for this: infidelity divided by the mean squared drop (the fraction of
+  the drop's energy the map leaves unexplained, 0..1), the Faithfulness Estimate a correlation (-1..1).
 
 For each count it prints, over all images and seed pairs, the minimum and median Spearman correlation between the
-seeds' rankings, the share of cases at >= 0.9, and the mean number of distinguishable rank levels (how much the
-score separates the methods at all; 1 = it cannot tell any of them apart).
+seeds' rankings, the share of cases at >= 0.9, and the mean number of rank levels (how much the score separates the methods
+at all; 1 = it cannot tell any of them apart).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import torch
 from _common import setup
 
 from depthscope.assess.fidelity import noise_draws, pearson, subset_draws
-from depthscope.assess.perturbation import predict_chunks
 from depthscope.explain import explain, target_model
 
 METHODS = [
@@ -39,17 +38,17 @@ METHODS = [
     "attention_rollout",
     "random",
 ]
-COUNTS = (8, 16, 32, 64, 128)
-N_BOOT = 300
+COUNTS = (8, 16, 32, 64, 128, 256)
 
 
 def infidelity_stat(dots: torch.Tensor, drop: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``idx (B, n) -> (B, M)`` normalised infidelity of every method on the draws ``idx`` (lower is better)."""
+    """``idx (B, n) -> (B, M)`` normalised infidelity of every method on the draws ``idx``, divided by the mean
+    squared drop on those draws (lower is better; the same order as the library's score)."""
 
     def stat(idx: torch.Tensor) -> torch.Tensor:
         d, y = dots[:, idx], drop[idx]  # (M, B, n), (B, n)
         beta = (d * y).sum(-1) / (d * d).sum(-1).clamp_min(1e-30)
-        return ((beta.unsqueeze(-1) * d - y) ** 2).mean(-1).T
+        return (((beta.unsqueeze(-1) * d - y) ** 2).mean(-1) / (y * y).mean(-1).clamp_min(1e-30)).T
 
     return stat
 
@@ -66,18 +65,20 @@ def faithfulness_stat(sums: torch.Tensor, drop: torch.Tensor) -> Callable[[torch
     return stat
 
 
-def tie_aware_ranks(stat: Callable[[torch.Tensor], torch.Tensor], n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(plain ranks, tie-aware ranks) of the methods from ``stat`` on the first ``n`` draws (1 = best)."""
-    g = torch.Generator().manual_seed(seed)
-    point = stat(torch.arange(n)[None])[0]
-    boot = stat(torch.randint(0, n, (N_BOOT, n), generator=g))  # (B, M), methods resampled together
-    diff = boot[:, :, None] - boot[:, None, :]  # (B, M, M): score_a - score_b
-    lo, hi = diff.quantile(0.025, dim=0), diff.quantile(0.975, dim=0)
-    better = (hi < 0).sum(1)  # per a: methods b with a - b significantly below 0 (a better than b)
-    worse_than = (lo > 0).sum(1)  # per a: methods b with a - b significantly above 0 (a worse than b)
-    tied = len(point) - 1 - better - worse_than
-    plain = torch.argsort(torch.argsort(point)).numpy() + 1.0
-    return plain, (1 + worse_than + 0.5 * tied).double().numpy()
+def margin_ranks(scores: torch.Tensor, margin: float) -> np.ndarray:
+    """Ranks (1 = best = lowest score) in which methods tie when their scores form a chain of gaps <= ``margin``
+    (sorted scores split where a gap exceeds it); tied methods share their average rank. Methods whose expected
+    scores are equal (maps the draws cannot tell apart) then share a rank instead of swapping places at random."""
+    order = torch.argsort(scores).tolist()
+    ranks = np.empty(len(order))
+    group = [order[0]]
+    for prev, cur in itertools.pairwise(order):
+        if scores[cur] - scores[prev] > margin:
+            ranks[group] = np.mean([order.index(g) + 1 for g in group])
+            group = []
+        group.append(cur)
+    ranks[group] = np.mean([order.index(g) + 1 for g in group])
+    return ranks
 
 
 def rank_agreement(a: np.ndarray, b: np.ndarray) -> float:
@@ -91,15 +92,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=10)
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--counts", type=int, nargs="+", default=list(COUNTS))
     ap.add_argument("--size", type=int, nargs=2, default=None, help="resize images (default: 480x640 as stored)")
     ap.add_argument("--sigma", type=float, default=0.1, help="Infidelity noise std (default 0.1, the library's)")
+    ap.add_argument("--margin", type=float, default=0.02, help="tie margin of the scale-free scores (default 0.02)")
     ap.add_argument(
         "--symmetric", action="store_true", help="infidelity on the odd part (f(x+I) - f(x-I)) / 2 of the response"
     )
     args = ap.parse_args()
     model, ds = setup()
-    n_max = max(COUNTS)
-    # results[metric][kind][n] -> list of Spearman values; levels[metric][n] -> list of rank-level counts
+    counts, n_max = sorted(args.counts), max(args.counts)
+    # ranks[metric][kind][n] -> one rank vector per seed (per image); results/levels gather over images
     results = {m: {"plain": {}, "tie-aware": {}} for m in ("infidelity", "faithfulness")}
     levels: dict[str, dict[int, list[int]]] = {m: {} for m in results}
     for i in range(min(args.images, len(ds))):
@@ -110,25 +113,21 @@ def main() -> None:
         fm = target_model(model, x, "mean")
         ranks: dict[str, dict[str, dict[int, list[np.ndarray]]]] = {m: {"plain": {}, "tie-aware": {}} for m in results}
         for seed in range(args.seeds):
-            nd = noise_draws(fm, x, n_max, sigma=args.sigma, seed=1000 * seed + i)
-            drop = nd.drop
-            if args.symmetric:
-                with torch.no_grad():
-                    up = predict_chunks(fm, n_max, lambda s, nd=nd, x=x: x + nd.perturbation[s])[:, 0].double()
-                drop = (up - (fm(x)[0, 0].double() - nd.drop)) / 2  # (f(x+I) - f(x-I)) / 2
+            nd = noise_draws(fm, x, n_max, sigma=args.sigma, seed=1000 * seed + i, symmetric=args.symmetric)
             sd = subset_draws(fm, x, n_max, seed=1000 * seed + i)
             dots = torch.stack([(nd.perturbation * attrs[m].raw[:1]).sum(dim=(1, 2, 3)).double() for m in METHODS])
             sums = torch.stack(
                 [(sd.perturbation[:, 0] * attrs[m].signed[0]).sum(dim=(-2, -1)).double() for m in METHODS]
             )
             stats = {
-                "infidelity": infidelity_stat(dots, drop),
+                "infidelity": infidelity_stat(dots, nd.drop),
                 "faithfulness": faithfulness_stat(sums, sd.drop.double()),
             }
             for metric, stat in stats.items():
-                for n in COUNTS:
-                    plain, tied = tie_aware_ranks(stat, n, seed)
-                    ranks[metric]["plain"].setdefault(n, []).append(plain)
+                for n in counts:
+                    point = stat(torch.arange(n)[None])[0]
+                    tied = margin_ranks(point, args.margin)
+                    ranks[metric]["plain"].setdefault(n, []).append(torch.argsort(torch.argsort(point)).numpy() + 1.0)
                     ranks[metric]["tie-aware"].setdefault(n, []).append(tied)
                     levels[metric].setdefault(n, []).append(len(np.unique(tied)))
         for metric, by_kind in ranks.items():
@@ -139,7 +138,7 @@ def main() -> None:
         print(f"image {i}: done", flush=True)
 
     size = "x".join(map(str, args.size)) if args.size else "480x640"
-    draws = f"sigma {args.sigma}" + (", symmetric" if args.symmetric else "")
+    draws = f"sigma {args.sigma}" + (", symmetric" if args.symmetric else "") + f", tie margin {args.margin}"
     print(
         f"\n{args.images} images x {args.seeds * (args.seeds - 1) // 2} seed pairs, {len(METHODS)} methods, {size}, {draws}"
     )
@@ -147,14 +146,14 @@ def main() -> None:
         for kind, by_n in by_kind.items():
             print(f"{metric}, {kind} ranking: Spearman between seeds")
             stable = []
-            for n in COUNTS:
+            for n in counts:
                 r = np.array(by_n[n])
                 ok = (r >= 0.9).mean()
                 extra = f"  rank levels: {np.mean(levels[metric][n]):.1f}" if kind == "tie-aware" else ""
                 print(f"  n={n:4d}: min {r.min():.3f}  median {np.median(r):.3f}  share >= 0.9: {ok:.2f}{extra}")
                 stable.append(ok == 1.0)
             # the smallest count from which every larger count tested is stable too
-            chosen = next((n for j, n in enumerate(COUNTS) if all(stable[j:])), None)
+            chosen = next((n for j, n in enumerate(counts) if all(stable[j:])), None)
             print(
                 f"  smallest count with Spearman >= 0.9 for every image and seed pair (and beyond): {chosen or 'none'}"
             )

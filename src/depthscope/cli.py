@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from depthscope.assess.fidelity import DEFAULT_N_PERTURBATIONS
+from depthscope.assess.fidelity import DEFAULT_INFIDELITY_SIGMA, DEFAULT_N_PERTURBATIONS
 from depthscope.errors import DepthscopeError
 
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
@@ -370,6 +370,13 @@ def _assess_parser(p: argparse.ArgumentParser) -> None:
         help="Infidelity on the odd part (f(x+I) - f(x-I)) / 2 of the response (2x forwards): drops the even part "
         "no attribution can explain (see README)",
     )
+    p.add_argument(
+        "--infidelity-sigma",
+        type=float,
+        default=DEFAULT_INFIDELITY_SIGMA,
+        help="std of the Infidelity noise in units of the [0, 1] pixel range (default %(default)s; 0.01 with "
+        "--symmetric-infidelity ranks methods more stably, see README)",
+    )
     p.add_argument("--ig-steps", type=int, default=16, help="Integrated Gradients steps")
     p.add_argument("--out", default="out/assess", help="output directory")
 
@@ -392,6 +399,7 @@ def _assess_run(args: argparse.Namespace) -> int:
         device=args.device,
         progress=True,
         symmetric_infidelity=args.symmetric_infidelity,
+        infidelity_sigma=args.infidelity_sigma,
     )
     print(summary_table(summary))
     print(f"wrote {Path(args.out) / 'results.csv'}, summary.csv and curves.png")

@@ -28,6 +28,60 @@ def test_rank_map_pixels_and_patches():
     assert (r[2:, 2:] == 0).all() and (r[:2, :2] > 0).all()
 
 
+@pytest.mark.parametrize(
+    "values",
+    [
+        torch.randn(5000, generator=torch.Generator().manual_seed(0)),
+        torch.randint(-3, 3, (5000,), generator=torch.Generator().manual_seed(1)).float(),  # many ties
+        torch.tensor([0.0, -0.0, 1.0, -1.0, float("inf"), -float("inf"), 1e-40, -1e-40, 0.0, 3.0e38]),
+    ],
+)
+def test_descending_order_is_torch_stable_argsort(values):
+    from depthscope.assess.perturbation import descending_order
+
+    assert torch.equal(descending_order(values), torch.argsort(values, descending=True, stable=True))
+
+
+class _MaskedDepth(torch.nn.Module):
+    """METER with its prediction removed (0) in the left 40 columns: pixels without a prediction."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        out = self.model(x).clone()
+        out[..., :40] = 0
+        return out
+
+
+def test_curves_with_ground_truth_and_missing_predictions(meter_nyu, nyu):
+    """RMSE, AbsRel and the change of RMSE against ground truth, by the formulas, one image at a time."""
+    sample = nyu[2]
+    x = torch.nn.functional.interpolate(sample.image[None], size=(120, 160), mode="bilinear", antialias=True)
+    gt = torch.nn.functional.interpolate(sample.depth[None, None], size=(120, 160), mode="nearest")[0, 0]
+    model = _MaskedDepth(meter_nyu)
+    score = torch.rand(120, 160, generator=torch.Generator().manual_seed(2))
+    fractions = [0, 0.2, 0.4]
+    c = perturbation_curves(model, x, score, fractions=fractions, gt=gt, chunk_size=2)
+    with torch.no_grad():
+        ref = model(x)[0, 0]
+        valid = ref > 0
+        both = valid & (gt > 0)
+        base = (ref[both] - gt[both]).pow(2).mean().sqrt()
+        order = torch.argsort(score.flatten(), descending=True)
+        for i, f in enumerate(fractions[1:], 1):
+            pert = x.clone().view(3, -1)
+            pert[:, order[: int(f * order.numel())]] = x.view(3, -1).mean(1, keepdim=True)
+            p = model(pert.view(1, 3, 120, 160))[0, 0]
+            d = (p - ref)[valid]
+            assert c.rmse["morf"][i] == pytest.approx(d.pow(2).mean().sqrt().item(), rel=1e-4)
+            assert c.abs_rel["morf"][i] == pytest.approx((d.abs() / ref[valid]).mean().item(), rel=1e-4)
+            gt_rmse = (p[both] - gt[both]).pow(2).mean().sqrt()
+            assert c.gt_rmse_change["morf"][i] == pytest.approx((gt_rmse - base).item(), rel=1e-3, abs=1e-5)
+    assert c.gt_rmse_change["lerf"][0] == 0 and len(c.gt_rmse_change["random"]) == 3
+
+
 def test_curves_batched_equal_one_by_one(meter_nyu, small_image):
     score = torch.rand(240, 320, generator=torch.Generator().manual_seed(1))
     c = perturbation_curves(meter_nyu, small_image, score, fractions=[0, 0.1, 0.3], chunk_size=3)

@@ -90,3 +90,30 @@ def test_torn_last_row_is_dropped(tmp_path, torn):
     assert b.rows == [{"a": "1", "b": "2"}]
     b.append({"a": 5, "b": 6})
     assert rows(tmp_path / "r.csv") == [{"a": "1", "b": "2"}, {"a": "5", "b": "6"}]
+
+
+def test_bad_infidelity_sigma_fails_before_work(tmp_path, nyu_dir):
+    r = subprocess.run(
+        [*CMD, "--infidelity-sigma", "0", "--data", str(nyu_dir), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2 and "infidelity_sigma must be > 0" in r.stderr
+    assert not (tmp_path / "results.csv").exists()
+
+
+def test_assess_image_infidelity_uses_the_given_noise(meter_nyu, small_image):
+    """The dataset run's infidelity equals the function's on the same seed, sigma and symmetry."""
+    from depthscope.assess import infidelity
+    from depthscope.assess.run import assess_image
+    from depthscope.explain import explain, target_model
+
+    ((_, scores),) = assess_image(
+        meter_nyu, small_image, ["saliency"], n_perturbations=6, symmetric_infidelity=True, infidelity_sigma=0.01
+    )
+    fm = target_model(meter_nyu, small_image, "mean")
+    attr = explain(meter_nyu, small_image, "saliency", "mean")["saliency"].raw
+    ref = infidelity(fm, small_image, attr, 6, sigma=0.01, seed=0, symmetric=True)
+    assert scores["infidelity"] == pytest.approx(ref.value, rel=1e-4)
+    other = infidelity(fm, small_image, attr, 6, sigma=0.1, seed=0, symmetric=True)
+    assert other.value != pytest.approx(ref.value, rel=0.1)

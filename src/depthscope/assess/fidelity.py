@@ -12,6 +12,7 @@ import torch
 from depthscope.assess.perturbation import ChunkBuffer, predict_chunks, replace_masked
 
 DEFAULT_N_PERTURBATIONS = 32
+DEFAULT_INFIDELITY_SIGMA = 0.1  # std of the Infidelity noise, in units of the [0, 1] pixel range
 
 
 def af_perturbation(d_morf: Sequence[float], d_lerf: Sequence[float], eps: float = 1e-12) -> float:
@@ -67,7 +68,7 @@ def noise_draws(
     fmodel: torch.nn.Module,
     x: torch.Tensor,
     n: int = DEFAULT_N_PERTURBATIONS,
-    sigma: float = 0.1,
+    sigma: float = DEFAULT_INFIDELITY_SIGMA,
     seed: int = 0,
     chunk_size: int | str = "auto",
     symmetric: bool = False,
@@ -112,7 +113,7 @@ def infidelity(
     x: torch.Tensor,
     attr: torch.Tensor,
     n_perturbations: int = DEFAULT_N_PERTURBATIONS,
-    sigma: float = 0.1,
+    sigma: float = DEFAULT_INFIDELITY_SIGMA,
     seed: int = 0,
     chunk_size: int | str = "auto",
     symmetric: bool = False,

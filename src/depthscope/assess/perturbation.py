@@ -45,10 +45,23 @@ def rank_map(score: torch.Tensor, patch: int = 1) -> torch.Tensor:
     stay fractions."""
     h, w = score.shape
     s = F.avg_pool2d(score[None, None].float(), patch, ceil_mode=True)[0, 0] if patch > 1 else score
-    order = torch.argsort(s.flatten(), descending=True, stable=True)
+    order = descending_order(s.flatten())
     prank = torch.empty_like(order)
     prank[order] = torch.arange(order.numel(), device=order.device)
     return _expand_patches(prank.view(s.shape), patch, h, w)
+
+
+def descending_order(values: torch.Tensor) -> torch.Tensor:
+    """``argsort(values, descending=True, stable=True)`` for a 1-D float tensor of up to 2**32 entries, 3-7x
+    faster on CPU: each value's float32 bits, mapped to an int32 of the same order, and its position form one
+    unique int64 key, so a plain (unstable) sort of the keys is the stable descending order."""
+    bits = (values.float() + 0.0).view(torch.int32)  # + 0.0: -0.0 becomes 0.0, equal as floats
+    ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).long()  # negative floats: reverse their bit order
+    pos = torch.arange(values.numel(), device=values.device)
+    key = ((-1 - ordered) << 32) | pos  # -1 - v reverses the order (descending); the position breaks ties
+    if key.device.type == "cpu":  # NumPy's int64 sort is about 2x faster than torch's on CPU
+        return torch.from_numpy(np.sort(key.numpy())) & 0xFFFFFFFF
+    return torch.sort(key).values & 0xFFFFFFFF
 
 
 def reversed_rank(rank: torch.Tensor, patch: int = 1) -> torch.Tensor:
@@ -82,15 +95,22 @@ class Curves:
 
 def perturbed_batch(
     x: torch.Tensor,
-    ranks: torch.Tensor,
-    fractions: torch.Tensor,
+    ranks: Sequence[torch.Tensor],
+    fractions: Sequence[float],
     replacement: torch.Tensor,
     out: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Perturbed images ``(K, 3, H, W)``: in image ``k``, pixels with ``ranks[k] < fractions[k] * H * W`` are
-    replaced by ``replacement``. ``out`` (optional) is reused as the result's storage."""
+    replaced by ``replacement``. ``out`` and ``mask`` ``(K, 1, H, W)`` (optional) are reused as storage. Each mask
+    is written straight into ``x``'s dtype from its own rank map (no gathered copy of the maps, no bool pass):
+    2x faster than comparing a gathered ``(K, H, W)`` stack."""
     n = x.shape[-2] * x.shape[-1]
-    return replace_masked(x, (ranks < fractions.to(ranks).view(-1, 1, 1) * n).unsqueeze(1), replacement, out)
+    if mask is None:
+        mask = torch.empty(len(ranks), 1, *x.shape[-2:], dtype=x.dtype, device=x.device)
+    for j, (r, f) in enumerate(zip(ranks, fractions, strict=True)):
+        torch.lt(r, f * n, out=mask[j, 0])
+    return replace_masked(x, mask, replacement, out)
 
 
 def replace_masked(
@@ -116,15 +136,22 @@ class ChunkBuffer:
 
 @torch.no_grad()
 def predict_chunks(
-    model: torch.nn.Module, n: int, make: Callable[[slice], torch.Tensor], chunk_size: int | str = "auto"
+    model: torch.nn.Module,
+    n: int,
+    make: Callable[[slice], torch.Tensor],
+    chunk_size: int | str = "auto",
+    reduce: Callable[[slice, torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """``model`` on ``n`` inputs built a chunk at a time by ``make(slice)`` (so the ``n`` inputs never sit in
     memory at once); ``chunk_size="auto"`` takes the fastest per input, measured once by
-    :func:`~depthscope.explain.gradients.tune_chunk_size`."""
+    :func:`~depthscope.explain.gradients.tune_chunk_size`. ``reduce(slice, outputs)``, if given, turns each
+    chunk's outputs into what is kept (dense outputs are then never concatenated; reducing a chunk while it is
+    still in cache was 5x faster than reducing all of them at the end)."""
     if chunk_size == "auto":
         chunk_size = tune_chunk_size(model, make(slice(0, 1)), n, backward=False)
     c = int(chunk_size)
-    return torch.cat([model(make(slice(s, min(s + c, n)))) for s in range(0, n, c)])
+    keep = reduce or (lambda s, out: out)
+    return torch.cat([keep(s, model(make(s))) for s in (slice(i, min(i + c, n)) for i in range(0, n, c))])
 
 
 @torch.no_grad()
@@ -158,36 +185,58 @@ def perturbation_curves(
     # Fraction 0 perturbs nothing: one unperturbed image (entry 0) gives ``ref`` for every order; the other
     # fractions run (3 x 10 by default), each chunk of perturbed images built just before its forward.
     moved = [j for j, f in enumerate(fractions) if f > 0]
-    stack = torch.stack(list(ranks.values()))
-    order_of = torch.cat([torch.zeros(1, dtype=torch.long), torch.arange(len(ranks)).repeat_interleave(len(moved))])
-    fraction_of = torch.tensor([0.0] + [fractions[j] for j in moved] * len(ranks))
+    rank_of = [morf] + [r for r in ranks.values() for _ in moved]  # entry 0: fraction 0, nothing replaced
+    fraction_of = [0.0] + [fractions[j] for j in moved] * len(ranks)
     rep = replacement_image(x, replacement, seed)
-    buf = ChunkBuffer(x)
-    pred = predict_chunks(
-        model,
-        len(order_of),
-        lambda s: perturbed_batch(x, stack[order_of[s]], fraction_of[s], rep, buf(len(order_of[s]))),
-        chunk_size,
-    )[:, 0]
-    ref, moved_preds = pred[0], pred[1:].view(len(ranks), len(moved), h, w)
-    valid = ref > 0
-    diff = moved_preds - ref
-    if not valid.all():
-        diff = diff[..., valid]
-    diff = diff.flatten(2)
-    rmse = torch.zeros(len(ranks), len(fractions))  # fraction 0: the prediction is ref, distance 0
-    abs_rel = torch.zeros(len(ranks), len(fractions))
-    rmse[:, moved] = diff.pow(2).mean(-1).sqrt().cpu()
-    abs_rel[:, moved] = (diff.abs() / ref[valid]).mean(-1).cpu()
-    curves = Curves(
-        fractions,
-        {o: rmse[i].tolist() for i, o in enumerate(ranks)},
-        {o: abs_rel[i].tolist() for i, o in enumerate(ranks)},
-    )
+    buf, mask_buf = ChunkBuffer(x), ChunkBuffer(x[:, :1])
+
+    def make(s: slice) -> torch.Tensor:
+        k = len(rank_of[s])
+        return perturbed_batch(x, rank_of[s], fraction_of[s], rep, buf(k), mask_buf(k))
+
+    d = predict_chunks(model, len(rank_of), make, chunk_size, _Distances(gt))[1:].view(len(ranks), len(moved), -1)
+    table = torch.zeros(len(ranks), len(fractions), d.shape[-1])  # fraction 0: the prediction is ref, distance 0
+    table[:, moved] = d.cpu()
+    per_order = {
+        name: {o: table[i, :, j].tolist() for i, o in enumerate(ranks)}
+        for j, name in enumerate(_Distances.COLUMNS[: d.shape[-1]])
+    }
+    curves = Curves(fractions, per_order["rmse"], per_order["abs_rel"])
     if gt is not None:
-        m = (gt > 0) & valid
-        base = (ref[m] - gt[m]).pow(2).mean().sqrt()
-        change = torch.zeros(len(ranks), len(fractions))  # fraction 0: the prediction is ref, no change
-        change[:, moved] = ((moved_preds[..., m] - gt[m]).pow(2).mean(-1).sqrt() - base).cpu()
-        curves.gt_rmse_change = {o: change[i].tolist() for i, o in enumerate(ranks)}
+        curves.gt_rmse_change = per_order["gt_rmse_change"]
     return curves
+
+
+class _Distances:
+    """``reduce`` for :func:`predict_chunks`: the distances of each perturbed prediction from the first one
+    (``ref``, the unperturbed image): RMSE (m), AbsRel and, with ``gt``, the change of RMSE against ground truth,
+    over pixels where ``ref`` has a prediction (and ``gt`` a value)."""
+
+    COLUMNS = ("rmse", "abs_rel", "gt_rmse_change")
+
+    def __init__(self, gt: torch.Tensor | None) -> None:
+        self.gt = gt
+
+    def __call__(self, s: slice, out: torch.Tensor) -> torch.Tensor:
+        pred = out[:, 0]
+        if s.start == 0:
+            ref = pred[0]
+            self.valid = None if bool((ref > 0).all()) else ref > 0
+            self.ref = self._pick(ref).clone()
+            self.inv_ref = 1 / (self.ref * self.ref.numel())  # AbsRel as one dot product
+            if self.gt is not None:
+                gt = self._pick(self.gt.to(ref))
+                self.gt_valid = gt > 0
+                self.gt_ref = gt[self.gt_valid]
+                self.base = (self.ref[self.gt_valid] - self.gt_ref).pow(2).mean().sqrt()
+        pred = self._pick(pred)
+        diff = pred - self.ref
+        cols = [torch.linalg.vector_norm(diff, dim=-1) / diff.shape[-1] ** 0.5, diff.abs_() @ self.inv_ref]
+        if self.gt is not None:
+            err = pred[:, self.gt_valid] - self.gt_ref
+            cols.append(torch.linalg.vector_norm(err, dim=-1) / err.shape[-1] ** 0.5 - self.base)
+        return torch.stack(cols, dim=-1)
+
+    def _pick(self, maps: torch.Tensor) -> torch.Tensor:
+        """``(..., H, W)`` -> ``(..., P)``: the pixels where ``ref`` has a prediction."""
+        return maps.flatten(-2) if self.valid is None else maps[..., self.valid]

@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from depthscope.assess.fidelity import (
+    DEFAULT_INFIDELITY_SIGMA,
     DEFAULT_N_PERTURBATIONS,
     af_depth_correlation,
     af_perturbation,
@@ -72,6 +73,7 @@ def assess_image(
     n_perturbations: int = DEFAULT_N_PERTURBATIONS,
     chunk_size: int | str = "auto",
     symmetric_infidelity: bool = False,
+    infidelity_sigma: float = DEFAULT_INFIDELITY_SIGMA,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """Yields ``(method, scores)`` for each method's map (whole-map mean target) on one image ``(3, H, W)`` as
     soon as that method is done, so callers can save each before the next starts.
@@ -83,7 +85,7 @@ def assess_image(
     method_options = method_options or {}
     x = image.unsqueeze(0) if image.dim() == 3 else image
     fm = target_model(model, x, "mean")
-    noise = noise_draws(fm, x, n_perturbations, seed=seed, chunk_size=chunk_size, symmetric=symmetric_infidelity)
+    noise = noise_draws(fm, x, n_perturbations, infidelity_sigma, seed, chunk_size, symmetric_infidelity)
     subsets = subset_draws(fm, x, n_perturbations, seed=seed, chunk_size=chunk_size)
     with torch.no_grad():
         depth = model(x)[0, 0]
@@ -162,6 +164,7 @@ def assess(
     method_options: dict[str, dict[str, Any]] | None = None,
     device: str = "cpu",
     symmetric_infidelity: bool = False,
+    infidelity_sigma: float = DEFAULT_INFIDELITY_SIGMA,
     progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Assess ``methods`` on ``models`` over ``data``; writes ``results.csv`` (append-only, resumable),
@@ -170,6 +173,8 @@ def assess(
 
     for m in methods:
         METHODS.get(m)  # unknown names fail before any work
+    if not infidelity_sigma > 0:
+        raise InputError(f"infidelity_sigma must be > 0 (noise std in the [0, 1] pixel range), got {infidelity_sigma}")
     out = Path(out)
     method_options = method_options or {}
     settings = {
@@ -178,6 +183,7 @@ def assess(
         "patch": patch,
         "n_perturbations": n_perturbations,
         "symmetric_infidelity": symmetric_infidelity,
+        "infidelity_sigma": infidelity_sigma,
         "method_options": json.loads(json.dumps(method_options, default=str)),
     }
     chunks = resume_settings(out / "settings.json", settings)
@@ -216,6 +222,7 @@ def assess(
                     n_perturbations=n_perturbations,
                     chunk_size=chunks[model.name],
                     symmetric_infidelity=symmetric_infidelity,
+                    infidelity_sigma=infidelity_sigma,
                 )
                 for method, scores in finished:  # one fsynced row per finished (model, method, image)
                     sink.append({"model": model.name, "method": method, "image": s.name, **scores})
