@@ -74,7 +74,7 @@ def main() -> None:
     scores = [explain(model, x, "saliency")["saliency"].magnitude[0] for x in images]
 
     # every timing in interleaved rounds (forwards at each chunk size, ours, the loop), best of each. The floor
-    # runs the curve set's own 31 inputs, prebuilt: a batch of copies of one image runs 10-30 % faster on this CPU
+    # runs the curve set's own 31 inputs, prebuilt: a batch of copies of one image runs 10-20 % faster on this CPU
     # than distinct images (measured), so a floor timed on copies would not be reachable by any curve.
     fns: dict[str, Callable[[], object]] = {}
     for i, (x, s) in enumerate(zip(images, scores, strict=True)):

@@ -12,8 +12,8 @@ For each image the maps of every method are computed once; for each seed the lar
   the drop's energy the map leaves unexplained, 0..1), the Faithfulness Estimate a correlation (-1..1).
 
 For each count it prints, over all images and seed pairs, the minimum and median Spearman correlation between the
-seeds' rankings, the share of cases at >= 0.9, and the mean number of rank levels (how much the score separates the methods
-at all; 1 = it cannot tell any of them apart).
+seeds' rankings, the share of cases at >= 0.9, and the mean number of rank levels (how much the score separates
+the methods at all; 1 = it cannot tell any of them apart).
 """
 
 from __future__ import annotations
@@ -69,15 +69,13 @@ def margin_ranks(scores: torch.Tensor, margin: float) -> np.ndarray:
     """Ranks (1 = best = lowest score) in which methods tie when their scores form a chain of gaps <= ``margin``
     (sorted scores split where a gap exceeds it); tied methods share their average rank. Methods whose expected
     scores are equal (maps the draws cannot tell apart) then share a rank instead of swapping places at random."""
-    order = torch.argsort(scores).tolist()
+    order = torch.argsort(scores)
     ranks = np.empty(len(order))
-    group = [order[0]]
-    for prev, cur in itertools.pairwise(order):
-        if scores[cur] - scores[prev] > margin:
-            ranks[group] = np.mean([order.index(g) + 1 for g in group])
-            group = []
-        group.append(cur)
-    ranks[group] = np.mean([order.index(g) + 1 for g in group])
+    start = 0  # the current group is order[start:k]
+    for k in range(1, len(order) + 1):
+        if k == len(order) or scores[order[k]] - scores[order[k - 1]] > margin:
+            ranks[order[start:k].numpy()] = (start + 1 + k) / 2  # the mean of positions start + 1 .. k
+            start = k
     return ranks
 
 

@@ -228,15 +228,19 @@ class _Distances:
                 gt = self._pick(self.gt.to(ref))
                 self.gt_valid = gt > 0
                 self.gt_ref = gt[self.gt_valid]
-                self.base = (self.ref[self.gt_valid] - self.gt_ref).pow(2).mean().sqrt()
+                self.base = _rms(self.ref[self.gt_valid] - self.gt_ref)
         pred = self._pick(pred)
         diff = pred - self.ref
-        cols = [torch.linalg.vector_norm(diff, dim=-1) / diff.shape[-1] ** 0.5, diff.abs_() @ self.inv_ref]
+        cols = [_rms(diff), diff.abs_() @ self.inv_ref]
         if self.gt is not None:
-            err = pred[:, self.gt_valid] - self.gt_ref
-            cols.append(torch.linalg.vector_norm(err, dim=-1) / err.shape[-1] ** 0.5 - self.base)
+            cols.append(_rms(pred[:, self.gt_valid] - self.gt_ref) - self.base)
         return torch.stack(cols, dim=-1)
 
     def _pick(self, maps: torch.Tensor) -> torch.Tensor:
         """``(..., H, W)`` -> ``(..., P)``: the pixels where ``ref`` has a prediction."""
         return maps.flatten(-2) if self.valid is None else maps[..., self.valid]
+
+
+def _rms(v: torch.Tensor) -> torch.Tensor:
+    """Root mean square over the last dimension (one fused reduction)."""
+    return torch.linalg.vector_norm(v, dim=-1) / v.shape[-1] ** 0.5
