@@ -37,7 +37,7 @@ def perturbed_inputs(x: torch.Tensor, score: torch.Tensor, fractions) -> Iterato
     """The curve set's inputs one at a time, as ``perturbation_curves`` makes them: the image, then MoRF, LeRF and
     random order at each fraction > 0 (random order seeded 0, like its default)."""
     morf = rank_map(score)
-    ranks = [morf, reversed_rank(morf), random_rank(*score.shape, generator=torch.Generator().manual_seed(0))]
+    ranks = [morf, reversed_rank(morf), random_rank(*score.shape, gen=torch.Generator().manual_seed(0))]
     rep = replacement_image(x)
     n = score.numel()
     yield x

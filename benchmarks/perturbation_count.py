@@ -1,15 +1,18 @@
 """How many random draws Infidelity and the Faithfulness Estimate need: the smallest count whose ranking of the
 attribution methods is the same across seeds (issue 4: Spearman >= 0.9, per image, over the NYU sample).
 
-Run: python benchmarks/perturbation_count.py [--images 10] [--seeds 3] [--size H W] [--sigma S] [--symmetric]
+Run: python benchmarks/perturbation_count.py [--images 10] [--seeds 3] [--counts 8 ... 256] [--size H W]
+     [--infidelity-sigma S] [--[no-]symmetric-infidelity] [--[no-]infidelity-control-variate] [--margin M]
+     [--show-misses]
+(Infidelity settings default to the library's: std 0.01, symmetric drops, gradient control variate.)
 
 For each image the maps of every method are computed once; for each seed the largest number of draws is run once
 (the draws do not depend on the method) and smaller counts use its first ``n`` draws. Two rankings are compared:
 
 - plain: methods ordered by their score;
 - tie-aware: methods whose scores lie within ``--margin`` of each other (a chain of gaps <= margin) share their
-  average rank. The scores are scale-free for this: infidelity divided by the mean squared drop (the fraction of
-  the drop's energy the map leaves unexplained, 0..1), the Faithfulness Estimate a correlation (-1..1).
+  average rank. The scores are scale-free for this: infidelity divided by the zero map's (the fraction of the
+  drops' energy the map leaves unexplained, 0..1), the Faithfulness Estimate a correlation (-1..1).
 
 For each count it prints, over all images and seed pairs, the minimum and median Spearman correlation between the
 seeds' rankings, the share of cases at >= 0.9, and the mean number of rank levels (how much the score separates
@@ -26,7 +29,16 @@ import numpy as np
 import torch
 from _common import setup
 
-from depthscope.assess.fidelity import noise_draws, pearson, subset_draws
+from depthscope.assess.fidelity import (
+    Draws,
+    control_moments,
+    infidelity_terms,
+    noise_dots,
+    noise_draws,
+    pearson,
+    subset_draws,
+)
+from depthscope.cli import add_infidelity_args
 from depthscope.explain import explain, target_model
 
 METHODS = [
@@ -41,26 +53,29 @@ METHODS = [
 COUNTS = (8, 16, 32, 64, 128, 256)
 
 
-def infidelity_stat(dots: torch.Tensor, drop: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``idx (B, n) -> (B, M)`` normalised infidelity of every method on the draws ``idx``, divided by the mean
-    squared drop on those draws (lower is better; the same order as the library's score)."""
+def infidelity_stat(maps: torch.Tensor, draws: Draws) -> Callable[[int], torch.Tensor]:
+    """``n -> (M,)`` normalised infidelity of every map ``(M, C, H, W)`` on the first ``n`` draws (the library's
+    estimator), divided by that of the zero map (which explains nothing): the fraction of the drops' energy each
+    map leaves unexplained, 0..1 up to sampling noise; lower is better, in the library's order."""
+    dots, moments = noise_dots(draws, maps), control_moments(draws, maps)
+    zero = torch.zeros_like(maps[:1])
+    zero_dots, zero_moments = noise_dots(draws, zero), control_moments(draws, zero)
 
-    def stat(idx: torch.Tensor) -> torch.Tensor:
-        d, y = dots[:, idx], drop[idx]  # (M, B, n), (B, n)
-        beta = (d * y).sum(-1) / (d * d).sum(-1).clamp_min(1e-30)
-        return (((beta.unsqueeze(-1) * d - y) ** 2).mean(-1) / (y * y).mean(-1).clamp_min(1e-30)).T
+    def stat(n: int) -> torch.Tensor:
+        d = draws[:n]
+        value, _ = infidelity_terms(dots[:, :n], d.drop, d.linear, moments)
+        nothing, _ = infidelity_terms(zero_dots[:, :n], d.drop, d.linear, zero_moments)
+        return value / nothing.clamp_min(1e-30)
 
     return stat
 
 
-def faithfulness_stat(sums: torch.Tensor, drop: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``idx (B, n) -> (B, M)`` minus the Faithfulness Estimate (so lower is better, like infidelity)."""
+def faithfulness_stat(sums: torch.Tensor, drop: torch.Tensor) -> Callable[[int], torch.Tensor]:
+    """``n -> (M,)`` minus the Faithfulness Estimate on the first ``n`` draws (so lower is better, like
+    infidelity)."""
 
-    def stat(idx: torch.Tensor) -> torch.Tensor:
-        s, y = sums[:, idx], drop[idx]
-        s, y = s - s.mean(-1, keepdim=True), y - y.mean(-1, keepdim=True)
-        r = (s * y).sum(-1) / (s.norm(dim=-1) * y.norm(dim=-1)).clamp_min(1e-30)
-        return -r.T
+    def stat(n: int) -> torch.Tensor:
+        return -torch.tensor([pearson(s[:n], drop[:n]) for s in sums])
 
     return stat
 
@@ -92,11 +107,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--counts", type=int, nargs="+", default=list(COUNTS))
     ap.add_argument("--size", type=int, nargs=2, default=None, help="resize images (default: 480x640 as stored)")
-    ap.add_argument("--sigma", type=float, default=0.1, help="Infidelity noise std (default 0.1, the library's)")
     ap.add_argument("--margin", type=float, default=0.02, help="tie margin of the scale-free scores (default 0.02)")
-    ap.add_argument(
-        "--symmetric", action="store_true", help="infidelity on the odd part (f(x+I) - f(x-I)) / 2 of the response"
-    )
+    add_infidelity_args(ap)
+    ap.add_argument("--show-misses", action="store_true", help="print the scores of pairs below 0.9 at the top count")
     args = ap.parse_args()
     model, ds = setup()
     counts, n_max = sorted(args.counts), max(args.counts)
@@ -110,20 +123,30 @@ def main() -> None:
         attrs = explain(model, x, METHODS)
         fm = target_model(model, x, "mean")
         ranks: dict[str, dict[str, dict[int, list[np.ndarray]]]] = {m: {"plain": {}, "tie-aware": {}} for m in results}
+        points: dict[str, dict[int, list[torch.Tensor]]] = {m: {} for m in results}
         for seed in range(args.seeds):
-            nd = noise_draws(fm, x, n_max, sigma=args.sigma, seed=1000 * seed + i, symmetric=args.symmetric)
+            nd = noise_draws(
+                fm,
+                x,
+                n_max,
+                args.infidelity_sigma,
+                1000 * seed + i,
+                symmetric=args.symmetric_infidelity,
+                control_variate=args.infidelity_control_variate,
+            )
             sd = subset_draws(fm, x, n_max, seed=1000 * seed + i)
-            dots = torch.stack([(nd.perturbation * attrs[m].raw[:1]).sum(dim=(1, 2, 3)).double() for m in METHODS])
+            maps = torch.stack([attrs[m].raw[0].expand_as(x[0]) for m in METHODS])  # (M, 3, H, W)
             sums = torch.stack(
                 [(sd.perturbation[:, 0] * attrs[m].signed[0]).sum(dim=(-2, -1)).double() for m in METHODS]
             )
             stats = {
-                "infidelity": infidelity_stat(dots, nd.drop),
+                "infidelity": infidelity_stat(maps, nd),
                 "faithfulness": faithfulness_stat(sums, sd.drop.double()),
             }
             for metric, stat in stats.items():
                 for n in counts:
-                    point = stat(torch.arange(n)[None])[0]
+                    point = stat(n)
+                    points[metric].setdefault(n, []).append(point)
                     tied = margin_ranks(point, args.margin)
                     ranks[metric]["plain"].setdefault(n, []).append(torch.argsort(torch.argsort(point)).numpy() + 1.0)
                     ranks[metric]["tie-aware"].setdefault(n, []).append(tied)
@@ -131,12 +154,19 @@ def main() -> None:
         for metric, by_kind in ranks.items():
             for kind, by_n in by_kind.items():
                 for n, per_seed in by_n.items():
-                    for a, b in itertools.combinations(per_seed, 2):
-                        results[metric][kind].setdefault(n, []).append(rank_agreement(a, b))
+                    for (s1, a), (s2, b) in itertools.combinations(enumerate(per_seed), 2):
+                        rho = rank_agreement(a, b)
+                        results[metric][kind].setdefault(n, []).append(rho)
+                        if args.show_misses and kind == "tie-aware" and rho < 0.9 and n == counts[-1]:
+                            fmt = lambda t: " ".join(f"{v:.3f}" for v in t.tolist())  # noqa: E731
+                            print(f"  {metric} n={n} image {i} seeds {s1},{s2}: Spearman {rho:.3f}")
+                            print(f"    scores {fmt(points[metric][n][s1])} | {fmt(points[metric][n][s2])}")
         print(f"image {i}: done", flush=True)
 
     size = "x".join(map(str, args.size)) if args.size else "480x640"
-    draws = f"sigma {args.sigma}" + (", symmetric" if args.symmetric else "") + f", tie margin {args.margin}"
+    draws = f"sigma {args.infidelity_sigma}" + (", symmetric" if args.symmetric_infidelity else "")
+    draws += f", tie margin {args.margin}"
+    draws += ", gradient control variate" if args.infidelity_control_variate else ", plain Monte Carlo"
     print(
         f"\n{args.images} images x {args.seeds * (args.seeds - 1) // 2} seed pairs, {len(METHODS)} methods, {size}, {draws}"
     )

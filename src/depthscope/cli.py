@@ -7,7 +7,11 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from depthscope.assess.fidelity import DEFAULT_INFIDELITY_SIGMA, DEFAULT_N_PERTURBATIONS
+from depthscope.assess.fidelity import (
+    DEFAULT_INFIDELITY_SIGMA,
+    DEFAULT_N_PERTURBATIONS,
+    DEFAULT_SYMMETRIC_INFIDELITY,
+)
 from depthscope.errors import DepthscopeError
 
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
@@ -341,6 +345,33 @@ command("pareto", "Pareto frontier over two metrics, and EER against a reference
 
 
 # ------------------------------------------------------------------------------------------------------- assess
+def add_infidelity_args(p: argparse.ArgumentParser) -> None:
+    """The Infidelity estimator's options (also used by benchmarks/perturbation_count.py)."""
+    p.add_argument(
+        "--infidelity-sigma",
+        type=float,
+        default=DEFAULT_INFIDELITY_SIGMA,
+        help="std of the Infidelity noise in units of the [0, 1] pixel range (default %(default)s)",
+    )
+    for flag, default, text in (
+        (
+            "--symmetric-infidelity",
+            DEFAULT_SYMMETRIC_INFIDELITY,
+            "Infidelity on the odd part (f(x+I) - f(x-I)) / 2 of the response (2x forwards): drops the even part "
+            "no attribution can explain",
+        ),
+        (
+            "--infidelity-control-variate",
+            True,
+            "estimate Infidelity with the target's gradient as a control variate (one backward pass; same "
+            "expectation, narrower CI); --no-infidelity-control-variate gives Captum's plain Monte Carlo",
+        ),
+    ):
+        p.add_argument(
+            flag, action=argparse.BooleanOptionalAction, default=default, help=f"{text} (default: {default})"
+        )
+
+
 def _assess_parser(p: argparse.ArgumentParser) -> None:
     """How trustworthy are the attribution maps? Perturbation curves (MoRF/LeRF/random, RMSE in metres to the
     original prediction), Attribution Fidelity (af_perturbation, af_depth_correlation), Infidelity, Faithfulness
@@ -364,19 +395,7 @@ def _assess_parser(p: argparse.ArgumentParser) -> None:
         default=DEFAULT_N_PERTURBATIONS,
         help="random draws for Infidelity/Faithfulness (default: the count chosen by benchmarks/perturbation_count.py)",
     )
-    p.add_argument(
-        "--symmetric-infidelity",
-        action="store_true",
-        help="Infidelity on the odd part (f(x+I) - f(x-I)) / 2 of the response (2x forwards): drops the even part "
-        "no attribution can explain (see README)",
-    )
-    p.add_argument(
-        "--infidelity-sigma",
-        type=float,
-        default=DEFAULT_INFIDELITY_SIGMA,
-        help="std of the Infidelity noise in units of the [0, 1] pixel range (default %(default)s; 0.01 with "
-        "--symmetric-infidelity ranks methods more stably, see README)",
-    )
+    add_infidelity_args(p)
     p.add_argument("--ig-steps", type=int, default=16, help="Integrated Gradients steps")
     p.add_argument("--out", default="out/assess", help="output directory")
 
@@ -400,6 +419,7 @@ def _assess_run(args: argparse.Namespace) -> int:
         progress=True,
         symmetric_infidelity=args.symmetric_infidelity,
         infidelity_sigma=args.infidelity_sigma,
+        infidelity_control_variate=args.infidelity_control_variate,
     )
     print(summary_table(summary))
     print(f"wrote {Path(args.out) / 'results.csv'}, summary.csv and curves.png")
@@ -408,14 +428,15 @@ def _assess_run(args: argparse.Namespace) -> int:
 
 def summary_table(summary: list[dict]) -> str:
     from depthscope.assess.run import SCORES
-    from depthscope.report.tables import format_table
+    from depthscope.report.tables import fmt, format_table
 
     rows = [
         {
             "model": r["model"],
             "method": r["method"],
             "n": r["n_images"],
-            **{s: f"{r[s + '_mean']:.3f} ± {r[s + '_std']:.3f}" for s in SCORES},
+            # fmt: infidelity is in m^2 and ~1e-6 at the default noise std, so fixed decimals would print 0.000
+            **{s: f"{fmt(r[s + '_mean'], 3)} ± {fmt(r[s + '_std'], 3)}" for s in SCORES},
         }
         for r in summary
     ]

@@ -148,7 +148,7 @@ def test_infidelity_equals_captum_on_the_same_draws(meter_nyu, small_image):
 
     fm = target_model(meter_nyu, small_image, "mean")
     attr = saliency(fm, small_image).raw
-    draws = noise_draws(fm, small_image, 6, seed=3)
+    draws = noise_draws(fm, small_image, 6, seed=3, symmetric=False, control_variate=False)  # Captum: plain MC
 
     def perturb(inputs):  # Captum expands the input n_perturb_samples times and perturbs them in one call
         return draws.perturbation, inputs - draws.perturbation
@@ -200,8 +200,35 @@ def test_symmetric_infidelity_is_zero_for_the_exact_gradient_of_a_quadratic():
     x, w = torch.rand(1, 3, 32, 24, generator=g, dtype=torch.float64), torch.randn(1, 3, 32, 24, generator=g)
     f = _Quadratic(w.double(), 0.5)
     grad = w.double() + 2 * 0.5 * x  # the exact gradient at x
-    sym = infidelity(f, x, grad, n_perturbations=16, symmetric=True, chunk_size=4)
-    plain = infidelity(f, x, grad, n_perturbations=16, chunk_size=4)
-    assert sym.value == pytest.approx(0, abs=1e-20)
+    for cv in (False, True):  # zero up to float64 rounding of drops whose energy is ~31
+        sym = infidelity(f, x, grad, 16, sigma=0.1, symmetric=True, chunk_size=4, control_variate=cv)
+        assert sym.value == pytest.approx(0, abs=1e-12)
+    plain = infidelity(f, x, grad, 16, sigma=0.1, symmetric=False, chunk_size=4)
     # plain drops carry the even term c |I|^2 (sigma 0.1, 2304 values: about 11.5) that no map explains
     assert plain.value > 1.0
+
+
+def _exact_infidelity(grad, attr, sigma, c, dims):
+    """Normalised infidelity of ``attr`` for ``_Quadratic`` with plain drops ``<g, I> - c |I|^2``, by hand:
+    ``sigma^2 (|g|^2 - <a, g>^2 / |a|^2)`` (the part of g that a misses) ``+ c^2 sigma^4 D (D + 2)`` (E|I|^4; the
+    cross term has odd moments of I only, so it vanishes)."""
+    g, a = grad.flatten(), attr.flatten()
+    return sigma**2 * (g @ g - (a @ g) ** 2 / (a @ a)).item() + c**2 * sigma**4 * dims * (dims + 2)
+
+
+@pytest.mark.parametrize("c", [0.0, 0.05])
+def test_control_variate_infidelity_matches_the_exact_value_with_a_narrower_ci(c):
+    from depthscope.assess import infidelity
+
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.rand(1, 3, 32, 24, generator=g, dtype=torch.float64), torch.randn(1, 3, 32, 24, generator=g)
+    f, grad = _Quadratic(w.double(), c), w.double() + 2 * c * x
+    attr = grad + 3 * torch.randn(grad.shape, generator=g, dtype=torch.float64)  # explains part of the drop
+    exact = _exact_infidelity(grad, attr, 0.1, c, x.numel())
+    cv = infidelity(f, x, attr, 64, sigma=0.1, seed=1, chunk_size=16, symmetric=False)
+    mc = infidelity(f, x, attr, 64, sigma=0.1, seed=1, chunk_size=16, symmetric=False, control_variate=False)
+    assert cv.ci_low <= exact <= cv.ci_high and mc.ci_low <= exact <= mc.ci_high
+    if c == 0:  # a linear model: the gradient predicts every drop, so the estimate is exact at any count
+        assert cv.value == pytest.approx(exact, rel=1e-9) and cv.ci_high - cv.ci_low < 1e-9 * exact
+    else:
+        assert cv.ci_high - cv.ci_low < (mc.ci_high - mc.ci_low) / 3

@@ -4,6 +4,7 @@ from captum.attr import InputXGradient, IntegratedGradients, Saliency
 
 from depthscope.explain import explain, target_model
 from depthscope.explain.gradients import integrated_gradients, smoothgrad
+from depthscope.seeding import generator
 
 TARGETS = ["mean", "box:40,60,120,200", "pixel:100,150"]
 
@@ -66,8 +67,7 @@ def test_smoothgrad_equals_captum_noise_tunnel(meter_nyu, small_image):
     fm = target_model(meter_nyu, small_image, "mean")
     ours = smoothgrad(fm, small_image, n_samples=4, sigma=0.1, seed=3, chunk_size=2)
     torch.manual_seed(0)
-    g = torch.Generator().manual_seed(3)
-    noise = 0.1 * torch.randn((4, *small_image.shape[1:]), generator=g)
+    noise = 0.1 * torch.randn((4, *small_image.shape[1:]), generator=generator(3, "smoothgrad"))
     ref = torch.stack([Saliency(fm).attribute(small_image + n, target=0, abs=False)[0] for n in noise]).mean(0)
     # Captum's NoiseTunnel draws its own noise, so the same noise is fed to Captum's Saliency here
     torch.testing.assert_close(ours.raw[0], ref, rtol=1e-4, atol=1e-5 * ref.abs().max().item())

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from depthscope.errors import InputError
 from depthscope.explain.gradients import gaussian_blur, tune_chunk_size
+from depthscope.seeding import generator
 
 DEFAULT_FRACTIONS = tuple(round(0.05 * i, 2) for i in range(11))  # 0, 5, ..., 50 %
 ORDERS = ("morf", "lerf", "random")
@@ -27,7 +28,7 @@ def replacement_image(x: torch.Tensor, kind: str = "mean", seed: int = 0) -> tor
     if kind == "blur":
         return gaussian_blur(x, sigma=min(x.shape[-2:]) / 32)
     if kind == "noise":
-        return torch.rand(x.shape, generator=torch.Generator().manual_seed(seed)).to(x)
+        return torch.rand(x.shape, generator=generator(seed, "replacement_noise")).to(x)
     raise InputError(f"unknown replacement {kind!r}; valid: black, blur, mean, noise")
 
 
@@ -71,10 +72,10 @@ def reversed_rank(rank: torch.Tensor, patch: int = 1) -> torch.Tensor:
     return (n_patches - 1) * patch * patch - rank
 
 
-def random_rank(h: int, w: int, patch: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
+def random_rank(h: int, w: int, patch: int = 1, gen: torch.Generator | None = None) -> torch.Tensor:
     """A uniformly random order of the pixels (or patches), as ranks like :func:`rank_map`'s."""
     gh, gw = math.ceil(h / patch), math.ceil(w / patch)
-    return _expand_patches(torch.randperm(gh * gw, generator=generator).view(gh, gw), patch, h, w)
+    return _expand_patches(torch.randperm(gh * gw, generator=gen).view(gh, gw), patch, h, w)
 
 
 @dataclass
@@ -178,7 +179,7 @@ def perturbation_curves(
     if not torch.isfinite(score).all():
         raise InputError("attribution map contains NaN or Inf")
     fractions = [float(f) for f in fractions]
-    g = torch.Generator().manual_seed(seed)
+    g = generator(seed, "random_order")
     h, w = score.shape
     morf = rank_map(score, patch)
     ranks = {"morf": morf, "lerf": reversed_rank(morf, patch), "random": random_rank(h, w, patch, g).to(score)}

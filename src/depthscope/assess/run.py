@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from depthscope.assess.fidelity import (
     DEFAULT_INFIDELITY_SIGMA,
     DEFAULT_N_PERTURBATIONS,
+    DEFAULT_SYMMETRIC_INFIDELITY,
     af_depth_correlation,
     af_perturbation,
     faithfulness_score,
@@ -72,20 +73,26 @@ def assess_image(
     method_options: dict[str, dict[str, Any]] | None = None,
     n_perturbations: int = DEFAULT_N_PERTURBATIONS,
     chunk_size: int | str = "auto",
-    symmetric_infidelity: bool = False,
+    symmetric_infidelity: bool = DEFAULT_SYMMETRIC_INFIDELITY,
     infidelity_sigma: float = DEFAULT_INFIDELITY_SIGMA,
+    infidelity_control_variate: bool = True,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """Yields ``(method, scores)`` for each method's map (whole-map mean target) on one image ``(3, H, W)`` as
     soon as that method is done, so callers can save each before the next starts.
 
     The random draws of Infidelity and the Faithfulness Estimate (and the model's responses to them) do not depend
     on the map: they are run once per image and shared by every method, so methods are compared on the same draws.
+    ``infidelity_control_variate`` applies to differentiable models only (an int8 model's Infidelity is the plain
+    Monte-Carlo estimate of the same expectation, with its wider CI).
     """
     methods = [methods] if isinstance(methods, str) else list(methods)
     method_options = method_options or {}
     x = image.unsqueeze(0) if image.dim() == 3 else image
     fm = target_model(model, x, "mean")
-    noise = noise_draws(fm, x, n_perturbations, infidelity_sigma, seed, chunk_size, symmetric_infidelity)
+    control_variate = infidelity_control_variate and model.differentiable
+    noise = noise_draws(
+        fm, x, n_perturbations, infidelity_sigma, seed, chunk_size, symmetric_infidelity, control_variate
+    )
     subsets = subset_draws(fm, x, n_perturbations, seed=seed, chunk_size=chunk_size)
     with torch.no_grad():
         depth = model(x)[0, 0]
@@ -163,8 +170,9 @@ def assess(
     n_perturbations: int = DEFAULT_N_PERTURBATIONS,
     method_options: dict[str, dict[str, Any]] | None = None,
     device: str = "cpu",
-    symmetric_infidelity: bool = False,
+    symmetric_infidelity: bool = DEFAULT_SYMMETRIC_INFIDELITY,
     infidelity_sigma: float = DEFAULT_INFIDELITY_SIGMA,
+    infidelity_control_variate: bool = True,
     progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Assess ``methods`` on ``models`` over ``data``; writes ``results.csv`` (append-only, resumable),
@@ -184,6 +192,7 @@ def assess(
         "n_perturbations": n_perturbations,
         "symmetric_infidelity": symmetric_infidelity,
         "infidelity_sigma": infidelity_sigma,
+        "infidelity_control_variate": infidelity_control_variate,
         "method_options": json.loads(json.dumps(method_options, default=str)),
     }
     chunks = resume_settings(out / "settings.json", settings)
@@ -223,6 +232,7 @@ def assess(
                     chunk_size=chunks[model.name],
                     symmetric_infidelity=symmetric_infidelity,
                     infidelity_sigma=infidelity_sigma,
+                    infidelity_control_variate=infidelity_control_variate,
                 )
                 for method, scores in finished:  # one fsynced row per finished (model, method, image)
                     sink.append({"model": model.name, "method": method, "image": s.name, **scores})

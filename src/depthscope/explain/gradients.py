@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from depthscope.errors import InputError
 from depthscope.explain.attribution import Attribution, register_method
+from depthscope.seeding import generator
 
 _CHUNK_CACHE: dict[tuple, int] = {}
 CHUNK_CANDIDATES = (1, 2, 4, 8, 16, 32)
@@ -162,8 +163,7 @@ def make_baseline(x: torch.Tensor, kind: str = "black", seed: int = 0) -> torch.
     if kind == "blur":
         return gaussian_blur(x, sigma=min(x.shape[-2:]) / 16)
     if kind == "noise":
-        g = torch.Generator().manual_seed(seed)
-        return torch.rand(x.shape, generator=g).to(x)
+        return torch.rand(x.shape, generator=generator(seed, "baseline_noise")).to(x)
     raise InputError(f"unknown baseline {kind!r}; valid baselines: black, blur, mean, noise")
 
 
@@ -320,7 +320,7 @@ def smoothgrad(
 ) -> Attribution:
     """SmoothGrad (Smilkov et al.): mean gradient over ``n_samples`` copies with Gaussian noise of standard
     deviation ``sigma`` (fraction of the input range [0, 1]), all noisy copies run in batches."""
-    g = torch.Generator().manual_seed(seed)
+    g = generator(seed, "smoothgrad")
     noisy = x + sigma * torch.randn((n_samples, *x.shape[1:]), generator=g).to(x)
     grads = weighted_input_gradients(fmodel, noisy, torch.full((n_samples,), 1.0 / n_samples), chunk_size)
     return Attribution("smoothgrad", grads, {"n_samples": n_samples, "sigma": sigma})

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from depthscope.errors import InputError
 from depthscope.explain.attribution import Attribution, register_method
 from depthscope.explain.gradients import make_baseline
+from depthscope.seeding import generator
 
 DEFAULT_GRADCAM_LAYER = "encoder.conv2"
 
@@ -84,5 +85,5 @@ def occlusion(
 def random_map(fmodel: torch.nn.Module, x: torch.Tensor, seed: int = 0) -> Attribution:
     """Uniform random map in [0, 1): the control every real method must beat."""
     n_t = fmodel.weights.shape[0]
-    g = torch.Generator().manual_seed(seed)
+    g = generator(seed, "random_map")
     return Attribution("random", torch.rand((n_t, 1, *x.shape[-2:]), generator=g).to(x), {"seed": seed})
