@@ -23,11 +23,9 @@ from _common import best_time, interleaved_best, setup
 from depthscope.assess.perturbation import (
     DEFAULT_FRACTIONS,
     ORDERS,
+    order_ranks,
     perturbation_curves,
-    random_rank,
-    rank_map,
     replacement_image,
-    reversed_rank,
 )
 from depthscope.explain import explain, target_model
 from depthscope.explain.gradients import CHUNK_CANDIDATES, tune_chunk_size
@@ -35,9 +33,8 @@ from depthscope.explain.gradients import CHUNK_CANDIDATES, tune_chunk_size
 
 def perturbed_inputs(x: torch.Tensor, score: torch.Tensor, fractions) -> Iterator[torch.Tensor]:
     """The curve set's inputs one at a time, as ``perturbation_curves`` makes them: the image, then MoRF, LeRF and
-    random order at each fraction > 0 (random order seeded 0, like its default)."""
-    morf = rank_map(score)
-    ranks = [morf, reversed_rank(morf), random_rank(*score.shape, gen=torch.Generator().manual_seed(0))]
+    random order at each fraction > 0 (random order from seed 0's stream, like its default)."""
+    ranks = order_ranks(score).values()
     rep = replacement_image(x)
     n = score.numel()
     yield x

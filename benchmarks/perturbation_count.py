@@ -27,6 +27,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from _common import setup
 
 from depthscope.assess.fidelity import (
@@ -38,6 +39,7 @@ from depthscope.assess.fidelity import (
     pearson,
     subset_draws,
 )
+from depthscope.assess.perturbation import ChunkBuffer, predict_chunks, replace_masked, replacement_image
 from depthscope.cli import add_infidelity_args
 from depthscope.explain import explain, target_model
 
@@ -80,6 +82,25 @@ def faithfulness_stat(sums: torch.Tensor, drop: torch.Tensor) -> Callable[[int],
     return stat
 
 
+@torch.no_grad()
+def exhaustive_faithfulness(fm, x: torch.Tensor, signed: dict[str, torch.Tensor], patch: int) -> dict[str, float]:
+    """The Faithfulness Estimate with no sampling at all: every ``patch``-sized square replaced by the image mean
+    on its own (Alvarez-Melis & Jaakkola's one-feature-at-a-time reading), Pearson over all squares between each
+    map's sum in the square and the drop. What the sampled estimate would converge to if single squares were drawn."""
+    h, w = x.shape[-2:]
+    gh, gw = -(-h // patch), -(-w // patch)
+    eye = torch.eye(gh * gw, dtype=torch.bool).view(-1, 1, gh, gw)
+    rep, buf = replacement_image(x), ChunkBuffer(x)
+
+    def make(s: slice) -> torch.Tensor:
+        masks = eye[s].repeat_interleave(patch, 2).repeat_interleave(patch, 3)[..., :h, :w]
+        return replace_masked(x, masks, rep, buf(len(masks)))
+
+    drop = (fm(x)[0, 0] - predict_chunks(fm, gh * gw, make)[:, 0]).double()
+    pool = lambda a: F.avg_pool2d(a[None, None].double(), patch, ceil_mode=True).flatten()  # noqa: E731
+    return {m: pearson(pool(a), drop) for m, a in signed.items()}
+
+
 def margin_ranks(scores: torch.Tensor, margin: float) -> np.ndarray:
     """Ranks (1 = best = lowest score) in which methods tie when their scores form a chain of gaps <= ``margin``
     (sorted scores split where a gap exceeds it); tied methods share their average rank. Methods whose expected
@@ -109,6 +130,12 @@ def main() -> None:
     ap.add_argument("--size", type=int, nargs=2, default=None, help="resize images (default: 480x640 as stored)")
     ap.add_argument("--margin", type=float, default=0.02, help="tie margin of the scale-free scores (default 0.02)")
     add_infidelity_args(ap)
+    ap.add_argument(
+        "--exhaustive-patch",
+        type=int,
+        default=0,
+        help="also print, per image, the unsampled Faithfulness Estimate over every single square of this size",
+    )
     ap.add_argument("--show-misses", action="store_true", help="print the scores of pairs below 0.9 at the top count")
     args = ap.parse_args()
     model, ds = setup()
@@ -122,6 +149,10 @@ def main() -> None:
             x = torch.nn.functional.interpolate(x, size=tuple(args.size), mode="bilinear", antialias=True)
         attrs = explain(model, x, METHODS)
         fm = target_model(model, x, "mean")
+        if args.exhaustive_patch:
+            fe = exhaustive_faithfulness(fm, x, {m: attrs[m].signed[0] for m in METHODS}, args.exhaustive_patch)
+            print(f"image {i}: exhaustive Faithfulness Estimate, {args.exhaustive_patch}-px squares:")
+            print("  " + "  ".join(f"{m} {v:.3f}" for m, v in fe.items()), flush=True)
         ranks: dict[str, dict[str, dict[int, list[np.ndarray]]]] = {m: {"plain": {}, "tie-aware": {}} for m in results}
         points: dict[str, dict[int, list[torch.Tensor]]] = {m: {} for m in results}
         for seed in range(args.seeds):

@@ -78,6 +78,14 @@ def random_rank(h: int, w: int, patch: int = 1, gen: torch.Generator | None = No
     return _expand_patches(torch.randperm(gh * gw, generator=gen).view(gh, gw), patch, h, w)
 
 
+def order_ranks(score: torch.Tensor, patch: int = 1, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The rank maps of the three orders (``ORDERS``): MoRF from ``score`` ``(H, W)``, LeRF its reverse, and a
+    random order from ``seed``'s own stream."""
+    morf = rank_map(score, patch)
+    rand = random_rank(*score.shape, patch, generator(seed, "random_order")).to(score)
+    return {"morf": morf, "lerf": reversed_rank(morf, patch), "random": rand}
+
+
 @dataclass
 class Curves:
     """Distances (metres for RMSE) of perturbed predictions from the original, per order and fraction."""
@@ -179,14 +187,11 @@ def perturbation_curves(
     if not torch.isfinite(score).all():
         raise InputError("attribution map contains NaN or Inf")
     fractions = [float(f) for f in fractions]
-    g = generator(seed, "random_order")
-    h, w = score.shape
-    morf = rank_map(score, patch)
-    ranks = {"morf": morf, "lerf": reversed_rank(morf, patch), "random": random_rank(h, w, patch, g).to(score)}
+    ranks = order_ranks(score, patch, seed)
     # Fraction 0 perturbs nothing: one unperturbed image (entry 0) gives ``ref`` for every order; the other
     # fractions run (3 x 10 by default), each chunk of perturbed images built just before its forward.
     moved = [j for j, f in enumerate(fractions) if f > 0]
-    rank_of = [morf] + [r for r in ranks.values() for _ in moved]  # entry 0: fraction 0, nothing replaced
+    rank_of = [ranks["morf"]] + [r for r in ranks.values() for _ in moved]  # entry 0: fraction 0, nothing replaced
     fraction_of = [0.0] + [fractions[j] for j in moved] * len(ranks)
     rep = replacement_image(x, replacement, seed)
     buf, mask_buf = ChunkBuffer(x), ChunkBuffer(x[:, :1])
