@@ -27,19 +27,19 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from _common import setup
 
 from depthscope.assess.fidelity import (
     Draws,
     control_moments,
+    faithfulness_score,
     infidelity_terms,
     noise_dots,
     noise_draws,
+    patch_set_draws,
     pearson,
     subset_draws,
 )
-from depthscope.assess.perturbation import ChunkBuffer, predict_chunks, replace_masked, replacement_image
 from depthscope.cli import add_infidelity_args
 from depthscope.explain import explain, target_model
 
@@ -82,23 +82,13 @@ def faithfulness_stat(sums: torch.Tensor, drop: torch.Tensor) -> Callable[[int],
     return stat
 
 
-@torch.no_grad()
 def exhaustive_faithfulness(fm, x: torch.Tensor, signed: dict[str, torch.Tensor], patch: int) -> dict[str, float]:
     """The Faithfulness Estimate with no sampling at all: every ``patch``-sized square replaced by the image mean
     on its own (Alvarez-Melis & Jaakkola's one-feature-at-a-time reading), Pearson over all squares between each
     map's sum in the square and the drop. What the sampled estimate would converge to if single squares were drawn."""
-    h, w = x.shape[-2:]
-    gh, gw = -(-h // patch), -(-w // patch)
-    eye = torch.eye(gh * gw, dtype=torch.bool).view(-1, 1, gh, gw)
-    rep, buf = replacement_image(x), ChunkBuffer(x)
-
-    def make(s: slice) -> torch.Tensor:
-        masks = eye[s].repeat_interleave(patch, 2).repeat_interleave(patch, 3)[..., :h, :w]
-        return replace_masked(x, masks, rep, buf(len(masks)))
-
-    drop = (fm(x)[0, 0] - predict_chunks(fm, gh * gw, make)[:, 0]).double()
-    pool = lambda a: F.avg_pool2d(a[None, None].double(), patch, ceil_mode=True).flatten()  # noqa: E731
-    return {m: pearson(pool(a), drop) for m, a in signed.items()}
+    gh, gw = (-(-d // patch) for d in x.shape[-2:])
+    draws = patch_set_draws(fm, x, torch.eye(gh * gw, dtype=torch.bool).view(-1, 1, gh, gw), patch)
+    return {m: faithfulness_score(draws, a[None]).value for m, a in signed.items()}
 
 
 def margin_ranks(scores: torch.Tensor, margin: float) -> np.ndarray:

@@ -353,23 +353,21 @@ def add_infidelity_args(p: argparse.ArgumentParser) -> None:
         default=DEFAULT_INFIDELITY_SIGMA,
         help="std of the Infidelity noise in units of the [0, 1] pixel range (default %(default)s)",
     )
-    for flag, default, text in (
-        (
-            "--symmetric-infidelity",
-            DEFAULT_SYMMETRIC_INFIDELITY,
-            "Infidelity on the odd part (f(x+I) - f(x-I)) / 2 of the response (2x forwards): drops the even part "
-            "no attribution can explain",
-        ),
-        (
-            "--infidelity-control-variate",
-            True,
-            "estimate Infidelity with the target's gradient as a control variate (one backward pass; same "
-            "expectation, narrower CI); --no-infidelity-control-variate gives Captum's plain Monte Carlo",
-        ),
-    ):
-        p.add_argument(
-            flag, action=argparse.BooleanOptionalAction, default=default, help=f"{text} (default: {default})"
-        )
+    p.add_argument(
+        "--symmetric-infidelity",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULT_SYMMETRIC_INFIDELITY,
+        help="Infidelity on the odd part (f(x+I) - f(x-I)) / 2 of the response (2x forwards): drops the even part "
+        "no attribution can explain (default: %(default)s)",
+    )
+    p.add_argument(
+        "--infidelity-control-variate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="estimate Infidelity with the target's gradient as a control variate (one backward pass; same "
+        "expectation, narrower CI); --no-infidelity-control-variate gives Captum's plain Monte Carlo (default: "
+        "%(default)s)",
+    )
 
 
 def _assess_parser(p: argparse.ArgumentParser) -> None:

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
-from depthscope.assess.perturbation import ChunkBuffer, predict_chunks, replace_masked
+from depthscope.assess.perturbation import ChunkBuffer, predict_chunks, replace_masked, replacement_image
+from depthscope.explain.gradients import weighted_input_gradients
 from depthscope.seeding import generator
 
 # Chosen by benchmarks/perturbation_count.py (README, "How many draws"): with the gradient control variate,
@@ -76,14 +77,6 @@ class Draws:
         return Draws(self.perturbation[n], self.drop[n], linear, self.gradient, self.sigma)
 
 
-def input_gradient(fmodel: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``d fmodel(x)[0, 0] / dx`` ``(3, H, W)``, in metres per unit of the [0, 1] pixel range."""
-    with torch.enable_grad():
-        xg = x.detach().requires_grad_(True)
-        (g,) = torch.autograd.grad(fmodel(xg)[0, 0], xg)
-    return g[0]
-
-
 @torch.no_grad()
 def noise_draws(
     fmodel: torch.nn.Module,
@@ -107,17 +100,17 @@ def noise_draws(
     differentiable ``fmodel``; an int8 model is not)."""
     g = generator(seed, "infidelity")
     noise = sigma * torch.randn((n, *x.shape[1:]), generator=g).to(x)
-    f0 = fmodel(x)[0, 0]
     buf = ChunkBuffer(x)
     down = predict_chunks(fmodel, n, lambda s: torch.sub(x, noise[s], out=buf(len(noise[s]))), chunk_size)[:, 0]
     if symmetric:
         up = predict_chunks(fmodel, n, lambda s: torch.add(x, noise[s], out=buf(len(noise[s]))), chunk_size)[:, 0]
         drop = (up.double() - down.double()) / 2
     else:
-        drop = (f0 - down).double()
+        drop = (fmodel(x)[0, 0] - down).double()
     if not control_variate:
         return Draws(noise, drop)
-    grad = input_gradient(fmodel, x)
+    with torch.enable_grad():
+        grad = weighted_input_gradients(fmodel, x, chunk_size=1)[0]  # (3, H, W), metres per unit of [0, 1]
     return Draws(noise, drop, _dots(noise, grad), grad, sigma)
 
 
@@ -218,17 +211,31 @@ def subset_draws(
 ) -> Draws:
     """``n`` random sets of ``patch``-sized squares covering ``subset_fraction`` of the image, replaced by
     ``replacement`` (default: the image mean), and the drops of ``fmodel``'s first target."""
-    h, w = x.shape[-2:]
-    gh, gw = math.ceil(h / patch), math.ceil(w / patch)
+    gh, gw = (math.ceil(d / patch) for d in x.shape[-2:])
     g = generator(seed, "faithfulness")
     k = max(1, int(subset_fraction * gh * gw))
     cells = torch.stack([torch.randperm(gh * gw, generator=g)[:k] for _ in range(n)])
     grid = torch.zeros(n, gh * gw, dtype=torch.bool).scatter_(1, cells, True).view(n, 1, gh, gw)
+    return patch_set_draws(fmodel, x, grid, patch, replacement, chunk_size)
+
+
+@torch.no_grad()
+def patch_set_draws(
+    fmodel: torch.nn.Module,
+    x: torch.Tensor,
+    grid: torch.Tensor,
+    patch: int,
+    replacement: torch.Tensor | None = None,
+    chunk_size: int | str = "auto",
+) -> Draws:
+    """Faithfulness draws for given sets of squares: ``grid`` ``(N, 1, gh, gw)`` marks each draw's
+    ``patch``-sized squares, replaced by ``replacement`` (default: the image mean)."""
+    h, w = x.shape[-2:]
     masks = grid.repeat_interleave(patch, 2).repeat_interleave(patch, 3)[..., :h, :w].to(x.device)
-    rep = x.mean(dim=(-2, -1), keepdim=True).expand_as(x) if replacement is None else replacement
+    rep = replacement_image(x) if replacement is None else replacement
     buf = ChunkBuffer(x)
     make = lambda s: replace_masked(x, masks[s], rep, buf(len(masks[s])))  # noqa: E731
-    drop = fmodel(x)[0, 0] - predict_chunks(fmodel, n, make, chunk_size)[:, 0]
+    drop = fmodel(x)[0, 0] - predict_chunks(fmodel, len(masks), make, chunk_size)[:, 0]
     return Draws(masks, drop)
 
 
