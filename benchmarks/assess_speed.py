@@ -25,17 +25,17 @@ from depthscope.assess.perturbation import (
     ORDERS,
     order_ranks,
     perturbation_curves,
-    replacement_image,
 )
 from depthscope.explain import explain, target_model
-from depthscope.explain.gradients import CHUNK_CANDIDATES, tune_chunk_size
+from depthscope.ops.batching import CHUNK_CANDIDATES, tune_chunk_size
+from depthscope.ops.fills import fill_image
 
 
 def perturbed_inputs(x: torch.Tensor, score: torch.Tensor, fractions) -> Iterator[torch.Tensor]:
     """The curve set's inputs one at a time, as ``perturbation_curves`` makes them: the image, then MoRF, LeRF and
     random order at each fraction > 0 (random order from seed 0's stream, like its default)."""
     ranks = order_ranks(score).values()
-    rep = replacement_image(x)
+    rep = fill_image(x, "mean")
     n = score.numel()
     yield x
     for r in ranks:

@@ -13,7 +13,7 @@ from _common import SHARED  # noqa: F401  (sets DEPTHSCOPE_WEIGHTS/DATA defaults
 
 from depthscope.efficiency import count_macs, count_params, measure_latency, peak_activation_bytes
 from depthscope.models import load_model
-from depthscope.report.tables import format_table
+from depthscope.output.tables import format_table
 
 
 def main() -> None:

@@ -21,7 +21,8 @@ import torch
 from _common import best_time, setup
 
 from depthscope.explain import target_model
-from depthscope.explain.gradients import _CHUNK_CACHE, integrated_gradients
+from depthscope.explain.gradients import integrated_gradients
+from depthscope.ops.batching import _CHUNK_CACHE
 
 CAPTUM_BATCHES = (1, 2, 5, 10, 25, 50)
 N_STEPS = 50

@@ -28,9 +28,9 @@ from depthscope.efficiency.pareto import eer, pareto_table
 from depthscope.efficiency.run import DEFAULT_EER_METRICS
 from depthscope.metrics.evaluate import evaluate
 from depthscope.models import load_model
-from depthscope.report.figures import pareto_figure
-from depthscope.report.files import write_csv
-from depthscope.report.tables import format_table
+from depthscope.output.figures import pareto_figure
+from depthscope.output.files import write_csv
+from depthscope.output.tables import format_table
 
 
 def main() -> None:

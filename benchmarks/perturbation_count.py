@@ -40,7 +40,9 @@ from depthscope.assess.fidelity import (
     pearson,
     subset_draws,
 )
-from depthscope.cli import add_infidelity_args
+from depthscope.assess.metrics import InfidelityConfig
+from depthscope.cli._args import add_config_args, config_values
+from depthscope.config import build_config
 from depthscope.explain import explain, target_model
 
 METHODS = [
@@ -119,7 +121,7 @@ def main() -> None:
     ap.add_argument("--counts", type=int, nargs="+", default=list(COUNTS))
     ap.add_argument("--size", type=int, nargs=2, default=None, help="resize images (default: 480x640 as stored)")
     ap.add_argument("--margin", type=float, default=0.02, help="tie margin of the scale-free scores (default 0.02)")
-    add_infidelity_args(ap)
+    add_config_args(ap, InfidelityConfig, prefix="infidelity_", skip=("n_perturbations",))  # as assess
     ap.add_argument(
         "--exhaustive-patch",
         type=int,
@@ -128,6 +130,7 @@ def main() -> None:
     )
     ap.add_argument("--show-misses", action="store_true", help="print the scores of pairs below 0.9 at the top count")
     args = ap.parse_args()
+    inf = build_config(InfidelityConfig, config_values(args, InfidelityConfig, "infidelity_"), "infidelity")
     model, ds = setup()
     counts, n_max = sorted(args.counts), max(args.counts)
     # ranks[metric][kind][n] -> one rank vector per seed (per image); results/levels gather over images
@@ -147,13 +150,7 @@ def main() -> None:
         points: dict[str, dict[int, list[torch.Tensor]]] = {m: {} for m in results}
         for seed in range(args.seeds):
             nd = noise_draws(
-                fm,
-                x,
-                n_max,
-                args.infidelity_sigma,
-                1000 * seed + i,
-                symmetric=args.symmetric_infidelity,
-                control_variate=args.infidelity_control_variate,
+                fm, x, n_max, inf.sigma, 1000 * seed + i, symmetric=inf.symmetric, control_variate=inf.control_variate
             )
             sd = subset_draws(fm, x, n_max, seed=1000 * seed + i)
             maps = torch.stack([attrs[m].raw[0].expand_as(x[0]) for m in METHODS])  # (M, 3, H, W)
@@ -185,9 +182,9 @@ def main() -> None:
         print(f"image {i}: done", flush=True)
 
     size = "x".join(map(str, args.size)) if args.size else "480x640"
-    draws = f"sigma {args.infidelity_sigma}" + (", symmetric" if args.symmetric_infidelity else "")
+    draws = f"sigma {inf.sigma}" + (", symmetric" if inf.symmetric else "")
     draws += f", tie margin {args.margin}"
-    draws += ", gradient control variate" if args.infidelity_control_variate else ", plain Monte Carlo"
+    draws += ", gradient control variate" if inf.control_variate else ", plain Monte Carlo"
     print(
         f"\n{args.images} images x {args.seeds * (args.seeds - 1) // 2} seed pairs, {len(METHODS)} methods, {size}, {draws}"
     )

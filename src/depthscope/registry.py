@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -36,8 +37,15 @@ class Registry(Generic[T]):
             valid = ", ".join(sorted(self._items))
             raise UnknownNameError(f"unknown {self.kind} {name!r}; valid {self.kind}s: {valid}") from None
 
-    def names(self) -> list[str]:
-        return sorted(self._items)
+    def names(self, pattern: str | None = None) -> list[str]:
+        """Registered names, sorted; with ``pattern``, only those matching it (shell-style, e.g. ``meter-*``)."""
+        names = sorted(self._items)
+        return names if pattern is None else fnmatch.filter(names, pattern)
+
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (for plugins and tests that register temporary entries)."""
+        self.get(name)
+        del self._items[name]
 
     def __contains__(self, name: object) -> bool:
         return name in self._items

@@ -37,7 +37,7 @@ def test_rank_map_pixels_and_patches():
     ],
 )
 def test_descending_order_is_torch_stable_argsort(values):
-    from depthscope.assess.perturbation import descending_order
+    from depthscope.ops.stats import descending_order
 
     assert torch.equal(descending_order(values), torch.argsort(values, descending=True, stable=True))
 

@@ -83,7 +83,7 @@ def test_unknown_method_fails_before_work(tmp_path, nyu_dir):
 
 @pytest.mark.parametrize("torn", [True])
 def test_torn_last_row_is_dropped(tmp_path, torn):
-    from depthscope.report.files import CsvAppender
+    from depthscope.output.files import CsvAppender
 
     a = CsvAppender(tmp_path / "r.csv", ["a", "b"])
     a.append({"a": 1, "b": 2})
@@ -107,22 +107,22 @@ def test_bad_infidelity_sigma_fails_before_work(tmp_path, nyu_dir):
 
 def test_assess_image_infidelity_uses_the_given_noise(meter_nyu, small_image):
     """The dataset run's infidelity equals the function's on the same seed, sigma and symmetry."""
-    from depthscope.assess import infidelity
+    from depthscope.assess import AssessConfig, infidelity
     from depthscope.assess.run import assess_image
     from depthscope.explain import explain, target_model
 
-    ((_, scores),) = assess_image(
-        meter_nyu, small_image, ["saliency"], n_perturbations=6, symmetric_infidelity=True, infidelity_sigma=0.01
-    )
+    def config(**infidelity_options):
+        opts = {"infidelity": infidelity_options}
+        return AssessConfig(methods=("saliency",), metrics=("infidelity",), n_perturbations=6, metric_options=opts)
+
+    ((_, scores),) = assess_image(meter_nyu, small_image, config(symmetric=True, sigma=0.01))
     fm = target_model(meter_nyu, small_image, "mean")
     attr = explain(meter_nyu, small_image, "saliency", "mean")["saliency"].raw
     ref = infidelity(fm, small_image, attr, 6, sigma=0.01, seed=0, symmetric=True)
     assert scores["infidelity"] == pytest.approx(ref.value, rel=1e-4)
     other = infidelity(fm, small_image, attr, 6, sigma=0.1, seed=0, symmetric=True)
     assert other.value != pytest.approx(ref.value, rel=0.1)
-    ((_, plain),) = assess_image(
-        meter_nyu, small_image, ["saliency"], n_perturbations=6, infidelity_control_variate=False
-    )
+    ((_, plain),) = assess_image(meter_nyu, small_image, config(control_variate=False))
     ref = infidelity(fm, small_image, attr, 6, seed=0, control_variate=False)
     assert plain["infidelity"] == pytest.approx(ref.value, rel=1e-4)
     assert (

@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-from depthscope.explain.sanity import cascading_randomization, spearman, ssim
+from depthscope.explain.sanity import cascading_randomization
+from depthscope.ops.stats import map_ssim as ssim
+from depthscope.ops.stats import spearman
 
 OPTIONS = {"integrated_gradients": {"n_steps": 8, "chunk_size": 8}, "smoothgrad": {"n_samples": 4, "chunk_size": 4}}
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 from scipy import ndimage
 
-from depthscope.optimize.losses import BalancedLoss, sobel, ssim
+from depthscope.ops.stats import ssim
+from depthscope.optimize.losses import BalancedLoss, sobel
 
 
 def _maps(seed=0, shape=(2, 1, 40, 52)):

@@ -9,9 +9,9 @@ import torch
 
 from depthscope.cli import main
 from depthscope.models import load_model
+from depthscope.models.mixers import replace_attention
 from depthscope.optimize.distill import batch_source, blockwise_loss
 from depthscope.optimize.images import image_paths, load_images
-from depthscope.optimize.mixers import replace_attention
 from depthscope.optimize.train import train_phase
 
 TINY = ["--steps", "2", "--e2e-steps", "1", "--batch", "2", "--calib-images", "2"]

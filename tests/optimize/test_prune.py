@@ -8,7 +8,8 @@ import torch
 
 from depthscope.efficiency.flops import count_macs
 from depthscope.efficiency.params import count_params
-from depthscope.optimize.prune import meter_groups, prune_channels, prune_fraction, resize_like
+from depthscope.models.channels import meter_groups, prune_fraction, resize_like
+from depthscope.optimize.prune import prune_channels
 
 
 @pytest.mark.parametrize("ratio", [0.3, 0.5])

@@ -1,5 +1,8 @@
-"""Assessing attribution maps: perturbation curves, Attribution Fidelity, Infidelity, dataset runs."""
+"""Assessing attribution maps: perturbation curves, Attribution Fidelity, Infidelity, the Faithfulness Estimate
+(each a registered metric, ``METRICS``), and resumable dataset runs configured by one ``AssessConfig``."""
 
+from depthscope.assess import metrics as _builtin  # noqa: F401  (registers the built-in metrics)
+from depthscope.assess.config import AssessConfig
 from depthscope.assess.fidelity import (
     DEFAULT_N_PERTURBATIONS,
     Draws,
@@ -14,25 +17,33 @@ from depthscope.assess.fidelity import (
     subset_draws,
 )
 from depthscope.assess.perturbation import DEFAULT_FRACTIONS, Curves, perturbation_curves, rank_map
-from depthscope.assess.run import assess, assess_image, summarize
+from depthscope.assess.registry import METRICS, AssessmentMetric, Column, ImageContext, register_metric
+from depthscope.assess.run import assess, assess_image, display_summary, summarize
 
 __all__ = [
     "DEFAULT_FRACTIONS",
     "DEFAULT_N_PERTURBATIONS",
+    "METRICS",
+    "AssessConfig",
+    "AssessmentMetric",
+    "Column",
+    "Curves",
     "Draws",
     "Estimate",
-    "faithfulness_score",
-    "infidelity_score",
-    "noise_draws",
-    "subset_draws",
-    "Curves",
+    "ImageContext",
     "af_depth_correlation",
     "af_perturbation",
     "assess",
     "assess_image",
+    "display_summary",
     "faithfulness_estimate",
+    "faithfulness_score",
     "infidelity",
+    "infidelity_score",
+    "noise_draws",
     "perturbation_curves",
     "rank_map",
+    "register_metric",
+    "subset_draws",
     "summarize",
 ]

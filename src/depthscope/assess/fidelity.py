@@ -9,8 +9,11 @@ from dataclasses import dataclass
 
 import torch
 
-from depthscope.assess.perturbation import ChunkBuffer, predict_chunks, replace_masked, replacement_image
+from depthscope.assess.perturbation import replace_masked
 from depthscope.explain.gradients import weighted_input_gradients
+from depthscope.ops.batching import ChunkBuffer, predict_chunks
+from depthscope.ops.fills import fill_image
+from depthscope.ops.stats import pearson
 from depthscope.seeding import generator
 
 # Chosen by benchmarks/perturbation_count.py (README, "How many draws"): with the gradient control variate,
@@ -31,13 +34,6 @@ def af_perturbation(d_morf: Sequence[float], d_lerf: Sequence[float], eps: float
     m = torch.as_tensor(d_morf[1:], dtype=torch.float64)
     lf = torch.as_tensor(d_lerf[1:], dtype=torch.float64)
     return ((m - lf) / (m + lf + eps)).mean().item()
-
-
-def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.flatten().double(), b.flatten().double()
-    a, b = a - a.mean(), b - b.mean()
-    den = (a.norm() * b.norm()).item()
-    return (a @ b).item() / den if den > 0 else 0.0
 
 
 def af_depth_correlation(magnitude: torch.Tensor, depth: torch.Tensor) -> float:
@@ -232,7 +228,7 @@ def patch_set_draws(
     ``patch``-sized squares, replaced by ``replacement`` (default: the image mean)."""
     h, w = x.shape[-2:]
     masks = grid.repeat_interleave(patch, 2).repeat_interleave(patch, 3)[..., :h, :w].to(x.device)
-    rep = replacement_image(x) if replacement is None else replacement
+    rep = fill_image(x, "mean") if replacement is None else replacement
     buf = ChunkBuffer(x)
     make = lambda s: replace_masked(x, masks[s], rep, buf(len(masks[s])))  # noqa: E731
     drop = fmodel(x)[0, 0] - predict_chunks(fmodel, len(masks), make, chunk_size)[:, 0]

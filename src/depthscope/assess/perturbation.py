@@ -4,7 +4,7 @@ and measure how far the predicted depth map moves. All perturbed images of one i
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,24 +12,13 @@ import torch
 import torch.nn.functional as F
 
 from depthscope.errors import InputError
-from depthscope.explain.gradients import gaussian_blur, tune_chunk_size
+from depthscope.ops.batching import ChunkBuffer, predict_chunks
+from depthscope.ops.fills import fill_image
+from depthscope.ops.stats import descending_ranks
 from depthscope.seeding import generator
 
 DEFAULT_FRACTIONS = tuple(round(0.05 * i, 2) for i in range(11))  # 0, 5, ..., 50 %
 ORDERS = ("morf", "lerf", "random")
-
-
-def replacement_image(x: torch.Tensor, kind: str = "mean", seed: int = 0) -> torch.Tensor:
-    """What perturbed pixels become: per-channel image ``mean`` (default), ``black``, ``blur`` or ``noise``."""
-    if kind == "mean":
-        return x.mean(dim=(-2, -1), keepdim=True).expand_as(x)
-    if kind == "black":
-        return torch.zeros_like(x)
-    if kind == "blur":
-        return gaussian_blur(x, sigma=min(x.shape[-2:]) / 32)
-    if kind == "noise":
-        return torch.rand(x.shape, generator=generator(seed, "replacement_noise")).to(x)
-    raise InputError(f"unknown replacement {kind!r}; valid: black, blur, mean, noise")
 
 
 def _expand_patches(prank: torch.Tensor, patch: int, h: int, w: int) -> torch.Tensor:
@@ -46,23 +35,7 @@ def rank_map(score: torch.Tensor, patch: int = 1) -> torch.Tensor:
     stay fractions."""
     h, w = score.shape
     s = F.avg_pool2d(score[None, None].float(), patch, ceil_mode=True)[0, 0] if patch > 1 else score
-    order = descending_order(s.flatten())
-    prank = torch.empty_like(order)
-    prank[order] = torch.arange(order.numel(), device=order.device)
-    return _expand_patches(prank.view(s.shape), patch, h, w)
-
-
-def descending_order(values: torch.Tensor) -> torch.Tensor:
-    """``argsort(values, descending=True, stable=True)`` for a 1-D float tensor of up to 2**32 entries, 3-7x
-    faster on CPU: each value's float32 bits, mapped to an int32 of the same order, and its position form one
-    unique int64 key, so a plain (unstable) sort of the keys is the stable descending order."""
-    bits = (values.float() + 0.0).view(torch.int32)  # + 0.0: -0.0 becomes 0.0, equal as floats
-    ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).long()  # negative floats: reverse their bit order
-    pos = torch.arange(values.numel(), device=values.device)
-    key = ((-1 - ordered) << 32) | pos  # -1 - v reverses the order (descending); the position breaks ties
-    if key.device.type == "cpu":  # NumPy's int64 sort is about 2x faster than torch's on CPU
-        return torch.from_numpy(np.sort(key.numpy())) & 0xFFFFFFFF
-    return torch.sort(key).values & 0xFFFFFFFF
+    return _expand_patches(descending_ranks(s), patch, h, w)
 
 
 def reversed_rank(rank: torch.Tensor, patch: int = 1) -> torch.Tensor:
@@ -130,39 +103,6 @@ def replace_masked(
     return torch.lerp(x, replacement.expand_as(x), masks.to(x.dtype), out=out)
 
 
-class ChunkBuffer:
-    """One reusable ``(chunk, *shape)`` buffer for inputs built chunk by chunk: fresh large allocations cost page
-    faults on every chunk (measured: the perturbed images took 3x longer to build without it)."""
-
-    def __init__(self, like: torch.Tensor) -> None:
-        self.like, self.buf = like, None
-
-    def __call__(self, k: int) -> torch.Tensor:
-        if self.buf is None or self.buf.shape[0] < k:
-            self.buf = torch.empty(k, *self.like.shape[1:], dtype=self.like.dtype, device=self.like.device)
-        return self.buf[:k]
-
-
-@torch.no_grad()
-def predict_chunks(
-    model: torch.nn.Module,
-    n: int,
-    make: Callable[[slice], torch.Tensor],
-    chunk_size: int | str = "auto",
-    reduce: Callable[[slice, torch.Tensor], torch.Tensor] | None = None,
-) -> torch.Tensor:
-    """``model`` on ``n`` inputs built a chunk at a time by ``make(slice)`` (so the ``n`` inputs never sit in
-    memory at once); ``chunk_size="auto"`` takes the fastest per input, measured once by
-    :func:`~depthscope.explain.gradients.tune_chunk_size`. ``reduce(slice, outputs)``, if given, turns each
-    chunk's outputs into what is kept (dense outputs are then never concatenated; reducing a chunk while it is
-    still in cache was 5x faster than reducing all of them at the end)."""
-    if chunk_size == "auto":
-        chunk_size = tune_chunk_size(model, make(slice(0, 1)), n, backward=False)
-    c = int(chunk_size)
-    keep = reduce or (lambda s, out: out)
-    return torch.cat([keep(s, model(make(s))) for s in (slice(i, min(i + c, n)) for i in range(0, n, c))])
-
-
 @torch.no_grad()
 def perturbation_curves(
     model: torch.nn.Module,
@@ -193,7 +133,7 @@ def perturbation_curves(
     moved = [j for j, f in enumerate(fractions) if f > 0]
     rank_of = [ranks["morf"]] + [r for r in ranks.values() for _ in moved]  # entry 0: fraction 0, nothing replaced
     fraction_of = [0.0] + [fractions[j] for j in moved] * len(ranks)
-    rep = replacement_image(x, replacement, seed)
+    rep = fill_image(x, replacement, seed, "replacement_noise", what="replacement")
     buf, mask_buf = ChunkBuffer(x), ChunkBuffer(x[:, :1])
 
     def make(s: slice) -> torch.Tensor:

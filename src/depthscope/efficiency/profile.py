@@ -16,7 +16,7 @@ from depthscope.efficiency.memory import peak_activation_bytes
 from depthscope.efficiency.params import count_params, param_bytes
 from depthscope.errors import InputError
 from depthscope.models import DepthModel, load_model
-from depthscope.report.files import write_json
+from depthscope.output.files import write_json
 
 
 def explain_seconds(model: DepthModel, x: torch.Tensor, methods: Sequence[str]) -> dict[str, float]:

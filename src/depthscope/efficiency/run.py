@@ -10,7 +10,7 @@ from typing import Any
 
 from depthscope.efficiency.pareto import merge_results, pareto_table
 from depthscope.errors import InputError
-from depthscope.report.files import write_csv
+from depthscope.output.files import write_csv
 
 DEFAULT_EER_METRICS = ("params", "flops", "latency_ms_median", "peak_memory_bytes")
 
@@ -36,7 +36,7 @@ def pareto(
 ) -> list[dict[str, Any]]:
     """Frontier of the profiled models over ``x`` and ``y`` (lower is better): writes ``out/pareto.csv`` and
     ``out/pareto.png``; with ``reference``, each row's EER over ``eer_metrics`` against that model."""
-    from depthscope.report.figures import pareto_figure
+    from depthscope.output.figures import pareto_figure
 
     profile = _read_json(profile_json, "profile")
     if not isinstance(profile, dict):

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
 from depthscope.data.io import read_image
 from depthscope.errors import InputError
-from depthscope.explain.attribution import METHODS, Attribution
+from depthscope.explain.attribution import METHODS, Attribution, methods_without_gradients
 from depthscope.explain.targets import TargetModel, parse_target
 from depthscope.models import DepthModel, load_model
-
-GRADIENT_FREE = ("attention_rollout", "occlusion", "random")  # methods that need no backward pass
 
 
 def as_batch(image: torch.Tensor | str | os.PathLike, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -45,35 +44,55 @@ def target_model(model: DepthModel, x: torch.Tensor, target: str | torch.Tensor 
 def explain(
     model: DepthModel | str,
     image: torch.Tensor | str | os.PathLike,
-    methods: str | list[str] = "saliency",
+    methods: str | Sequence[str] = "saliency",
     target: str | torch.Tensor = "mean",
-    options: dict[str, dict[str, Any]] | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
     device: str | torch.device | None = None,
+    seed: int = 0,
 ) -> dict[str, Attribution]:
-    """Attributions of ``image`` under ``model`` for each method in ``methods`` (comma-separated or list).
+    """Attribution maps of ``image`` under ``model`` for each method, all targets of the image explained together.
 
-    ``options`` maps a method name to its keyword arguments, e.g. ``{"integrated_gradients": {"n_steps": 32}}``.
-    All targets of the image are explained together.
+    Args:
+        model: a :class:`DepthModel` or a model name for :func:`depthscope.load_model`.
+        image: an image file or a tensor ``(3, H, W)`` / ``(1, 3, H, W)`` in [0, 1].
+        methods: method names (a list or comma-separated); see ``depthscope.explain.METHODS``.
+        target: what is explained: ``mean`` | ``box:y0,x0,y1,x1`` | ``pixel:y,x`` | ``grid:G`` | ``near:Q`` |
+            ``far:Q`` | ``mask:PATH``, or target weights ``(T, H, W)``.
+        options: per method, its keyword options, e.g. ``{"integrated_gradients": {"n_steps": 32}}``; an option
+            the method does not have is an error naming its valid ones.
+        device: where to load ``model`` when it is a name.
+        seed: passed to the methods that declare ``seeded`` (SmoothGrad, random, noise baselines); each draws from
+            its own stream, so equal seeds never mean shared numbers.
+
+    Returns:
+        ``{method: Attribution}``; ``Attribution.magnitude`` and ``.signed`` are ``(T, H, W)`` at the image's size.
+
+    Example:
+        >>> import depthscope as ds
+        >>> from depthscope.data import find_data
+        >>> maps = ds.explain("meter-xxs-nyu", find_data() / "image_0.png", "saliency", target="grid:2")
+        >>> tuple(maps["saliency"].magnitude.shape)
+        (4, 480, 640)
     """
     if isinstance(model, str):
         model = load_model(model, device=device or "cpu")
     model.eval()
     dev = next(model.parameters()).device
     names = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
-    fns = {name: METHODS.get(name) for name in names}  # unknown names fail before any work
-    needs_grad = sorted(set(names) - set(GRADIENT_FREE))
+    specs = {name: METHODS.get(name) for name in names}  # unknown names fail before any work
+    needs_grad = [n for n, s in specs.items() if s.needs_grad]
     if needs_grad and not model.differentiable:
         raise InputError(
             f"{model.name} runs int8 kernels, which have no gradients: {', '.join(needs_grad)} cannot run on it; "
-            f"use {', '.join(GRADIENT_FREE)}, or explain the float model it came from"
+            f"use {', '.join(methods_without_gradients())}, or explain the float model it came from"
         )
-    x = as_batch(image, dev)
-    fmodel = target_model(model, x, target)
-    options = options or {}
+    options = dict(options or {})
     unknown = set(options) - set(names)
     if unknown:
         raise InputError(f"options given for methods not requested: {', '.join(sorted(unknown))}")
-    return {name: _detach(fn(fmodel, x, **options.get(name, {}))) for name, fn in fns.items()}
+    x = as_batch(image, dev)
+    fmodel = target_model(model, x, target)
+    return {name: _detach(spec(fmodel, x, seed, **options.get(name, {}))) for name, spec in specs.items()}
 
 
 def _detach(a: Attribution) -> Attribution:

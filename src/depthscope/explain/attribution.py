@@ -1,13 +1,21 @@
-"""The result type of every attribution method and the method registry."""
+"""The result type of every attribution method, and the method registry with each method's declared spec.
+
+A method is one decorated function ``(target_model, image (1,3,H,W), **options) -> Attribution``, where
+``target_model`` maps images to ``(B, T)`` target values. Its :class:`MethodSpec` says what it needs (a backward
+pass, a seed, a layer) and its options' defaults come from its signature: ``explain`` derives the int8 refusal,
+the seeding and option checking from it, so adding a method is one function in one file (README, "Extending").
+"""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from depthscope.errors import InputError
 from depthscope.registry import Registry
 
 
@@ -35,8 +43,76 @@ class Attribution:
         return self.raw.abs().sum(1)
 
 
-# A method: (target_model, image (1,3,H,W), **options) -> Attribution; target_model maps images to (B, T).
 AttributionMethod = Callable[..., Attribution]
-METHODS: Registry[AttributionMethod] = Registry("attribution method")
-register_method = METHODS.register
-GRADIENT_METHODS = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registered attribution method and what it declares.
+
+    Attributes:
+        name: the registry name (``--methods NAME``).
+        fn: ``(target_model, x, **options) -> Attribution``.
+        needs_grad: it differentiates the model (so it cannot run on int8 kernels).
+        seeded: it draws random numbers; ``explain(..., seed=s)`` passes ``seed`` to it, and a dataset run gives
+            each image its own seed, each method its own stream (:mod:`depthscope.seeding`).
+        uses_layer: it reads an inner layer (``layer`` option; default from the model's config).
+    """
+
+    name: str
+    fn: AttributionMethod
+    needs_grad: bool
+    seeded: bool = False
+    uses_layer: bool = False
+
+    @property
+    def description(self) -> str:
+        """The first line of the method's docstring."""
+        return (inspect.getdoc(self.fn) or "").split("\n")[0]
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """The method's options and their defaults, from its signature (``seed`` excluded: it is per image)."""
+        params = list(inspect.signature(self.fn).parameters.values())[2:]
+        return {p.name: p.default for p in params if p.name != "seed" and p.default is not inspect.Parameter.empty}
+
+    def __call__(self, fmodel: torch.nn.Module, x: torch.Tensor, seed: int = 0, **options: Any) -> Attribution:
+        unknown = sorted(set(options) - set(self.defaults))
+        if unknown:
+            valid = ", ".join(self.defaults) or "none"
+            raise InputError(f"{self.name} has no option {', '.join(map(repr, unknown))}; its options: {valid}")
+        return self.fn(fmodel, x, **options, **({"seed": seed} if self.seeded else {}))
+
+
+METHODS: Registry[MethodSpec] = Registry("attribution method")
+
+
+def register_method(
+    name: str, *, needs_grad: bool, seeded: bool = False, uses_layer: bool = False
+) -> Callable[[AttributionMethod], AttributionMethod]:
+    """Decorator: register ``fn`` as attribution method ``name`` with its spec (see :class:`MethodSpec`).
+
+    Example:
+        >>> @register_method("doc_example_ones", needs_grad=False)
+        ... def ones(fmodel, x):
+        ...     return Attribution("doc_example_ones", torch.ones(fmodel.weights.shape[0], 1, *x.shape[-2:]))
+        >>> METHODS.get("doc_example_ones").needs_grad
+        False
+        >>> METHODS.unregister("doc_example_ones")
+    """
+
+    def deco(fn: AttributionMethod) -> AttributionMethod:
+        seeded_arg = "seed" in inspect.signature(fn).parameters
+        if seeded != seeded_arg:
+            raise TypeError(
+                f"method {name!r}: seeded={seeded} but its signature {'has' if seeded_arg else 'lacks'} seed"
+            )
+        METHODS.register(name)(MethodSpec(name, fn, needs_grad, seeded, uses_layer))
+        return fn
+
+    return deco
+
+
+def methods_without_gradients() -> list[str]:
+    """Registered methods that need no backward pass (those that run on int8 models)."""
+    return [n for n in METHODS.names() if not METHODS.get(n).needs_grad]

@@ -3,86 +3,21 @@
 The engine is :func:`weighted_input_gradients`: for inputs ``x_k`` and coefficients ``c_k`` it returns
 ``sum_k c_k * d y_t(x_k) / d x_k`` for every target ``t``, one forward per chunk shared by all targets and one
 backward per target (``retain_graph``). Samples are independent in eval mode, so per-sample gradients come from
-one backward of the batch. Chunk sizes are chosen by measurement (:func:`tune_chunk_size`), not by "bigger is
-better": on a 2-core CPU, large batches are slower per sample.
+one backward of the batch. Chunk sizes are chosen by measurement (:func:`depthscope.ops.batching.tune_chunk_size`).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from depthscope.errors import InputError
 from depthscope.explain.attribution import Attribution, register_method
+from depthscope.ops.batching import resolve_chunk_size
+from depthscope.ops.fills import fill_image
 from depthscope.seeding import generator
-
-_CHUNK_CACHE: dict[tuple, int] = {}
-CHUNK_CANDIDATES = (1, 2, 4, 8, 16, 32)
-SLOW_RUN_S = 1.0  # a chunk that runs this long already amortises per-call overhead: larger ones only cost memory
-
-
-def tune_chunk_size(fmodel: torch.nn.Module, x: torch.Tensor, n: int, backward: bool = True) -> int:
-    """The chunk size (from :data:`CHUNK_CANDIDATES`, at most ``n``) with the least time per sample for a
-    forward (+ backward when ``backward``), measured once per (model, input shape, number of targets, device, backward)
-    and cached."""
-    weights = getattr(fmodel, "weights", None)  # target models: how many targets share each forward
-    n_targets = 0 if weights is None else weights.shape[0]
-    key = (id(getattr(fmodel, "model", fmodel)), tuple(x.shape[1:]), n_targets, x.device.type, backward)
-    if key in _CHUNK_CACHE:
-        return min(_CHUNK_CACHE[key], n)
-
-    def run(xb: torch.Tensor) -> None:
-        if backward:
-            fmodel(xb.requires_grad_()).flatten(1)[:, 0].sum().backward()
-        else:
-            with torch.no_grad():
-                fmodel(xb)
-
-    def per_sample(c: int) -> float:
-        xb = x[:1].detach().expand(c, *x.shape[1:]).clone()
-        sync()
-        t0 = time.perf_counter()
-        run(xb)
-        sync()  # CUDA kernels run asynchronously: time them, not their launch
-        return (time.perf_counter() - t0) / c
-
-    def sync() -> None:
-        if x.device.type == "cuda":
-            torch.cuda.synchronize(x.device)
-
-    # Sweep up while a larger chunk is not clearly slower (the first call of each size warms the allocator up),
-    # then time the survivors in interleaved rounds and keep each one's best: drift hits all of them alike.
-    # A deep model (PixelFormer: seconds per sample) stops at the first chunk that takes SLOW_RUN_S, and a GPU
-    # out-of-memory error ends the sweep, so tuning never costs more than a few runs or more memory than exists.
-    times: dict[int, float] = {}
-    for c in CHUNK_CANDIDATES:
-        if c > max(n, 1):
-            break
-        try:
-            first = per_sample(c)
-            times[c] = first if first * c > SLOW_RUN_S else per_sample(c)
-        except torch.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            break
-        if times[c] > 1.3 * min(times.values()) or times[c] * c > SLOW_RUN_S:
-            break
-    if not times:  # even one sample does not fit: report it where it happens, in the real run
-        return 1
-    if all(t * c <= SLOW_RUN_S for c, t in times.items()):
-        for _ in range(2):
-            for c in times:
-                times[c] = min(times[c], per_sample(c))
-    best = min(times, key=times.__getitem__)
-    _CHUNK_CACHE[key] = best
-    return min(best, n)
-
-
-def _chunk_size(fmodel: torch.nn.Module, x: torch.Tensor, n: int, chunk_size: int | str) -> int:
-    return tune_chunk_size(fmodel, x, n) if chunk_size == "auto" else int(chunk_size)
 
 
 def split_affine(fmodel: torch.nn.Module) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.nn.Module]:
@@ -132,7 +67,7 @@ def weighted_input_gradients(
     pre, core = split_affine(fmodel)
     with torch.no_grad():
         z = pre(inputs)
-    chunk = _chunk_size(core, z, n, chunk_size)
+    chunk = resolve_chunk_size(core, z, n, chunk_size)
     total = sum(
         _forward_backward(core, zb, cb, reduce=True)[1]
         for zb, cb in zip(z.split(chunk), coeffs.split(chunk), strict=True)
@@ -141,39 +76,16 @@ def weighted_input_gradients(
     return pull_back(pre, inputs, total)
 
 
-@register_method("saliency")
+@register_method("saliency", needs_grad=True)
 def saliency(fmodel: torch.nn.Module, x: torch.Tensor, chunk_size: int | str = 1) -> Attribution:
     """Gradient of the target w.r.t. the input pixels (Simonyan et al.); ``raw`` keeps the sign."""
     return Attribution("saliency", weighted_input_gradients(fmodel, x, chunk_size=chunk_size))
 
 
-@register_method("input_x_gradient")
+@register_method("input_x_gradient", needs_grad=True)
 def input_x_gradient(fmodel: torch.nn.Module, x: torch.Tensor, chunk_size: int | str = 1) -> Attribution:
     """Input times gradient (Shrikumar et al.), input intensities in [0, 1]."""
     return Attribution("input_x_gradient", x * weighted_input_gradients(fmodel, x, chunk_size=chunk_size))
-
-
-def make_baseline(x: torch.Tensor, kind: str = "black", seed: int = 0) -> torch.Tensor:
-    """IG baselines: ``black`` (zeros), ``mean`` (per-channel image mean), ``blur`` (Gaussian, sigma 1/16 of the
-    short side), ``noise`` (uniform in [0, 1], seeded)."""
-    if kind == "black":
-        return torch.zeros_like(x)
-    if kind == "mean":
-        return x.mean(dim=(-2, -1), keepdim=True).expand_as(x).clone()
-    if kind == "blur":
-        return gaussian_blur(x, sigma=min(x.shape[-2:]) / 16)
-    if kind == "noise":
-        return torch.rand(x.shape, generator=generator(seed, "baseline_noise")).to(x)
-    raise InputError(f"unknown baseline {kind!r}; valid baselines: black, blur, mean, noise")
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur with reflect padding (radius 3 sigma)."""
-    r = max(1, int(3 * sigma))
-    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=x.dtype, device=x.device) / sigma) ** 2)
-    k = (k / k.sum()).view(1, 1, 1, -1).repeat(x.shape[1], 1, 1, 1)
-    y = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k, groups=x.shape[1])
-    return F.conv2d(F.pad(y, (0, 0, r, r), mode="reflect"), k.transpose(-1, -2), groups=x.shape[1])
 
 
 def integration_points(n_steps: int, method: str) -> tuple[np.ndarray, np.ndarray]:
@@ -209,7 +121,7 @@ def path_gradients(
     core: torch.nn.Module, b: torch.Tensor, diff: torch.Tensor, alphas: torch.Tensor, chunk_size: int | str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per node ``alpha_k`` of the path ``b + alpha * diff``: gradients ``(K, T, 3, h, w)`` and outputs ``(K, T)``."""
-    chunk = _chunk_size(core, b + diff, alphas.numel(), chunk_size)
+    chunk = resolve_chunk_size(core, b + diff, alphas.numel(), chunk_size)
     outs, grads = zip(
         *(_forward_backward(core, b + a.view(-1, 1, 1, 1).to(b) * diff) for a in alphas.split(chunk)), strict=True
     )
@@ -242,7 +154,7 @@ def adaptive_path_integral(
         zdiff = pre(b + diff) - zb
     alphas = torch.linspace(0, 1, max(2, n_start), dtype=torch.float64)
     grads, outs = path_gradients(core, zb, zdiff, alphas, chunk_size)
-    step = max(_chunk_size(core, zb + zdiff, max_steps, chunk_size), 4)
+    step = max(resolve_chunk_size(core, zb + zdiff, max_steps, chunk_size), 4)
     scale = delta.abs().clamp_min(1e-12).double()
     while True:
         order = torch.argsort(alphas)
@@ -265,7 +177,7 @@ def adaptive_path_integral(
         alphas, grads, outs = torch.cat([alphas, mids]), torch.cat([grads, g_new]), torch.cat([outs, o_new])
 
 
-@register_method("integrated_gradients")
+@register_method("integrated_gradients", needs_grad=True, seeded=True)
 def integrated_gradients(
     fmodel: torch.nn.Module,
     x: torch.Tensor,
@@ -275,15 +187,21 @@ def integrated_gradients(
     tolerance: float | None = None,
     max_steps: int = 150,
     chunk_size: int | str = "auto",
+    seed: int = 0,
 ) -> Attribution:
     """Integrated Gradients (Sundararajan et al.) along the straight path from ``baseline`` to ``x``.
 
+    ``baseline``: black, mean, blur, noise (:func:`depthscope.ops.fills.fill_image`; ``seed`` draws the noise) or
+    a tensor.
     Reports the completeness error ``|sum(attr) - (F(x) - F(b))| / |F(x) - F(b)|`` per target. Without
     ``tolerance`` it uses ``n_steps`` nodes of ``method`` exactly as Captum does. With ``tolerance`` it starts
     from ``n_steps`` uniform trapezoid nodes and refines adaptively (:func:`adaptive_path_integral`) up to
     ``max_steps`` nodes (default 3x Captum's 50); the nodes used are reported as ``n_steps``.
     """
-    b = make_baseline(x, baseline) if isinstance(baseline, str) else baseline.to(x).expand_as(x)
+    if isinstance(baseline, str):
+        b = fill_image(x, baseline, seed, "baseline_noise", what="baseline")
+    else:
+        b = baseline.to(x).expand_as(x)
     diff = x - b
     delta = _delta(fmodel, x, b)
     if tolerance is None:
@@ -309,7 +227,7 @@ def completeness_error(attr: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     return (attr.sum(dim=(1, 2, 3)) - delta).abs() / delta.abs().clamp_min(1e-12)
 
 
-@register_method("smoothgrad")
+@register_method("smoothgrad", needs_grad=True, seeded=True)
 def smoothgrad(
     fmodel: torch.nn.Module,
     x: torch.Tensor,

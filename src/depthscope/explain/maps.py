@@ -7,10 +7,8 @@ import torch.nn.functional as F
 
 from depthscope.errors import InputError
 from depthscope.explain.attribution import Attribution, register_method
-from depthscope.explain.gradients import make_baseline
+from depthscope.ops.fills import fill_image
 from depthscope.seeding import generator
-
-DEFAULT_GRADCAM_LAYER = "encoder.conv2"
 
 
 def get_layer(model: torch.nn.Module, name: str) -> torch.nn.Module:
@@ -22,10 +20,17 @@ def get_layer(model: torch.nn.Module, name: str) -> torch.nn.Module:
     return layers[name]
 
 
-@register_method("gradcam")
-def gradcam(fmodel: torch.nn.Module, x: torch.Tensor, layer: str = DEFAULT_GRADCAM_LAYER) -> Attribution:
+@register_method("gradcam", needs_grad=True, uses_layer=True)
+def gradcam(fmodel: torch.nn.Module, x: torch.Tensor, layer: str | None = None) -> Attribution:
     """Grad-CAM (Selvaraju et al.) adapted to regression: channel weights are the spatial mean of
-    ``d y_t / d A``; the map ``ReLU(sum_c w_c A_c)`` is upsampled bilinearly to the input image."""
+    ``d y_t / d A``; the map ``ReLU(sum_c w_c A_c)`` is upsampled bilinearly to the input image. ``layer``
+    defaults to the model's declared Grad-CAM layer (``ModelInfo.gradcam_layer``; METER: ``encoder.conv2``)."""
+    layer = layer or getattr(getattr(fmodel.model, "info", None), "gradcam_layer", None)
+    if not layer:
+        raise InputError(
+            "gradcam needs a layer and this model declares none: pass options {'gradcam': {'layer': NAME}} "
+            "(CLI: --option gradcam.layer=NAME)"
+        )
     module = get_layer(fmodel.model, layer)
     store: dict[str, torch.Tensor] = {}
     handle = module.register_forward_hook(lambda _m, _i, out: store.__setitem__("a", out))
@@ -43,7 +48,7 @@ def gradcam(fmodel: torch.nn.Module, x: torch.Tensor, layer: str = DEFAULT_GRADC
     return Attribution("gradcam", cam, {"layer": layer})
 
 
-@register_method("occlusion")
+@register_method("occlusion", needs_grad=False, seeded=True)
 @torch.no_grad()
 def occlusion(
     fmodel: torch.nn.Module,
@@ -52,6 +57,7 @@ def occlusion(
     stride: int | None = None,
     baseline: str = "mean",
     chunk_size: int = 4,
+    seed: int = 0,
 ) -> Attribution:
     """Occlusion (Zeiler & Fergus): slide a ``window`` square of ``baseline`` with ``stride``; each pixel gets
     the mean drop ``y_t(x) - y_t(x_occluded)`` (metres) over the windows covering it. All occluded images run
@@ -61,7 +67,7 @@ def occlusion(
     stride = stride or max(1, window // 2)
     if window > min(h, w):
         raise InputError(f"occlusion window {window} is larger than the {h}x{w} image")
-    base = make_baseline(x, baseline)
+    base = fill_image(x, baseline, seed, "baseline_noise", what="baseline")
     ys = list(range(0, h - window + 1, stride))
     xs = list(range(0, w - window + 1, stride))
     ys[-1], xs[-1] = h - window, w - window  # cover the last rows/columns too
@@ -81,7 +87,7 @@ def occlusion(
     return Attribution("occlusion", total / count, {"window": window, "stride": stride, "n_windows": len(boxes)})
 
 
-@register_method("random")
+@register_method("random", needs_grad=False, seeded=True)
 def random_map(fmodel: torch.nn.Module, x: torch.Tensor, seed: int = 0) -> Attribution:
     """Uniform random map in [0, 1): the control every real method must beat."""
     n_t = fmodel.weights.shape[0]

@@ -140,7 +140,7 @@ def meter_rollout(
     return F.interpolate(relevance, size=q.shape[-2:], mode="bilinear", align_corners=False)
 
 
-@register_method("attention_rollout")
+@register_method("attention_rollout", needs_grad=False)
 def attention_rollout(
     fmodel: torch.nn.Module, x: torch.Tensor, head_fusion: str = "mean", discard_ratio: float = 0.0
 ) -> Attribution:
@@ -157,20 +157,14 @@ def attention_rollout(
 
 
 def to_network_frame(model: torch.nn.Module, m: torch.Tensor) -> torch.Tensor:
-    """A map on the input image's grid ``(T, 1, H, W)`` -> the network-input grid (crop, then area resize)."""
-    crop = model.preprocessing.crop
-    if crop is not None:
-        top, left = crop.box(*m.shape[-2:])
-        m = m[..., top : top + crop.height, left : left + crop.width]
+    """A map on the input image's grid ``(T, 1, H, W)`` -> the network-input grid (the model's crop, then an area
+    resize: relevance is averaged, not sampled)."""
     size = tuple(model.preprocessing.input_size)
+    m = model.crop(m)
     return m if tuple(m.shape[-2:]) == size else F.interpolate(m, size=size, mode="area")
 
 
 def to_image_frame(model: torch.nn.Module, m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """A map on the network-input grid -> the input image's grid (undoing resize, zero outside a crop)."""
-    crop = model.preprocessing.crop
-    if crop is None:
-        return F.interpolate(m, size=tuple(size), mode="bilinear", align_corners=False)
-    top, left = crop.box(*size)
-    m = F.interpolate(m, size=(crop.height, crop.width), mode="bilinear", align_corners=False)
-    return F.pad(m, (left, size[1] - left - crop.width, top, size[0] - top - crop.height))
+    """A map on the network-input grid -> the input image's grid (undoing the resize, zero outside a crop)."""
+    m = F.interpolate(m, size=model.crop_size(tuple(size)), mode="bilinear", align_corners=False)
+    return model.uncrop(m, tuple(size))

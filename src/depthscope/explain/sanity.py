@@ -9,32 +9,7 @@ from typing import Any
 import torch
 
 from depthscope.explain.api import explain
-
-
-def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Spearman rank correlation of two maps (ties broken by position)."""
-    from depthscope.assess.fidelity import pearson
-    from depthscope.assess.perturbation import rank_map
-
-    return pearson(rank_map(a.view(1, -1)), rank_map(b.view(1, -1)))
-
-
-def ssim(a: torch.Tensor, b: torch.Tensor, sigma: float = 1.5) -> float:
-    """Mean SSIM of two maps after min-max normalisation to [0, 1] (Gaussian window, Wang et al. constants)."""
-    from depthscope.explain.gradients import gaussian_blur
-
-    def norm(t: torch.Tensor) -> torch.Tensor:
-        t = t.double()
-        return ((t - t.min()) / (t.max() - t.min()).clamp_min(1e-12))[None, None]
-
-    x, y = norm(a), norm(b)
-    mu_x, mu_y = gaussian_blur(x, sigma), gaussian_blur(y, sigma)
-    var_x = gaussian_blur(x * x, sigma) - mu_x**2
-    var_y = gaussian_blur(y * y, sigma) - mu_y**2
-    cov = gaussian_blur(x * y, sigma) - mu_x * mu_y
-    c1, c2 = 0.01**2, 0.03**2
-    s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    return s.mean().item()
+from depthscope.ops.stats import map_ssim, spearman
 
 
 def blocks_in_forward_order(model: torch.nn.Module, x: torch.Tensor, depth: int = 2) -> list[str]:
@@ -94,10 +69,10 @@ def cascading_randomization(
     for i, block in enumerate(reversed(blocks_in_forward_order(rand, x))):
         _reinit(rand.net.get_submodule(block), seed + i)
         m = explain(rand, x, method, target, opts)[method].magnitude[0]
-        rows.append({"block": block, "spearman": spearman(original, m), "ssim": ssim(original, m)})
+        rows.append({"block": block, "spearman": spearman(original, m), "ssim": map_ssim(original, m)})
         if block == stop_after:
             break
     return rows
 
 
-__all__ = ["blocks_in_forward_order", "cascading_randomization", "spearman", "ssim"]
+__all__ = ["blocks_in_forward_order", "cascading_randomization"]

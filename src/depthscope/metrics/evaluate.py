@@ -18,7 +18,7 @@ from depthscope.errors import InputError
 from depthscope.metrics.align import ALIGNMENTS
 from depthscope.metrics.depth import METRIC_NAMES, aggregate, evaluate_depth
 from depthscope.models import DepthModel, load_model
-from depthscope.report.files import CsvAppender, write_json
+from depthscope.output.files import CsvAppender, write_json
 
 DEFAULT_ALIGNMENT = {"depth": "none", "disparity": "lstsq-disparity", "relative": "lstsq-depth"}
 

@@ -81,6 +81,7 @@ class ModelInfo:
     preprocessing: Preprocessing
     eval: EvalDefaults = field(default_factory=EvalDefaults)
     weights: str | None = None  # where the weights came from (path) or None for random init
+    gradcam_layer: str | None = None  # the module Grad-CAM reads unless told otherwise
 
 
 class DepthModel(nn.Module):
@@ -113,14 +114,34 @@ class DepthModel(nn.Module):
     def name(self) -> str:
         return self.info.name
 
+    def crop_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """The ``(H, W)`` the network's input is resized from for an image of ``size``: the crop's, or ``size``."""
+        crop = self.preprocessing.crop
+        return tuple(size) if crop is None else (crop.height, crop.width)
+
+    def crop(self, image: torch.Tensor) -> torch.Tensor:
+        """``(..., H, W)`` -> the model's input crop of it (the whole of it for models without one)."""
+        crop = self.preprocessing.crop
+        if crop is None:
+            return image
+        top, left = crop.box(*image.shape[-2:])
+        return image[..., top : top + crop.height, left : left + crop.width]
+
+    def uncrop(self, m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """A map on the crop's grid -> an image of ``size``, zero outside the crop (inverse of :meth:`crop`)."""
+        crop = self.preprocessing.crop
+        if crop is None:
+            return m
+        h, w = size
+        top, left = crop.box(h, w)
+        return F.pad(m, (left, w - left - crop.width, top, h - top - crop.height))
+
     def prepare(self, image: torch.Tensor) -> torch.Tensor:
         """Crop, resize (bilinear, antialiased) and normalise ``(B,3,H,W)`` images for the network."""
         if image.dim() != 4 or image.shape[1] != 3:
             raise InputError(f"model input must be (B, 3, H, W) RGB in [0, 1], got shape {tuple(image.shape)}")
         pp = self.preprocessing
-        if pp.crop is not None:
-            top, left = pp.crop.box(*image.shape[-2:])
-            image = image[..., top : top + pp.crop.height, left : left + pp.crop.width]
+        image = self.crop(image)
         if tuple(image.shape[-2:]) != tuple(pp.input_size):
             image = F.interpolate(image, size=pp.input_size, mode="bilinear", align_corners=False, antialias=True)
         if self.mean is not None:
@@ -138,13 +159,7 @@ class DepthModel(nn.Module):
     def finish(self, raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Raw network output -> depth in metres ``(B, 1, H, W)`` for an input image of ``size`` (0 outside the
         input crop, as in the KITTI benchmark evaluation)."""
-        pp = self.preprocessing
-        if pp.crop is None:
-            return self.to_metres(raw, size)
-        h, w = size
-        top, left = pp.crop.box(h, w)
-        depth = self.to_metres(raw, (pp.crop.height, pp.crop.width))
-        return F.pad(depth, (left, w - left - pp.crop.width, top, h - top - pp.crop.height))
+        return self.uncrop(self.to_metres(raw, self.crop_size(size)), size)
 
     @property
     def linear_io(self) -> bool:

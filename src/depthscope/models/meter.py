@@ -21,8 +21,8 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-from depthscope.models.base import DepthModel, EvalDefaults, InputCrop, ModelInfo, Preprocessing
-from depthscope.models.registry import register_model
+from depthscope.models.base import DepthModel, EvalDefaults, InputCrop, Preprocessing
+from depthscope.models.registry import ModelConfig, register_model
 from depthscope.models.weights import WeightSource, load_registered
 
 
@@ -310,59 +310,70 @@ class METER(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------
 
 _METER_URL = "https://github.com/lorenzopapa5/METER/raw/0f9a49a/models/"
-METER_WEIGHTS = {
-    "meter-xxs-nyu": WeightSource(
-        "meter_xxs_nyu.pth",
-        _METER_URL + "build_model_best_nyu_xxs",
-        "327cddf3bfc85f4a13b8d18d2f13d8e40cdeb022ea397995c409ef1569bcbb53",
-    ),
-    "meter-xxs-kitti": WeightSource(
-        "meter_xxs_kitti.pth",
-        _METER_URL + "build_model_best_kitti_xxs",
-        "e55544ae36f9ad74237017fd5f8e761db4b258dbed44623c71ce305d44488bea",
-    ),
-}
 NYU_PREPROCESSING = Preprocessing(input_size=(192, 256), unit="cm")
 KITTI_PREPROCESSING = Preprocessing(
     input_size=(192, 636), mean=None, std=None, unit="dm", crop=InputCrop(352, 1216, "bottom")
 )
 NYU_EVAL = EvalDefaults(1e-3, 10.0, "eigen", "nyu")
 KITTI_EVAL = EvalDefaults(1e-3, 80.0, "garg", "kitti")
+GRADCAM_LAYER = "encoder.conv2"  # the encoder's last convolution (stride 32), before the decoder
 
 
-def build_meter(
-    name: str,
-    size: str,
-    preprocessing: Preprocessing,
-    eval_defaults: EvalDefaults,
-    weights: str | os.PathLike | None,
-    pretrained: bool,
-) -> DepthModel:
-    """METER of ``size`` with weights from ``weights`` or the registered source (if any and ``pretrained``)."""
-    net = METER(size)
-    path = load_registered(net, METER_WEIGHTS.get(name), weights, pretrained)
-    return DepthModel(net, ModelInfo(name, preprocessing, eval_defaults, None if path is None else str(path)))
-
-
-@register_model("meter-xxs-nyu")
-def meter_xxs_nyu(weights: str | os.PathLike | None = None, pretrained: bool = True) -> DepthModel:
-    """METER-XXS trained on NYU Depth V2 (input 192x256, ImageNet normalisation, output in cm)."""
-    return build_meter("meter-xxs-nyu", "xxs", NYU_PREPROCESSING, NYU_EVAL, weights, pretrained)
-
-
-@register_model("meter-xxs-kitti")
-def meter_xxs_kitti(weights: str | os.PathLike | None = None, pretrained: bool = True) -> DepthModel:
-    """METER-XXS trained on KITTI (KB crop resized to 192x636, no normalisation, output in dm)."""
-    return build_meter("meter-xxs-kitti", "xxs", KITTI_PREPROCESSING, KITTI_EVAL, weights, pretrained)
-
-
-@register_model("meter-xs")
-def meter_xs(weights: str | os.PathLike | None = None, pretrained: bool = True) -> DepthModel:
-    """METER-XS, NYU conventions; random weights unless ``weights`` names a checkpoint (none is published)."""
-    return build_meter("meter-xs", "xs", NYU_PREPROCESSING, NYU_EVAL, weights, pretrained)
-
-
-@register_model("meter-s")
-def meter_s(weights: str | os.PathLike | None = None, pretrained: bool = True) -> DepthModel:
-    """METER-S, NYU conventions; random weights unless ``weights`` names a checkpoint (none is published)."""
-    return build_meter("meter-s", "s", NYU_PREPROCESSING, NYU_EVAL, weights, pretrained)
+@register_model(
+    ModelConfig(
+        "meter-xxs-nyu",
+        NYU_PREPROCESSING,
+        NYU_EVAL,
+        WeightSource(
+            "meter_xxs_nyu.pth",
+            _METER_URL + "build_model_best_nyu_xxs",
+            "327cddf3bfc85f4a13b8d18d2f13d8e40cdeb022ea397995c409ef1569bcbb53",
+        ),
+        GRADCAM_LAYER,
+        "xxs",
+        "METER-XXS trained on NYU Depth V2 (input 192x256, ImageNet normalisation, output in cm)",
+    )
+)
+@register_model(
+    ModelConfig(
+        "meter-xxs-kitti",
+        KITTI_PREPROCESSING,
+        KITTI_EVAL,
+        WeightSource(
+            "meter_xxs_kitti.pth",
+            _METER_URL + "build_model_best_kitti_xxs",
+            "e55544ae36f9ad74237017fd5f8e761db4b258dbed44623c71ce305d44488bea",
+        ),
+        GRADCAM_LAYER,
+        "xxs",
+        "METER-XXS trained on KITTI (KB crop resized to 192x636, no normalisation, output in dm)",
+    )
+)
+@register_model(
+    ModelConfig(
+        "meter-xs",
+        NYU_PREPROCESSING,
+        NYU_EVAL,
+        None,
+        GRADCAM_LAYER,
+        "xs",
+        "METER-XS, NYU conventions; no published weights",
+    )
+)
+@register_model(
+    ModelConfig(
+        "meter-s",
+        NYU_PREPROCESSING,
+        NYU_EVAL,
+        None,
+        GRADCAM_LAYER,
+        "s",
+        "METER-S, NYU conventions; no published weights",
+    )
+)
+def build_meter(config: ModelConfig, weights: str | os.PathLike | None = None, pretrained: bool = True) -> DepthModel:
+    """METER of size ``config.arch`` with weights from ``weights`` or the registered source (if ``pretrained``).
+    The NYU and KITTI checkpoints differ only in data: input size, crop, normalisation, output unit and evaluation
+    protocol (verified facts in shared/weights/meter/README.md)."""
+    net = METER(config.arch)
+    return DepthModel(net, config.info(load_registered(net, config.weights, weights, pretrained)))

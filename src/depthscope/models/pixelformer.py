@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from depthscope.errors import InputError
-from depthscope.models.base import DepthModel, EvalDefaults, InputCrop, ModelInfo, Preprocessing
-from depthscope.models.registry import register_model
+from depthscope.models.base import DepthModel, EvalDefaults, InputCrop, Preprocessing
+from depthscope.models.registry import ModelConfig, register_model
 from depthscope.models.swin import (
     Mlp,
     SwinTransformer,
@@ -216,54 +216,48 @@ PIXELFORMER_ORIGIN = (
     "the official checkpoints (nyu.pth / kitti.pth) are linked from https://github.com/ashutosh1807/PixelFormer "
     "(Google Drive folder 1Feo67jEbccqa-HojTHG7ljTXOW2yuX-X)"
 )
-PIXELFORMER_WEIGHTS = {
-    "pixelformer-large07-nyu": WeightSource("pixelformer/nyu.pth", origin=PIXELFORMER_ORIGIN),
-    "pixelformer-large07-kitti": WeightSource("pixelformer/kitti.pth", origin=PIXELFORMER_ORIGIN),
-}
 PIXELFORMER_NYU = Preprocessing(input_size=(480, 640))
 PIXELFORMER_KITTI = Preprocessing(input_size=(352, 1216), crop=InputCrop(352, 1216, "bottom"))
+KITTI_EVAL = EvalDefaults(1e-3, 80.0, "garg", "kitti")
+GRADCAM_LAYER = "decoder"  # pyramid-pooling query initialisation on the last Swin stage: a (B, C, H/32, W/32) map
 
 
 def build_pixelformer(
-    name: str,
-    version: str,
-    preprocessing: Preprocessing,
-    eval_defaults: EvalDefaults,
-    weights: str | os.PathLike | None,
-    pretrained: bool,
+    config: ModelConfig, weights: str | os.PathLike | None = None, pretrained: bool = True
 ) -> DepthModel:
-    """PixelFormer ``version`` with weights from ``weights`` or the registered file (if ``pretrained``)."""
-    net = PixelFormer(version, max_depth=eval_defaults.max_depth)
-    path = load_registered(net, PIXELFORMER_WEIGHTS.get(name), weights, pretrained)
-    return DepthModel(net, ModelInfo(name, preprocessing, eval_defaults, None if path is None else str(path)))
+    """PixelFormer ``config.arch`` (e.g. ``large07``) with weights from ``weights`` or the registered file (if
+    ``pretrained``)."""
+    net = PixelFormer(config.arch, max_depth=config.eval.max_depth)
+    return DepthModel(net, config.info(load_registered(net, config.weights, weights, pretrained)))
 
 
-@register_model("pixelformer-large07-nyu")
-def pixelformer_large07_nyu(weights: str | os.PathLike | None = None, pretrained: bool = True) -> DepthModel:
-    """PixelFormer-large (Swin-L, window 7) trained on NYU: 480x640 input, ImageNet normalisation, metres."""
-    return build_pixelformer("pixelformer-large07-nyu", "large07", PIXELFORMER_NYU, EvalDefaults(), weights, pretrained)
-
-
-@register_model("pixelformer-large07-kitti")
-def pixelformer_large07_kitti(weights: str | os.PathLike | None = None, pretrained: bool = True) -> DepthModel:
-    """PixelFormer-large (Swin-L, window 7) trained on KITTI: KB crop 352x1216, ImageNet normalisation, metres."""
-    kitti = EvalDefaults(1e-3, 80.0, "garg", "kitti")
-    return build_pixelformer("pixelformer-large07-kitti", "large07", PIXELFORMER_KITTI, kitti, weights, pretrained)
-
-
-def _register_variant(size: str, window: int) -> None:
-    name = f"pixelformer-{size}{window:02d}"
-
-    @register_model(name)
-    def factory(weights: str | os.PathLike | None = None, pretrained: bool = True) -> DepthModel:
-        return build_pixelformer(name, f"{size}{window:02d}", PIXELFORMER_NYU, EvalDefaults(), weights, pretrained)
-
-    factory.__doc__ = (
-        f"PixelFormer-{size}, window {window}, NYU conventions; random weights unless ``weights`` is given."
-    )
-
-
+for _name, _pp, _eval, _file, _what in (
+    ("pixelformer-large07-nyu", PIXELFORMER_NYU, EvalDefaults(), "nyu.pth", "NYU: 480x640 input"),
+    ("pixelformer-large07-kitti", PIXELFORMER_KITTI, KITTI_EVAL, "kitti.pth", "KITTI: KB crop 352x1216"),
+):
+    register_model(
+        ModelConfig(
+            _name,
+            _pp,
+            _eval,
+            WeightSource(f"pixelformer/{_file}", origin=PIXELFORMER_ORIGIN),
+            GRADCAM_LAYER,
+            "large07",
+            f"PixelFormer-large (Swin-L, window 7) trained on {_what}, ImageNet normalisation, metres",
+        )
+    )(build_pixelformer)
 for _size in PIXELFORMER_CONFIGS:
     for _window in (7, 12):
         if (_size, _window) != ("large", 7):
-            _register_variant(_size, _window)
+            _arch = f"{_size}{_window:02d}"
+            register_model(
+                ModelConfig(
+                    f"pixelformer-{_arch}",
+                    PIXELFORMER_NYU,
+                    EvalDefaults(),
+                    None,
+                    GRADCAM_LAYER,
+                    _arch,
+                    f"PixelFormer-{_size}, window {_window}, NYU conventions; no published weights",
+                )
+            )(build_pixelformer)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from depthscope.ops.stats import ssim
+
 SOBEL_X = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
 
 
@@ -20,28 +22,6 @@ def sobel(depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     k = torch.stack([SOBEL_X, SOBEL_X.T]).unsqueeze(1).to(depth)
     g = F.conv2d(depth, k, padding=1)
     return g[:, :1], g[:, 1:]
-
-
-def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """Normalised ``size x size`` Gaussian window."""
-    t = torch.arange(size, dtype=torch.float32) - size // 2
-    g = torch.exp(-(t**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return g[:, None] * g[None, :]
-
-
-def ssim(a: torch.Tensor, b: torch.Tensor, value_range: float, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """Mean SSIM of single-channel maps ``(B, 1, H, W)`` with a Gaussian window over valid positions (no padding),
-    constants ``(0.01 L)^2`` and ``(0.03 L)^2`` for value range ``L`` (Wang et al. 2004)."""
-    size = min(window, a.shape[-2], a.shape[-1])
-    w = gaussian_window(size, sigma).to(a)[None, None]
-    mu_a, mu_b = F.conv2d(a, w), F.conv2d(b, w)
-    var_a = F.conv2d(a * a, w) - mu_a**2
-    var_b = F.conv2d(b * b, w) - mu_b**2
-    cov = F.conv2d(a * b, w) - mu_a * mu_b
-    c1, c2 = (0.01 * value_range) ** 2, (0.03 * value_range) ** 2
-    num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
-    return (num / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))).mean()
 
 
 @dataclass(frozen=True)

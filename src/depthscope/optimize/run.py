@@ -24,7 +24,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +35,18 @@ from depthscope.efficiency.flops import count_macs
 from depthscope.efficiency.params import count_params
 from depthscope.errors import InputError
 from depthscope.models.base import DepthModel
+from depthscope.models.channels import meter_groups
+from depthscope.models.mixers import replace_attention
+from depthscope.models.optimized import read_recipe, save_optimized
+from depthscope.models.quantized import calibrate, prepare_int8
 from depthscope.models.registry import load_model
-from depthscope.optimize.checkpoint import STRUCTURES, Structure, read_recipe, save_optimized
 from depthscope.optimize.distill import batch_source, blockwise_loss, end_to_end_loss
 from depthscope.optimize.images import image_paths, load_images
 from depthscope.optimize.losses import BalancedLoss
-from depthscope.optimize.mixers import replace_attention
-from depthscope.optimize.prune import meter_groups, prune_channels, resize_like
-from depthscope.optimize.quantize import calibrate, convert_int8, prepare_int8
+from depthscope.optimize.prune import prune_channels
 from depthscope.optimize.train import train_phase
+from depthscope.output.files import write_json
 from depthscope.registry import Registry
-from depthscope.report.files import write_json
 
 
 @dataclass
@@ -53,21 +54,24 @@ class OptimizeConfig:
     """Options of every method (each uses its own; see the module docstring). Steps are optimiser steps of
     ``batch`` images; learning rates are AdamW's."""
 
-    train_images: str = "builtin"
-    steps: int = 200
-    e2e_steps: int = 100
-    batch: int = 8
-    lr: float = 1e-3
-    e2e_lr: float = 3e-4
-    ratio: float = 0.3
-    sr_ratio: int = 2
-    pool: int = 3
-    calib_images: int = 32
-    student: str | None = None
-    seed: int = 0
-    device: str = "cpu"
-    save_every: int = 20
-    progress: bool = True
+    train_images: str = field(
+        default="builtin",
+        metadata={"help": "'builtin', a folder of unlabeled images, or a glob ('DIR/image_[5-9].png')"},
+    )
+    steps: int = field(default=200, metadata={"help": "block-wise / fine-tuning / distillation steps"})
+    e2e_steps: int = field(default=100, metadata={"help": "meta/pyra/prune: end-to-end distillation steps"})
+    batch: int = field(default=8, metadata={"help": "images per step"})
+    lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate (block-wise, distill)"})
+    e2e_lr: float = field(default=3e-4, metadata={"help": "AdamW learning rate (end-to-end, pruning)"})
+    ratio: float = field(default=0.3, metadata={"help": "prune: share of the parameters to remove"})
+    sr_ratio: int = field(default=2, metadata={"help": "pyra: key/value reduction per side"})
+    pool: int = field(default=3, metadata={"help": "meta: pooling window"})
+    calib_images: int = field(default=32, metadata={"help": "int8: calibration images"})
+    student: str | None = field(default=None, metadata={"help": "distill: student model name (same input and unit)"})
+    seed: int = field(default=0, metadata={"help": "seed of the augmented batches"})
+    device: str = field(default="cpu", metadata={"help": "torch device for training (cpu, cuda)"})
+    save_every: int = field(default=20, metadata={"help": "steps between training checkpoints"})
+    progress: bool = field(default=True, metadata={"help": "progress bars", "cli": False})
 
 
 @dataclass
@@ -200,23 +204,6 @@ def _int8(job: Job) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
     batches = batch_source(job.model, job.images, 1, job.cfg.seed)
     n = calibrate(observed, (batches(i) for i in range(job.cfg.calib_images)))
     return observed, {"method": "int8", "input_size": size}, {"calibration_images": n}
-
-
-STRUCTURES.register("meta")(Structure(lambda net, step, state: _replaced(net, "meta", kernel=step["kernel"])))
-STRUCTURES.register("pyra")(Structure(lambda net, step, state: _replaced(net, "pyra", sr_ratio=step["sr_ratio"])))
-STRUCTURES.register("prune")(Structure(lambda net, step, state: resize_like(net, state)))
-STRUCTURES.register("distill")(Structure(lambda net, step, state: net))
-STRUCTURES.register("int8")(
-    Structure(
-        lambda net, step, state: prepare_int8(net, torch.zeros(1, 3, *step["input_size"])),
-        lambda net, step: convert_int8(net),
-    )
-)
-
-
-def _replaced(net: nn.Module, kind: str, **options: int) -> nn.Module:
-    replace_attention(net, kind, **options)
-    return net
 
 
 def _costs(net: nn.Module, size: list[int]) -> dict[str, int]:

@@ -19,7 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from depthscope.errors import CheckpointError
-from depthscope.report.files import write_atomic
+from depthscope.output.files import write_atomic
 
 
 def save_state(

@@ -9,8 +9,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from depthscope.report.files import write_atomic
-from depthscope.report.tables import fmt
+from depthscope.output.files import write_atomic
+from depthscope.output.tables import fmt
 
 
 def html_table(rows: Sequence[Mapping[str, Any]]) -> str:

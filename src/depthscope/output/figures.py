@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from depthscope.report.files import write_atomic  # noqa: E402
+from depthscope.output.files import write_atomic  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: str | os.PathLike) -> Path:

@@ -8,7 +8,7 @@ import torch
 
 from depthscope.explain import explain
 from depthscope.models.meter import Attention
-from depthscope.optimize.mixers import PoolMixer, SRAttention, pooling_matrix, reduction_matrix, replace_attention
+from depthscope.models.mixers import PoolMixer, SRAttention, pooling_matrix, reduction_matrix, replace_attention
 
 
 def test_pooling_matrix_hand_values():

@@ -21,9 +21,12 @@ from torch import nn
 
 from depthscope.errors import CheckpointError
 from depthscope.models.base import DepthModel
+from depthscope.models.channels import resize_like
+from depthscope.models.mixers import replace_attention
+from depthscope.models.quantized import convert_int8, prepare_int8
 from depthscope.models.weights import load_into
+from depthscope.output.files import write_atomic
 from depthscope.registry import Registry
-from depthscope.report.files import write_atomic
 
 FORMAT = "depthscope-optimized/1"
 
@@ -63,17 +66,33 @@ def read_recipe(path: str | os.PathLike) -> dict[str, Any]:
             f"{path} is not a `depthscope optimize` checkpoint (no recipe in its metadata); for a plain state_dict "
             "use --model NAME --weights FILE"
         )
-    return {"base": meta["base"], "steps": json.loads(meta["steps"]), "name": meta["name"]}
+    try:
+        recipe = {"base": meta["base"], "steps": json.loads(meta["steps"]), "name": meta["name"]}
+    except (KeyError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: malformed recipe in its metadata ({type(e).__name__}: {e})") from None
+    if not isinstance(recipe["steps"], list):
+        raise CheckpointError(f"{path}: malformed recipe in its metadata (steps is not a list)")
+    return recipe
 
 
-def load_optimized(path: str | os.PathLike, device: str | torch.device = "cpu") -> DepthModel:
-    """Rebuild the model an optimised checkpoint describes and load its tensors."""
+def load_optimized(
+    path: str | os.PathLike, build_base: Callable[[str], DepthModel], device: str | torch.device = "cpu"
+) -> DepthModel:
+    """Rebuild the model an optimised checkpoint describes and load its tensors. ``build_base(name)`` builds the
+    recipe's base model without weights; the caller (``load_model``) accepts registered names only, so a file's
+    metadata never names code to import. Every step must be one of the structure ops registered here."""
     from safetensors.torch import load_file
 
-    from depthscope.models.registry import load_model
-
     recipe = read_recipe(path)
-    model = load_model(recipe["base"], pretrained=False)
+    unknown = [
+        str(s.get("method")) for s in recipe["steps"] if not isinstance(s, dict) or s.get("method") not in STRUCTURES
+    ]
+    if unknown:
+        raise CheckpointError(
+            f"{path}: its recipe has steps depthscope does not write ({', '.join(unknown)}); known steps: "
+            f"{', '.join(STRUCTURES.names())}"
+        )
+    model = build_base(recipe["base"])
     state = load_file(str(path))
     net, twin = model.net, None
     for step in recipe["steps"]:
@@ -87,3 +106,21 @@ def load_optimized(path: str | os.PathLike, device: str | torch.device = "cpu") 
     if twin is not None:  # int8: count the float twin's params and MACs; no gradients
         object.__setattr__(out, "float_twin", DepthModel(twin, out.info).to(device).eval())  # not a submodule
     return out
+
+
+def _replaced(net: nn.Module, kind: str, **options: int) -> nn.Module:
+    replace_attention(net, kind, **options)
+    return net
+
+
+# The structure ops depthscope writes (``depthscope optimize``); nothing else is accepted from a file.
+STRUCTURES.register("meta")(Structure(lambda net, step, state: _replaced(net, "meta", kernel=int(step["kernel"]))))
+STRUCTURES.register("pyra")(Structure(lambda net, step, state: _replaced(net, "pyra", sr_ratio=int(step["sr_ratio"]))))
+STRUCTURES.register("prune")(Structure(lambda net, step, state: resize_like(net, state)))
+STRUCTURES.register("distill")(Structure(lambda net, step, state: net))
+STRUCTURES.register("int8")(
+    Structure(
+        lambda net, step, state: prepare_int8(net, torch.zeros(1, 3, *[int(v) for v in step["input_size"]])),
+        lambda net, step: convert_int8(net),
+    )
+)

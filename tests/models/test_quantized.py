@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from depthscope.optimize.checkpoint import load_optimized, save_optimized
-from depthscope.optimize.quantize import calibrate, convert_int8, prepare_int8
+from depthscope.models import load_model
+from depthscope.models.optimized import save_optimized
+from depthscope.models.quantized import calibrate, convert_int8, prepare_int8
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def test_checkpoint_reproduces_the_converted_model(meter_nyu, int8_parts, tmp_pa
     observed, x = int8_parts
     steps = [{"method": "int8", "input_size": [192, 256]}]
     path = save_optimized(tmp_path / "m.safetensors", observed, "meter-xxs-nyu", steps, "meter-xxs-nyu+int8")
-    loaded = load_optimized(path)
+    loaded = load_model(str(path))
     q = convert_int8(copy.deepcopy(observed))
     with torch.no_grad():
         assert torch.equal(loaded.net(x[4:]), q(x[4:]))

@@ -1,0 +1,130 @@
+"""``AssessConfig``: everything that defines an assessment run, as one JSON-serialisable, picklable dataclass that
+``assess``, ``assess_image``, the CLI and ``settings.json`` share (and that a worker process can be sent)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from depthscope.assess.fidelity import DEFAULT_N_PERTURBATIONS
+from depthscope.assess.registry import METRICS, AssessmentMetric
+from depthscope.config import parse_option, to_jsonable
+from depthscope.errors import InputError
+from depthscope.explain.attribution import METHODS
+
+DEFAULT_METHODS = ("saliency", "integrated_gradients", "attention_rollout", "random")
+DEFAULT_METRICS = ("curves", "af_depth_correlation", "infidelity", "faithfulness_estimate")
+# An assessment computes many maps; 16 Gauss-Legendre nodes keep IG's share of an image's time in line with the
+# other methods (pass integrated_gradients.n_steps or .tolerance to change it).
+DEFAULT_METHOD_OPTIONS = {"integrated_gradients": {"n_steps": 16}}
+
+
+@dataclass(frozen=True)
+class AssessConfig:
+    """The settings of an assessment run.
+
+    Attributes:
+        methods: attribution methods to assess (``depthscope.explain.METHODS``).
+        metrics: assessment metrics to compute (``depthscope.assess.METRICS``); those not named cost nothing.
+        metric_options: per metric, its options (fields of its ``Config``), e.g. ``{"infidelity": {"sigma": 0.02}}``.
+        method_options: per method, its options, e.g. ``{"integrated_gradients": {"n_steps": 32}}``.
+        n_perturbations: Monte-Carlo draws of every sampling metric that does not set its own.
+        seed: image ``i`` of a dataset uses seed ``seed + i``; each method and metric draws from its own stream.
+
+    Example:
+        >>> cfg = AssessConfig(methods=("saliency", "random")).with_options(["infidelity.sigma=0.02"])
+        >>> cfg.metric_config("infidelity").sigma, AssessConfig.from_dict(cfg.to_dict()) == cfg
+        (0.02, True)
+    """
+
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    metric_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: dict(DEFAULT_METHOD_OPTIONS))
+    n_perturbations: int = DEFAULT_N_PERTURBATIONS
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "methods", _names(self.methods, "methods"))
+        object.__setattr__(self, "metrics", _names(self.metrics, "metrics"))
+        for m in self.methods:
+            METHODS.get(m)  # unknown names fail before any work, listing the valid ones
+        for m in self.metrics:
+            METRICS.get(m)
+        if not self.methods or not self.metrics:
+            raise InputError("an assessment needs at least one method and one metric")
+        if not 2 <= self.n_perturbations <= 1_000_000:
+            raise InputError(f"n_perturbations must be between 2 and 1,000,000 draws, got {self.n_perturbations}")
+        stray = sorted(set(self.metric_options) - set(self.metrics))
+        if stray:
+            raise InputError(f"options given for metrics not requested: {', '.join(stray)}")
+        for name in self.metrics:
+            self.metric_config(name)  # every option checked now, not after the first image
+        for name, opts in self.method_options.items():
+            spec = METHODS.get(name)
+            unknown = sorted(set(opts) - set(spec.defaults))
+            if unknown:
+                raise InputError(f"{name} has no option {', '.join(map(repr, unknown))}; its options: "
+                                 f"{', '.join(spec.defaults) or 'none'}")  # fmt: skip
+
+    def metric_config(self, name: str) -> Any:
+        """Metric ``name``'s ``Config`` with this run's options; ``n_perturbations`` left unset is the run's."""
+        cls = METRICS.get(name)
+        config = cls.configure(dict(self.metric_options.get(name, {})))
+        if getattr(config, "n_perturbations", 0) is None:
+            config = dataclasses.replace(config, n_perturbations=self.n_perturbations)
+        return config
+
+    def build_metrics(self) -> dict[str, AssessmentMetric]:
+        """``{name: metric instance}`` for the chosen metrics, in order."""
+        return {name: METRICS.get(name)(self.metric_config(name)) for name in self.metrics}
+
+    def with_options(self, options: Iterable[str]) -> AssessConfig:
+        """A copy with ``NAME.KEY=VALUE`` options applied; NAME is a method or a metric (the CLI's ``--option``)."""
+        methods = {k: dict(v) for k, v in self.method_options.items()}
+        metrics = {k: dict(v) for k, v in self.metric_options.items()}
+        for text in options:
+            owner, key, value = parse_option(text)
+            if owner in METRICS:
+                metrics.setdefault(owner, {})[key] = value
+            elif owner in METHODS:
+                methods.setdefault(owner, {})[key] = value
+            else:
+                valid = ", ".join([*METHODS.names(), *METRICS.names()])
+                raise InputError(f"option {text!r}: {owner!r} is neither a method nor a metric; valid: {valid}")
+        return dataclasses.replace(self, method_options=methods, metric_options=metrics)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready settings (what ``settings.json`` records)."""
+        return to_jsonable(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> AssessConfig:
+        """The config :meth:`to_dict` wrote."""
+        return cls(**{k: tuple(v) if k in ("methods", "metrics") else v for k, v in d.items()})
+
+    def settings(self) -> dict[str, Any]:
+        """What must match for a rerun to append to the same results: everything but the methods (a rerun may add
+        methods), with every metric's config spelled out (its defaults too, so a changed default is noticed)."""
+        d = self.to_dict()
+        del d["methods"], d["metric_options"]
+        d["method_options"] = {k: v for k, v in d["method_options"].items() if k in self.methods}
+        d["metric_configs"] = {
+            name: to_jsonable(METRICS.get(name).configure(dict(self.metric_options.get(name, {}))))
+            for name in self.metrics
+        }
+        return d
+
+    def columns(self) -> list[Any]:
+        """The results columns of the chosen metrics, in order."""
+        return [c for name in self.metrics for c in METRICS.get(name).columns]
+
+
+def _names(value: str | Sequence[str], what: str) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = tuple(dict.fromkeys(n.strip() for n in items if n.strip()))
+    if len(names) != len([n for n in items if str(n).strip()]):
+        raise InputError(f"{what} lists a name twice: {', '.join(items)}")
+    return names

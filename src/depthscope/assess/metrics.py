@@ -1,0 +1,208 @@
+"""The built-in assessment metrics (SPEC §4), each one registered class over the pure functions of
+``perturbation`` and ``fidelity``: perturbation curves with ``af_perturbation``, ``af_depth_correlation``,
+Infidelity and the Faithfulness Estimate."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from depthscope.assess.fidelity import (
+    DEFAULT_INFIDELITY_SIGMA,
+    DEFAULT_SYMMETRIC_INFIDELITY,
+    Draws,
+    af_depth_correlation,
+    af_perturbation,
+    faithfulness_score,
+    infidelity_score,
+    noise_draws,
+    subset_draws,
+)
+from depthscope.assess.perturbation import DEFAULT_FRACTIONS, ORDERS, perturbation_curves
+from depthscope.assess.registry import AssessmentMetric, Column, ImageContext, register_metric
+from depthscope.errors import InputError
+from depthscope.explain.attribution import Attribution
+from depthscope.ops.fills import FILLS
+
+# field metadata: "help" for --help; "aliases" are the CLI flags this option had before it had a generated one
+N_HELP = "random draws (default: the run's --n-perturbations)"
+
+
+@dataclass(frozen=True)
+class CurvesConfig:
+    fractions: tuple[float, ...] = field(
+        default=DEFAULT_FRACTIONS, metadata={"help": "fractions of pixels perturbed, starting at 0"}
+    )
+    replacement: str = field(
+        default="mean",
+        metadata={"help": f"what perturbed pixels become: {', '.join(FILLS)}", "aliases": ["--replacement"]},
+    )
+    patch: int = field(
+        default=1, metadata={"help": "perturbation granularity in pixels (1 = pixel)", "aliases": ["--patch"]}
+    )
+
+    def __post_init__(self) -> None:
+        f = self.fractions
+        if len(f) < 2 or f[0] != 0 or any(not 0 < b <= 1 for b in f[1:]) or list(f) != sorted(set(f)):
+            raise InputError(f"curves_fractions must rise from 0 to at most 1 (e.g. 0,0.1,0.2), got {list(f)}")
+        if self.replacement not in FILLS:
+            raise InputError(f"unknown replacement {self.replacement!r}; valid replacements: {', '.join(FILLS)}")
+        if self.patch < 1:
+            raise InputError(f"curves_patch must be >= 1 pixel, got {self.patch}")
+
+
+@register_metric
+class PerturbationCurves(AssessmentMetric):
+    """MoRF / LeRF / random perturbation curves (RMSE in metres between the original and the perturbed
+    prediction) and their reading as Attribution Fidelity, ``af_perturbation`` in [-1, 1]."""
+
+    name = "curves"
+    headline = "af_perturbation"
+    category = "fidelity"
+    higher_is_better = True
+    Config = CurvesConfig
+    columns = (
+        Column("af_perturbation", higher_is_better=True),
+        Column("morf_auc", higher_is_better=True, unit="m"),
+        Column("lerf_auc", higher_is_better=False, unit="m"),
+        Column("random_auc", unit="m"),
+        *(Column(f"{o}_curve", summarised=False, unit="m") for o in ORDERS),
+        Column("fractions", summarised=False),
+    )
+
+    def score(self, ctx: ImageContext, attribution: Attribution) -> dict[str, Any]:
+        c = self.config
+        curves = perturbation_curves(
+            ctx.model, ctx.x, attribution.magnitude[0], c.fractions, c.replacement, c.patch, ctx.seed, ctx.gt,
+            ctx.chunk_size,
+        )  # fmt: skip
+        af = af_perturbation(curves.rmse["morf"], curves.rmse["lerf"])
+        return {
+            "af_perturbation": af,
+            **{f"{o}_auc": curves.auc(o) for o in ORDERS},
+            **{f"{o}_curve": json.dumps([round(v, 6) for v in curves.rmse[o]]) for o in ORDERS},
+            "fractions": json.dumps(curves.fractions),
+        }
+
+
+@register_metric
+class DepthCorrelation(AssessmentMetric):
+    """``af_depth_correlation``: Pearson correlation of the map's magnitude with the predicted depth map."""
+
+    name = "af_depth_correlation"
+    category = "fidelity"
+    higher_is_better = True
+    columns = (Column("af_depth_correlation", higher_is_better=True),)
+
+    def score(self, ctx: ImageContext, attribution: Attribution) -> dict[str, Any]:
+        return {"af_depth_correlation": af_depth_correlation(attribution.magnitude[0], ctx.depth)}
+
+
+@dataclass(frozen=True)
+class InfidelityConfig:
+    n_perturbations: int | None = field(default=None, metadata={"help": N_HELP})
+    sigma: float = field(
+        default=DEFAULT_INFIDELITY_SIGMA, metadata={"help": "noise std in units of the [0, 1] pixel range"}
+    )
+    symmetric: bool = field(
+        default=DEFAULT_SYMMETRIC_INFIDELITY,
+        metadata={
+            "help": "score the odd part (f(x+I) - f(x-I)) / 2 of the response (2x forwards), dropping the even part "
+            "no attribution can explain",
+            "aliases": ["--symmetric-infidelity"],
+        },
+    )
+    control_variate: bool = field(
+        default=True,
+        metadata={"help": "the target's gradient as a control variate (one backward; same expectation, narrower CI); "
+                  "off: Captum's plain Monte Carlo"},
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        if not self.sigma > 0:
+            raise InputError(f"infidelity_sigma must be > 0 (noise std in the [0, 1] pixel range), got {self.sigma}")
+        _check_count("infidelity_n_perturbations", self.n_perturbations)
+
+
+@register_metric
+class Infidelity(AssessmentMetric):
+    """Normalised Infidelity (Yeh et al., Captum's definition), m^2, with its draw count and 95 % CI."""
+
+    name = "infidelity"
+    category = "faithfulness"
+    higher_is_better = False
+    Config = InfidelityConfig
+    columns = (
+        Column("infidelity", higher_is_better=False, unit="m^2"),
+        Column("infidelity_n", summarised=False),
+        Column("infidelity_ci_low", summarised=False, unit="m^2"),
+        Column("infidelity_ci_high", summarised=False, unit="m^2"),
+    )
+
+    def prepare(self, ctx: ImageContext) -> Draws:
+        c = self.config
+        control_variate = c.control_variate and ctx.model.differentiable  # int8: plain Monte Carlo
+        return noise_draws(
+            ctx.fmodel, ctx.x, c.n_perturbations, c.sigma, ctx.seed, ctx.chunk_size, c.symmetric, control_variate
+        )
+
+    def score(self, draws: Draws, attribution: Attribution) -> dict[str, Any]:
+        e = infidelity_score(draws, attribution.raw)
+        return {
+            "infidelity": e.value,
+            "infidelity_n": e.n,
+            "infidelity_ci_low": e.ci_low,
+            "infidelity_ci_high": e.ci_high,
+        }
+
+
+@dataclass(frozen=True)
+class FaithfulnessConfig:
+    n_perturbations: int | None = field(default=None, metadata={"help": N_HELP})
+    subset_fraction: float = field(default=0.1, metadata={"help": "share of the image each random set covers"})
+    patch: int = field(default=16, metadata={"help": "side of the squares the sets are made of, in pixels"})
+
+    def __post_init__(self) -> None:
+        if not 0 < self.subset_fraction <= 1:
+            raise InputError(f"faithfulness_estimate_subset_fraction must be in (0, 1], got {self.subset_fraction}")
+        if self.patch < 1:
+            raise InputError(f"faithfulness_estimate_patch must be >= 1 pixel, got {self.patch}")
+        _check_count("faithfulness_estimate_n_perturbations", self.n_perturbations)
+
+
+@register_metric
+class FaithfulnessEstimate(AssessmentMetric):
+    """Faithfulness Estimate (Alvarez-Melis & Jaakkola): Pearson correlation between the map's sum over random
+    patch sets and the drop of the target when they are replaced by the image mean, with a Fisher-z 95 % CI."""
+
+    name = "faithfulness_estimate"
+    category = "faithfulness"
+    higher_is_better = True
+    Config = FaithfulnessConfig
+    columns = (
+        Column("faithfulness_estimate", higher_is_better=True),
+        Column("faithfulness_n", summarised=False),
+        Column("faithfulness_ci_low", summarised=False),
+        Column("faithfulness_ci_high", summarised=False),
+    )
+
+    def prepare(self, ctx: ImageContext) -> Draws:
+        c = self.config
+        return subset_draws(
+            ctx.fmodel, ctx.x, c.n_perturbations, c.subset_fraction, c.patch, seed=ctx.seed, chunk_size=ctx.chunk_size
+        )
+
+    def score(self, draws: Draws, attribution: Attribution) -> dict[str, Any]:
+        e = faithfulness_score(draws, attribution.signed)
+        return {
+            "faithfulness_estimate": e.value,
+            "faithfulness_n": e.n,
+            "faithfulness_ci_low": e.ci_low,
+            "faithfulness_ci_high": e.ci_high,
+        }
+
+
+def _check_count(name: str, n: int | None) -> None:
+    if n is not None and not 2 <= n <= 1_000_000:
+        raise InputError(f"{name} must be between 2 and 1,000,000 draws, got {n}")

@@ -1,0 +1,50 @@
+"""``depthscope`` command line: one module per command, each a thin layer over a library function.
+Commands register themselves (:func:`~depthscope.cli._base.register_command`); options of configs are generated
+from the config dataclasses."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from depthscope.cli import assess, evaluate, explain, optimize, pareto, profile, report  # noqa: F401  (registers)
+from depthscope.cli._base import COMMANDS, Command, register_command
+from depthscope.errors import DepthscopeError
+
+__all__ = ["COMMANDS", "Command", "build_parser", "main", "register_command"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="depthscope",
+        description="Evaluate, explain and profile monocular depth estimation models. "
+        "Weights are found through DEPTHSCOPE_WEIGHTS (a directory), the user cache or the public URL.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS.names():
+        command = COMMANDS.get(name)()
+        p = sub.add_parser(
+            name, help=command.help, description=type(command).__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )  # fmt: skip
+        command.configure(p)
+        p.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``depthscope ARGV``; returns the exit status (2 with one line on stderr for a user error)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except DepthscopeError as e:
+        print(f"depthscope {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            f"depthscope {args.command}: interrupted; finished results are kept in the output directory",
+            file=sys.stderr,
+        )
+        return 130

@@ -1,0 +1,7 @@
+"""``python -m depthscope.cli``."""
+
+import sys
+
+from depthscope.cli import main
+
+sys.exit(main())

@@ -1,0 +1,99 @@
+"""``depthscope assess``: every option comes from :class:`~depthscope.assess.AssessConfig` and the registered
+metrics' configs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from depthscope.cli._args import add_config_args, config_values, data_args, load, model_args, open_data, option_arg
+from depthscope.cli._base import Command, register_command
+
+
+def add_assess_config_args(p: argparse.ArgumentParser, methods_default: str | None = None) -> None:
+    """The options of an :class:`~depthscope.assess.AssessConfig`: methods, metrics, draws, seed, ``--option``
+    and one flag per option of every registered metric (``--METRIC-OPTION``)."""
+    from depthscope.assess import METRICS, AssessConfig
+    from depthscope.explain import METHODS
+
+    d = AssessConfig()
+    p.add_argument(
+        "--methods",
+        "--method",
+        dest="methods",
+        default=methods_default or ",".join(d.methods),
+        help=f"comma-separated attribution methods (registered: {', '.join(METHODS.names())}; default %(default)s)",
+    )
+    p.add_argument(
+        "--metrics",
+        default=",".join(d.metrics),
+        help=f"comma-separated assessment metrics (registered: {', '.join(METRICS.names())}; default %(default)s)",
+    )
+    p.add_argument(
+        "--n-perturbations",
+        type=int,
+        default=d.n_perturbations,
+        help="random draws of Infidelity and the Faithfulness Estimate (default: %(default)s, the count chosen by "
+        "benchmarks/perturbation_count.py)",
+    )
+    p.add_argument("--seed", type=int, default=d.seed, help="image i uses seed + i (default %(default)s)")
+    option_arg(p, "method or metric")
+    for name in METRICS.names():
+        cls = METRICS.get(name)
+        group = p.add_argument_group(f"metric {name} ({cls.category}; {'higher' if cls.higher_is_better else 'lower'} "
+                                     "is better)")  # fmt: skip
+        add_config_args(group, cls.Config, prefix=f"{name}_")
+
+
+def assess_config(args: argparse.Namespace):
+    """The :class:`~depthscope.assess.AssessConfig` the parsed options describe."""
+    from depthscope.assess import METRICS, AssessConfig
+
+    base = AssessConfig()
+    metric_options = {}
+    for name in METRICS.names():
+        given = config_values(args, METRICS.get(name).Config, prefix=f"{name}_")
+        if given:
+            metric_options[name] = given
+    config = AssessConfig(
+        methods=args.methods, metrics=args.metrics, n_perturbations=args.n_perturbations, seed=args.seed,
+        metric_options=metric_options, method_options=base.method_options,
+    )  # fmt: skip
+    return config.with_options(args.option)
+
+
+@register_command
+class Assess(Command):
+    """How trustworthy are the attribution maps? Perturbation curves (MoRF/LeRF/random, RMSE in metres to the
+    original prediction), Attribution Fidelity (af_perturbation, af_depth_correlation), Infidelity, Faithfulness
+    Estimate, per model x method x image. Metrics not asked for (--metrics) cost nothing. Resumable: rerunning the
+    same command skips finished rows.
+
+    Writes DIR/results.csv (one row per model, method, image), DIR/settings.json, DIR/summary.csv (mean, std,
+    direction and unit of each score) and DIR/curves.png.
+
+    Example: depthscope assess --methods saliency,random --metrics curves,infidelity --option infidelity.sigma=0.02
+    """
+
+    name = "assess"
+    help = "perturbation curves and Attribution Fidelity of attribution maps"
+
+    def configure(self, p: argparse.ArgumentParser) -> None:
+        model_args(p, many=True)
+        data_args(p)
+        p.add_argument("--limit", type=int, help="first N images only")
+        p.add_argument("--out", default="out/assess", help="output directory (default %(default)s)")
+        add_assess_config_args(p)
+
+    def run(self, args: argparse.Namespace) -> int:
+        from depthscope.assess import assess, display_summary
+        from depthscope.cli._args import split
+        from depthscope.output.tables import format_table
+
+        config = assess_config(args)  # every setting checked before a model loads
+        models = [load(args, name) for name in split(args.model)]
+        data = open_data(args, models[0].info.eval.dataset)
+        summary = assess(models, data, config, args.out, limit=args.limit, device=args.device, progress=True)
+        print(format_table(display_summary(summary)))
+        print(f"wrote {Path(args.out) / 'results.csv'}, summary.csv and curves.png")
+        return 0

@@ -1,0 +1,62 @@
+"""``depthscope evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from depthscope.cli._args import data_args, load, model_args, open_data
+from depthscope.cli._base import Command, register_command
+
+
+@register_command
+class Evaluate(Command):
+    """Accuracy metrics of a model on a dataset (MAE, RMSE, AbsRel, delta1...; depth in metres).
+
+    Example: depthscope evaluate --model meter-xxs-nyu --data ../shared/data/nyu_sample --crop eigen --out out/eval
+    """
+
+    name = "evaluate"
+    help = "accuracy metrics of a model on a dataset"
+
+    def configure(self, p: argparse.ArgumentParser) -> None:
+        model_args(p)
+        data_args(p)
+        p.add_argument(
+            "--crop", choices=["eigen", "garg", "eigen_kitti", "none"], help="evaluation crop (default: model's)"
+        )
+        p.add_argument("--min-depth", type=float, help="lower depth cap in metres (default 1e-3)")
+        p.add_argument("--max-depth", type=float, help="upper depth cap in metres (NYU 10, KITTI 80)")
+        p.add_argument("--median-scaling", action="store_true", help="scale each prediction by median(gt)/median(pred)")
+        p.add_argument(
+            "--align",
+            choices=["none", "median", "lstsq-depth", "lstsq-disparity"],
+            help="fit each prediction to its ground truth first: median scaling, or least-squares scale and shift in "
+            "depth or disparity space (default: none for metric models; lstsq-disparity for disparity models such "
+            "as Depth Anything relative or MiDaS/DPT; lstsq-depth for relative depth)",
+        )
+        p.add_argument("--limit", type=int, help="evaluate only the first N images")
+        p.add_argument("--out", default="out/evaluate", help="output directory (metrics.json, per_image.csv)")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from depthscope.metrics import METRIC_NAMES
+        from depthscope.metrics.evaluate import evaluate
+        from depthscope.output.tables import format_table
+
+        model = load(args, args.model)
+        result = evaluate(
+            model,
+            open_data(args, model.info.eval.dataset),
+            crop=args.crop,
+            min_depth=args.min_depth,
+            max_depth=args.max_depth,
+            median_scaling=args.median_scaling,
+            align=args.align,
+            out=args.out,
+            limit=args.limit,
+            progress=True,
+        )
+        rows = [{"model": result.model, "n": len(result.per_image), **result.metrics}]
+        print(format_table(rows, ["model", "n", *METRIC_NAMES]))
+        print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'per_image.csv'}")
+        return 0

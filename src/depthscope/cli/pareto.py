@@ -1,0 +1,51 @@
+"""``depthscope pareto``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from depthscope.cli._args import split
+from depthscope.cli._base import Command, register_command
+
+
+@register_command
+class Pareto(Command):
+    """Pareto frontier of models over two metrics (lower is better), e.g. latency against RMSE, and each model's
+    EER (Efficient Error Rate: mean of model/reference over the --eer-metrics) against --reference.
+
+    Writes DIR/pareto.csv (model, x, y, on_frontier, eer) and DIR/pareto.png (the frontier drawn).
+
+    Example: depthscope pareto --profile out/profile/profile.json --metrics out/eval/metrics.json
+             --x latency_ms_median --y rmse --reference meter-xxs-nyu --out out/pareto
+    """
+
+    name = "pareto"
+    help = "Pareto frontier over two metrics, and EER against a reference"
+
+    def configure(self, p: argparse.ArgumentParser) -> None:
+        from depthscope.efficiency.run import DEFAULT_EER_METRICS
+
+        p.add_argument("--profile", required=True, help="profile.json written by `depthscope profile`")
+        p.add_argument("--metrics", nargs="*", default=[], help="metrics.json files written by `depthscope evaluate`")
+        p.add_argument("--x", default="latency_ms_median", help="x metric (default %(default)s)")
+        p.add_argument("--y", default="rmse", help="y metric (default %(default)s)")
+        p.add_argument("--reference", help="model name to compute every model's EER against")
+        p.add_argument(
+            "--eer-metrics",
+            default=",".join(DEFAULT_EER_METRICS),
+            help="comma-separated EER metrics (default %(default)s)",
+        )
+        p.add_argument("--out", default="out/pareto", help="output directory (default %(default)s)")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from depthscope.efficiency import pareto
+        from depthscope.output.tables import format_table
+
+        table = pareto(
+            args.profile, args.metrics, args.x, args.y, args.out, reference=args.reference,
+            eer_metrics=split(args.eer_metrics),
+        )  # fmt: skip
+        print(format_table(table))
+        print(f"wrote {Path(args.out) / 'pareto.csv'} and pareto.png")
+        return 0

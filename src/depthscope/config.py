@@ -1,0 +1,113 @@
+"""Configs as plain dataclasses: built from user-given values with one clear error per bad key or value, turned
+into JSON (``settings.json``) and back, and set from ``NAME.KEY=VALUE`` options (the CLI's ``--option``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from depthscope.errors import InputError
+
+C = TypeVar("C")
+
+
+def parse_option(text: str) -> tuple[str, str, Any]:
+    """``"integrated_gradients.n_steps=32"`` -> ``("integrated_gradients", "n_steps", 32)``; the value is read as
+    JSON when it parses (numbers, true/false, null, lists), else kept as a string.
+
+    Example:
+        >>> parse_option("infidelity.sigma=0.02"), parse_option("gradcam.layer=encoder.conv2")
+        (('infidelity', 'sigma', 0.02), ('gradcam', 'layer', 'encoder.conv2'))
+    """
+    head, eq, raw = text.partition("=")
+    owner, dot, key = head.strip().partition(".")
+    if not (eq and dot and owner and key):
+        raise InputError(f"option {text!r} is not NAME.KEY=VALUE (e.g. integrated_gradients.n_steps=32)")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return owner, key.strip(), value
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """``{field: resolved type}`` of dataclass ``cls`` (string annotations resolved)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def coerce(value: Any, tp: Any, where: str) -> Any:
+    """``value`` as type ``tp`` (int, float, bool, str, tuples of those, optionals); a mismatch names ``where``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in (a for a in args if a is not type(None)):
+            try:
+                return coerce(value, a, where)
+            except InputError as e:
+                errors.append(str(e))
+        raise InputError(errors[0])
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple):
+            raise InputError(f"{where} must be a list, got {value!r}")
+        item = args[0] if args else Any
+        return tuple(coerce(v, item, where) for v in value)
+    if tp is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        if not isinstance(value, bool):
+            raise InputError(f"{where} must be true or false, got {value!r}")
+        return value
+    if tp in (int, float):
+        try:
+            out = tp(value)
+        except (TypeError, ValueError):
+            raise InputError(f"{where} must be a number, got {value!r}") from None
+        if isinstance(value, bool) or (tp is int and isinstance(value, float) and not value.is_integer()):
+            raise InputError(f"{where} must be an integer, got {value!r}")
+        return out
+    if tp is str:
+        return str(value)
+    return value
+
+
+def build_config(cls: type[C], values: Mapping[str, Any] | None, where: str) -> C:
+    """``cls(**values)`` with each value coerced to its field's type; an unknown key is one error listing the
+    valid ones (``where`` names the owner, e.g. ``infidelity``)."""
+    values = dict(values or {})
+    types_ = field_types(cls)
+    unknown = sorted(set(values) - set(types_))
+    if unknown:
+        valid = ", ".join(types_) or "none"
+        raise InputError(f"{where} has no option {', '.join(map(repr, unknown))}; its options: {valid}")
+    return cls(**{k: coerce(v, types_[k], f"{where}.{k}") for k, v in values.items()})
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Dataclasses, tuples and mappings as JSON-ready dicts and lists."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_jsonable(v) for v in obj]
+    return obj
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (for naming exactly which setting differs)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping) and v:
+            out |= flatten(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

@@ -1,0 +1,120 @@
+"""Channel groups of METER and how to cut them (the structural half of pruning; ``optimize.prune`` chooses the
+cut): a :class:`ChannelGroup` is a set of channels that exist together, the output channels of the layers that
+make them (a convolution or linear layer, its batch norm, a depthwise convolution that passes them through) and
+the input channels of the layer that consumes them. Removing channel ``c`` removes it from every member, so the
+network stays consistent and no other layer changes. :func:`resize_like` replays a pruned checkpoint's widths
+when it is loaded.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from depthscope.models.meter import FeedForward, InvertedResidual, SeparableConv2d
+
+
+@dataclass
+class ChannelGroup:
+    """``producers``: modules whose output channels (dim 0) are the group; ``consumers``: input channels (dim 1)."""
+
+    name: str
+    producers: list[nn.Module]
+    consumers: list[nn.Module]
+
+    @property
+    def size(self) -> int:
+        return self.producers[0].weight.shape[0]
+
+    def importance(self) -> torch.Tensor:
+        """Per-channel score: each member's per-channel weight L2 norms over their mean, summed over members."""
+        score = torch.zeros(self.size)
+        for m in self.producers:
+            score += _normalised(m.weight.detach().reshape(self.size, -1).norm(dim=1))
+        for m in self.consumers:
+            score += _normalised(m.weight.detach().transpose(0, 1).reshape(self.size, -1).norm(dim=1))
+        return score
+
+    def keep(self, idx: torch.Tensor) -> None:
+        """Keep only channels ``idx`` (sorted) in every member."""
+        for m in self.producers:
+            _slice_out(m, idx)
+        for m in self.consumers:
+            _slice_in(m, idx)
+
+
+def _normalised(v: torch.Tensor) -> torch.Tensor:
+    return v / v.mean().clamp_min(1e-12)
+
+
+def _set(m: nn.Module, name: str, value: torch.Tensor) -> None:
+    old = getattr(m, name)
+    if isinstance(old, nn.Parameter):
+        setattr(m, name, nn.Parameter(value.contiguous(), requires_grad=old.requires_grad))
+    else:
+        setattr(m, name, value.contiguous())
+
+
+def _slice_out(m: nn.Module, idx: torch.Tensor) -> None:
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        if getattr(m, name, None) is not None:
+            _set(m, name, getattr(m, name)[idx])
+    n = len(idx)
+    if isinstance(m, nn.Conv2d):
+        if m.groups > 1:  # depthwise: one input channel per output channel
+            m.in_channels = m.groups = n
+        m.out_channels = n
+    elif isinstance(m, nn.Linear):
+        m.out_features = n
+    elif isinstance(m, nn.BatchNorm2d):
+        m.num_features = n
+
+
+def _slice_in(m: nn.Module, idx: torch.Tensor) -> None:
+    _set(m, "weight", m.weight[:, idx])
+    if isinstance(m, nn.Conv2d):
+        m.in_channels = len(idx)
+    elif isinstance(m, nn.Linear):
+        m.in_features = len(idx)
+
+
+def meter_groups(net: nn.Module) -> list[ChannelGroup]:
+    """METER's internal-width channel groups (see the module docstring)."""
+    groups = []
+    for name, m in net.named_modules():
+        if isinstance(m, InvertedResidual):
+            c = m.conv
+            groups.append(ChannelGroup(name, [c[0], c[1], c[3], c[4]], [c[6]]))
+        elif isinstance(m, FeedForward):
+            groups.append(ChannelGroup(name, [m.net[0]], [m.net[3]]))
+        elif isinstance(m, SeparableConv2d):
+            groups.append(ChannelGroup(name, [m.depthwise], [m.pointwise]))
+    if not groups:
+        raise ValueError(f"no prunable channel groups found in {type(net).__name__} (METER-family models only)")
+    return groups
+
+
+def prune_fraction(net: nn.Module, keep: float, multiple: int = 8) -> nn.Module:
+    """A copy of ``net`` keeping the ``keep`` fraction of each group's most important channels, rounded to a
+    ``multiple`` (at least one multiple; a group no wider than that is kept whole)."""
+    net = copy.deepcopy(net)
+    for g in meter_groups(net):
+        n = min(g.size, max(multiple, multiple * round(keep * g.size / multiple)))
+        idx = torch.sort(torch.topk(g.importance(), n).indices).values
+        g.keep(idx)
+    return net
+
+
+def resize_like(net: nn.Module, state: Mapping[str, torch.Tensor]) -> nn.Module:
+    """Shrink ``net``'s channel groups in place to the widths found in a pruned checkpoint ``state`` (weights are
+    left to :func:`load_state_dict`)."""
+    names = {id(m): n for n, m in net.named_modules()}
+    for g in meter_groups(net):
+        key = f"{names[id(g.producers[0])]}.weight"
+        if key in state and state[key].shape[0] != g.size:
+            g.keep(torch.arange(state[key].shape[0]))
+    return net
