@@ -12,6 +12,7 @@ from depthscope.assess.fidelity import (
     DEFAULT_INFIDELITY_SIGMA,
     DEFAULT_SYMMETRIC_INFIDELITY,
     Draws,
+    Estimate,
     af_depth_correlation,
     af_perturbation,
     faithfulness_score,
@@ -24,6 +25,22 @@ from depthscope.assess.registry import AssessmentMetric, Column, ImageContext, r
 from depthscope.errors import InputError
 from depthscope.explain.attribution import Attribution
 from depthscope.ops.fills import FILLS
+
+
+def estimate_columns(head: str, prefix: str, higher_is_better: bool, unit: str = "") -> tuple[Column, ...]:
+    """The columns of a Monte-Carlo :class:`~depthscope.assess.fidelity.Estimate`: the value ``head``, and
+    ``<prefix>_n``, ``<prefix>_ci_low``, ``<prefix>_ci_high`` (draws and 95 % interval, not summarised)."""
+    return (
+        Column(head, higher_is_better=higher_is_better, unit=unit),
+        Column(f"{prefix}_n", summarised=False),
+        *(Column(f"{prefix}_ci_{end}", summarised=False, unit=unit) for end in ("low", "high")),
+    )
+
+
+def estimate_row(head: str, prefix: str, e: Estimate) -> dict[str, Any]:
+    """The values of :func:`estimate_columns` for ``e``."""
+    return {head: e.value, f"{prefix}_n": e.n, f"{prefix}_ci_low": e.ci_low, f"{prefix}_ci_high": e.ci_high}
+
 
 # field metadata: "help" for --help; "aliases" are the CLI flags this option had before it had a generated one
 N_HELP = "random draws (default: the run's --n-perturbations)"
@@ -133,12 +150,7 @@ class Infidelity(AssessmentMetric):
     category = "faithfulness"
     higher_is_better = False
     Config = InfidelityConfig
-    columns = (
-        Column("infidelity", higher_is_better=False, unit="m^2"),
-        Column("infidelity_n", summarised=False),
-        Column("infidelity_ci_low", summarised=False, unit="m^2"),
-        Column("infidelity_ci_high", summarised=False, unit="m^2"),
-    )
+    columns = estimate_columns("infidelity", "infidelity", higher_is_better=False, unit="m^2")
 
     def prepare(self, ctx: ImageContext) -> Draws:
         c = self.config
@@ -148,13 +160,7 @@ class Infidelity(AssessmentMetric):
         )
 
     def score(self, draws: Draws, attribution: Attribution) -> dict[str, Any]:
-        e = infidelity_score(draws, attribution.raw)
-        return {
-            "infidelity": e.value,
-            "infidelity_n": e.n,
-            "infidelity_ci_low": e.ci_low,
-            "infidelity_ci_high": e.ci_high,
-        }
+        return estimate_row("infidelity", "infidelity", infidelity_score(draws, attribution.raw))
 
 
 @dataclass(frozen=True)
@@ -180,12 +186,7 @@ class FaithfulnessEstimate(AssessmentMetric):
     category = "faithfulness"
     higher_is_better = True
     Config = FaithfulnessConfig
-    columns = (
-        Column("faithfulness_estimate", higher_is_better=True),
-        Column("faithfulness_n", summarised=False),
-        Column("faithfulness_ci_low", summarised=False),
-        Column("faithfulness_ci_high", summarised=False),
-    )
+    columns = estimate_columns("faithfulness_estimate", "faithfulness", higher_is_better=True)
 
     def prepare(self, ctx: ImageContext) -> Draws:
         c = self.config
@@ -194,13 +195,7 @@ class FaithfulnessEstimate(AssessmentMetric):
         )
 
     def score(self, draws: Draws, attribution: Attribution) -> dict[str, Any]:
-        e = faithfulness_score(draws, attribution.signed)
-        return {
-            "faithfulness_estimate": e.value,
-            "faithfulness_n": e.n,
-            "faithfulness_ci_low": e.ci_low,
-            "faithfulness_ci_high": e.ci_high,
-        }
+        return estimate_row("faithfulness_estimate", "faithfulness", faithfulness_score(draws, attribution.signed))
 
 
 def _check_count(name: str, n: int | None) -> None:

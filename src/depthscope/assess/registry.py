@@ -66,7 +66,16 @@ class NoOptions:
 
 class AssessmentMetric:
     """Base class of assessment metrics; subclass it, set the class attributes, implement :meth:`score` (and
-    :meth:`prepare` when the metric draws anything per image), and decorate with :func:`register_metric`."""
+    :meth:`prepare` when the metric draws anything per image), and decorate with :func:`register_metric`.
+
+    Args:
+        config: an instance of the metric's ``Config`` (default: its defaults).
+
+    Example:
+        >>> metric = METRICS.get("infidelity")()
+        >>> metric.config.sigma, metric.higher_is_better, [c.name for c in metric.columns][:2]
+        (0.01, False, ['infidelity', 'infidelity_n'])
+    """
 
     name: ClassVar[str]
     headline: ClassVar[str | None] = None  # the column whose direction is ``higher_is_better``; default: name
@@ -98,6 +107,12 @@ METRICS: Registry[type[AssessmentMetric]] = Registry("assessment metric")
 def register_metric(cls: type[AssessmentMetric]) -> type[AssessmentMetric]:
     """Class decorator: add ``cls`` to :data:`METRICS` under ``cls.name``; its headline column must be one of its
     columns, with the direction the class declares.
+
+    Args:
+        cls: an :class:`AssessmentMetric` subclass.
+
+    Returns:
+        ``cls`` unchanged.
 
     Example:
         >>> @register_metric

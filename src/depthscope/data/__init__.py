@@ -9,6 +9,7 @@ from depthscope.data.datasets import (
     open_dataset,
 )
 from depthscope.data.io import read_depth, read_image
+from depthscope.data.sources import find_data
 
 __all__ = [
     "DepthDataset",
@@ -16,6 +17,7 @@ __all__ = [
     "NYUMatDataset",
     "PairsDataset",
     "Sample",
+    "find_data",
     "open_dataset",
     "read_depth",
     "read_image",

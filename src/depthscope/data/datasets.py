@@ -191,11 +191,25 @@ def open_dataset(
     depth_scale: float | None = None,
     split_file: str | os.PathLike | None = None,
 ) -> DepthDataset:
-    """Open ``path`` as ``dataset`` (``nyu``, ``kitti`` or ``pairs``), picking the reader from the layout.
+    """Open ``path`` as ``dataset``, picking the reader from the layout.
 
-    ``nyu``: a ``.mat`` (official labeled file; ``split_file`` = its ``splits.mat``) or a folder/CSV of pairs in
-    millimetres; ``kitti``: a data root with ``split_file`` (Eigen list) or a folder/CSV of pairs (value/256);
-    ``pairs``: a folder/CSV with depth value / ``depth_scale`` (default 1000) = metres.
+    Args:
+        path: a folder of ``image_<id>``/``depth_<id>`` pairs, a CSV of ``(image_path, depth_path)``, the official
+            NYU labeled ``.mat``, or a KITTI data root.
+        dataset: ``nyu`` (``.mat`` with ``split_file`` = its ``splits.mat``, or pairs in millimetres), ``kitti``
+            (a root with ``split_file`` = a BTS-format Eigen list, or pairs with value / 256) or ``pairs``.
+        depth_scale: integer depth PNG value / ``depth_scale`` = metres (default 1000; KITTI 256).
+        split_file: the NYU ``splits.mat`` or the KITTI Eigen list.
+
+    Returns:
+        A :class:`DepthDataset`: ``len(ds)`` samples, ``ds[i].image`` ``(3, H, W)`` in [0, 1], ``ds[i].depth``
+        ``(H, W)`` in metres (0 = invalid) and ``ds[i].name``.
+
+    Example:
+        >>> from depthscope.data import find_data
+        >>> ds = open_dataset(find_data(), "nyu")
+        >>> len(ds), tuple(ds[0].image.shape), ds[0].name
+        (10, (3, 480, 640), 'image_0')
     """
     p = Path(path)
     if dataset == "nyu":

@@ -98,9 +98,28 @@ def profile(
     pretrained: bool = False,
     **kwargs: Any,
 ) -> dict[str, dict[str, Any]]:
-    """:func:`profile_model` for each model, keyed by model name; with ``out``, ``out/profile.json`` is rewritten (atomically) after
-    each model, so an interruption keeps the models already profiled. Registered names load without weights
-    unless ``pretrained`` (cost metrics do not depend on them)."""
+    """Costs of each model (:func:`profile_model`): params, bytes by dtype, MACs and FLOPs (= 2 x MACs, attention
+    matmuls included), peak activation memory, latency median/p90 in ms and throughput by batch size.
+
+    Args:
+        models: :class:`DepthModel` s or names (names load without weights unless ``pretrained``: costs do not
+            depend on them).
+        out: ``out/profile.json`` is rewritten atomically after each model, so an interruption keeps the models
+            already profiled.
+        input_size: the image ``(H, W)`` fed to the model (default: the network's own input size).
+        device: where names are loaded (``"meta"``: counts only).
+        pretrained: load the weights of names.
+        **kwargs: :func:`profile_model` options (``warmup``, ``repeats``, ``batches``, ``explain_methods``,
+            ``counts_only``).
+
+    Returns:
+        ``{model name: {params, macs, flops, latency_ms_median, ...}}``.
+
+    Example:
+        >>> rows = profile(["meter-xxs-nyu"], input_size=(192, 256), counts_only=True, device="meta")
+        >>> rows["meter-xxs-nyu"]["params"]
+        713464
+    """
     rows: dict[str, dict[str, Any]] = {}
     for m in models:
         model = load_model(m, device=device, pretrained=pretrained) if isinstance(m, str) else m

@@ -34,8 +34,30 @@ def pareto(
     reference: str | None = None,
     eer_metrics: Sequence[str] = DEFAULT_EER_METRICS,
 ) -> list[dict[str, Any]]:
-    """Frontier of the profiled models over ``x`` and ``y`` (lower is better): writes ``out/pareto.csv`` and
-    ``out/pareto.png``; with ``reference``, each row's EER over ``eer_metrics`` against that model."""
+    """The Pareto frontier of profiled models over two lower-is-better metrics, and each model's EER.
+
+    Args:
+        profile_json: ``profile.json`` from :func:`depthscope.profile`.
+        metrics_jsons: ``metrics.json`` files from :func:`depthscope.evaluate`, joined to the profile by model.
+        x: the x metric (e.g. ``latency_ms_median``, ``macs``).
+        y: the y metric (e.g. ``rmse``).
+        out: writes ``out/pareto.csv`` and ``out/pareto.png`` (the frontier as a staircase).
+        reference: the model each row's EER (mean of model / reference over ``eer_metrics``) is taken against.
+        eer_metrics: the metrics of the EER.
+
+    Returns:
+        One row per model: ``model``, ``x``, ``y``, ``on_frontier`` and, with ``reference``, ``eer``.
+
+    Example:
+        >>> import tempfile, depthscope as ds
+        >>> from depthscope.data import find_data
+        >>> d = tempfile.mkdtemp()
+        >>> _ = ds.profile(["meter-xxs-nyu", "meter-xs"], f"{d}/p", (192, 256), counts_only=True, device="meta")
+        >>> _ = ds.evaluate("meter-xxs-nyu", find_data(), out=f"{d}/e", limit=2)
+        >>> rows = pareto(f"{d}/p/profile.json", [f"{d}/e/metrics.json"], "macs", "rmse", f"{d}/pareto")
+        >>> [(r["model"], r["on_frontier"]) for r in rows if r["model"] == "meter-xxs-nyu"]
+        [('meter-xxs-nyu', True)]
+    """
     from depthscope.output.figures import pareto_figure
 
     profile = _read_json(profile_json, "profile")

@@ -92,6 +92,15 @@ def register_method(
 ) -> Callable[[AttributionMethod], AttributionMethod]:
     """Decorator: register ``fn`` as attribution method ``name`` with its spec (see :class:`MethodSpec`).
 
+    Args:
+        name: the method's registry name.
+        needs_grad: ``fn`` differentiates the model (refused on int8 models).
+        seeded: ``fn`` takes ``seed`` and draws random numbers from it (its signature must match).
+        uses_layer: ``fn`` reads an inner layer (``layer`` option).
+
+    Returns:
+        A decorator that registers ``fn`` and returns it unchanged.
+
     Example:
         >>> @register_method("doc_example_ones", needs_grad=False)
         ... def ones(fmodel, x):

@@ -79,12 +79,33 @@ def evaluate(
     limit: int | None = None,
     progress: bool = False,
 ) -> EvaluationResult:
-    """Evaluate ``model`` on ``data`` with the standard metrics (depth in metres).
+    """Evaluate ``model`` on ``data`` with the standard metrics (depth in metres), as BTS/AdaBins/NeWCRFs do.
 
-    Defaults (crop, depth caps) come from the model's evaluation protocol. ``align`` (default: ``none`` for
-    metric models, ``lstsq-disparity`` for disparity outputs, ``lstsq-depth`` for relative depth) fits each
-    prediction to its ground truth first; ``median_scaling=True`` means ``align="median"``. With ``out``,
-    per-image rows go to ``out/per_image.csv`` as they are computed and the aggregate to ``out/metrics.json``.
+    Args:
+        model: a :class:`~depthscope.models.DepthModel` or a model name.
+        data: a dataset or a path :func:`~depthscope.data.open_dataset` reads as ``dataset``.
+        dataset: ``nyu``, ``kitti`` or ``pairs`` (default: the model's protocol).
+        depth_scale: integer depth PNG value / scale = metres (NYU 1000, KITTI 256).
+        crop: ``eigen``, ``garg``, ``eigen_kitti`` or ``none`` (default: the model's protocol).
+        min_depth: lower depth cap in metres (default: the model's, 1e-3).
+        max_depth: upper depth cap in metres (default: the model's, NYU 10, KITTI 80).
+        median_scaling: the same as ``align="median"``.
+        align: fit each prediction to its ground truth first: ``none`` (default for metric models), ``median``,
+            ``lstsq-depth`` (default for relative depth) or ``lstsq-disparity`` (default for disparity outputs).
+        device: where to run (a name loads there).
+        out: per-image rows go to ``out/per_image.csv`` as they are computed, the aggregate to ``out/metrics.json``.
+        limit: only the first ``limit`` images.
+        progress: a progress bar.
+
+    Returns:
+        An :class:`EvaluationResult`: ``metrics`` (mae, rmse, rmse_log, abs_rel, sq_rel, log10, silog, delta1-3)
+        and ``per_image`` rows.
+
+    Example:
+        >>> from depthscope.data import find_data
+        >>> res = evaluate("meter-xxs-nyu", find_data(), crop="eigen")
+        >>> round(res.metrics["rmse"], 4), round(res.metrics["abs_rel"], 4), len(res.per_image)
+        (0.5604, 0.1763, 10)
     """
     if isinstance(model, str):
         model = load_model(model, device=device or "cpu")

@@ -2,7 +2,8 @@
 
 from depthscope.models import meter, pixelformer  # noqa: F401  (registers the models)
 from depthscope.models.base import DepthModel, EvalDefaults, InputCrop, ModelInfo, Preprocessing, wrap
-from depthscope.models.registry import MODELS, list_models, load_model, register_model
+from depthscope.models.loading import load_model
+from depthscope.models.registry import MODELS, ModelConfig, list_models, model_config, register_model
 from depthscope.models.weights import ENV_WEIGHTS, WeightSource, read_state_dict, resolve_weights
 
 __all__ = [
@@ -11,11 +12,13 @@ __all__ = [
     "DepthModel",
     "EvalDefaults",
     "InputCrop",
+    "ModelConfig",
     "ModelInfo",
     "Preprocessing",
     "WeightSource",
     "list_models",
     "load_model",
+    "model_config",
     "read_state_dict",
     "register_model",
     "resolve_weights",

@@ -89,6 +89,17 @@ class DepthModel(nn.Module):
 
     A network of int8 kernels has a ``float_twin`` (a DepthModel of the float network it computes, not a
     submodule): params and MACs are counted on it, and the model is not :attr:`differentiable`.
+
+    Args:
+        net: the network.
+        info: its name, :class:`Preprocessing`, evaluation protocol, weights and Grad-CAM layer.
+
+    Example:
+        >>> import depthscope as ds
+        >>> model = ds.load_model("meter-xxs-nyu")
+        >>> depth = model(torch.rand(1, 3, 480, 640))  # (B, 1, H, W) in metres at the input's size
+        >>> tuple(depth.shape), bool((depth > 0).all())
+        ((1, 1, 480, 640), True)
     """
 
     float_twin: DepthModel | None = None
@@ -190,7 +201,27 @@ def wrap(
     name: str | None = None,
     max_depth: float = 10.0,
 ) -> DepthModel:
-    """Wrap any ``nn.Module`` mapping normalised ``(B,3,h,w)`` images to ``(B,1,h',w')`` depth in one line."""
+    """Wrap any ``nn.Module`` mapping normalised ``(B,3,h,w)`` images to ``(B,1,h',w')`` depth in one line.
+
+    Args:
+        module: the network; it sees images resized to ``input_size`` and normalised with ``mean``/``std``.
+        input_size: the network's ``(H, W)``.
+        mean: per-channel normalisation mean (None: no normalisation).
+        std: per-channel normalisation std.
+        output: ``depth`` (metric), ``disparity`` or ``relative`` (evaluated after alignment).
+        unit: the raw output's unit: ``m``, ``dm``, ``cm`` or ``mm``.
+        name: the model's name in results (default: the module's class name).
+        max_depth: the upper depth cap of its evaluation, in metres.
+
+    Returns:
+        A :class:`DepthModel`: images in [0, 1] at any size -> depth in metres at that size.
+
+    Example:
+        >>> net = torch.nn.Conv2d(3, 1, 3, padding=1)
+        >>> model = wrap(net, input_size=(64, 64), unit="cm", name="toy")
+        >>> tuple(model(torch.rand(2, 3, 120, 160)).shape), model.name
+        ((2, 1, 120, 160), 'toy')
+    """
     pp = Preprocessing(tuple(input_size), mean, std, unit, output)  # type: ignore[arg-type]
     info = ModelInfo(name or type(module).__name__, pp, EvalDefaults(max_depth=max_depth))
     return DepthModel(module, info)

@@ -36,10 +36,10 @@ from depthscope.efficiency.params import count_params
 from depthscope.errors import InputError
 from depthscope.models.base import DepthModel
 from depthscope.models.channels import meter_groups
+from depthscope.models.loading import load_model
 from depthscope.models.mixers import replace_attention
 from depthscope.models.optimized import read_recipe, save_optimized
 from depthscope.models.quantized import calibrate, prepare_int8
-from depthscope.models.registry import load_model
 from depthscope.optimize.distill import batch_source, blockwise_loss, end_to_end_loss
 from depthscope.optimize.images import image_paths, load_images
 from depthscope.optimize.losses import BalancedLoss

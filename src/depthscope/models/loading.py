@@ -1,0 +1,102 @@
+"""``load_model``: one name resolves to a model, in this order: a Hugging Face model (``hf:DIR``), an optimised
+checkpoint (``FILE.safetensors`` from ``depthscope optimize``), a registered name, a Python entry point
+(``package.module:function``, only when the user types it)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+
+import torch
+
+from depthscope.errors import CheckpointError, InputError, UnknownNameError
+from depthscope.models.base import DepthModel
+from depthscope.models.registry import MODELS
+
+
+def load_model(
+    name: str,
+    weights: str | os.PathLike | None = None,
+    pretrained: bool = True,
+    device: str | torch.device = "cpu",
+) -> DepthModel:
+    """A model ready for inference: images in [0, 1] in, metric depth in metres out, in eval mode on ``device``.
+
+    Args:
+        name: a registered name (:func:`list_models`), ``"hf:<directory or hub name>"`` (a ``transformers`` depth
+            model), ``FILE.safetensors`` written by ``depthscope optimize``, or a Python entry point
+            ``"package.module:function"`` returning a :class:`DepthModel` (may accept ``weights`` and
+            ``pretrained``).
+        weights: an explicit checkpoint file instead of the lookup (``DEPTHSCOPE_WEIGHTS``, the user cache, the
+            checkpoint's public URL with a sha256 check).
+        pretrained: False gives random weights (enough for cost metrics).
+        device: e.g. ``"cpu"`` or ``"cuda"``; ``"meta"`` builds shapes only (parameter and MAC counts), no weights.
+
+    Returns:
+        A :class:`DepthModel`.
+
+    Example:
+        >>> model = load_model("meter-xxs-nyu")
+        >>> model.preprocessing.input_size, model.preprocessing.unit, model.info.weights.endswith("meter_xxs_nyu.pth")
+        ((192, 256), 'cm', True)
+    """
+    if str(device) == "meta" and name.endswith(".safetensors"):
+        device = "cpu"  # an optimised checkpoint is small, and its structure comes from its tensors
+    if str(device) == "meta":
+        with torch.device("meta"):
+            return _build(name, None, False).to(device).eval()
+    return _build(name, weights, pretrained).to(device).eval()
+
+
+def _build(name: str, weights: str | os.PathLike | None, pretrained: bool) -> DepthModel:
+    if name.startswith("hf:"):
+        from depthscope.models.hf import load_hf
+
+        if weights is not None:
+            raise InputError("a Hugging Face model takes its weights from its directory: --model hf:DIR")
+        return load_hf(name.removeprefix("hf:"), pretrained=pretrained)
+    if name.endswith(".safetensors"):
+        from depthscope.models.optimized import load_optimized
+
+        if weights is not None:
+            raise InputError(f"{name} is an optimised checkpoint holding its own weights; drop --weights")
+        return load_optimized(name, lambda base: _registered_base(name, base))
+    if ":" in name and name not in MODELS:
+        return _call_entry_point(name, weights=weights, pretrained=pretrained)
+    return MODELS.get(name)(weights=weights, pretrained=pretrained)
+
+
+def _registered_base(path: str, base: str) -> DepthModel:
+    """The base model an optimised checkpoint names, built without weights: registered names only. A file's
+    metadata is data; entry points (``module:function``) run only when the user types them."""
+    if not isinstance(base, str) or base not in MODELS:
+        raise CheckpointError(
+            f"{path}: its recipe names base model {base!r}, which is not a registered model; a checkpoint may only "
+            f"name one of: {', '.join(MODELS.names())}"
+        )
+    return MODELS.get(base)(pretrained=False)
+
+
+def _call_entry_point(spec: str, **kwargs: object) -> DepthModel:
+    """Import ``module:function`` (the current directory is searched too, as ``python -m`` does) and call it."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        if os.getcwd() not in sys.path and importlib.util.find_spec(module_name.split(".")[0]) is None:
+            sys.path.append(os.getcwd())
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise UnknownNameError(f"model entry point {spec!r}: cannot import {module_name!r} ({e})") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise UnknownNameError(f"model entry point {spec!r}: {module_name} has no function {attr!r}")
+    accepted = inspect.signature(factory).parameters
+    model = factory(**{k: v for k, v in kwargs.items() if k in accepted})
+    if not isinstance(model, DepthModel):
+        raise InputError(
+            f"model entry point {spec!r} returned {type(model).__name__}, not a DepthModel; return "
+            "depthscope.wrap(module, input_size=(H, W), mean=..., std=..., unit=...) so images and metres are defined"
+        )
+    return model
