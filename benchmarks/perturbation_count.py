@@ -41,8 +41,7 @@ from depthscope.assess.fidelity import (
     subset_draws,
 )
 from depthscope.assess.metrics import InfidelityConfig
-from depthscope.cli._args import add_config_args, config_values
-from depthscope.config import build_config
+from depthscope.config import add_config_args, build_config, config_values
 from depthscope.explain import explain, target_model
 
 METHODS = [

@@ -1,13 +1,15 @@
 """Configs as plain dataclasses: built from user-given values with one clear error per bad key or value, turned
-into JSON (``settings.json``) and back, and set from ``NAME.KEY=VALUE`` options (the CLI's ``--option``)."""
+into JSON (``settings.json``) and back, set from ``NAME.KEY=VALUE`` options (the CLI's ``--option``), and given
+command-line flags generated from their fields (``help`` and ``aliases`` in each field's metadata)."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 from depthscope.errors import InputError
@@ -110,4 +112,43 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
             out |= flatten(v, f"{prefix}{k}.")
         else:
             out[f"{prefix}{k}"] = v
+    return out
+
+
+def _flag(prefix: str, name: str) -> str:
+    return "--" + f"{prefix}{name}".replace("_", "-")
+
+
+def add_config_args(
+    p: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, prefix: str = "", skip: Iterable[str] = ()
+) -> None:
+    """One flag per field of dataclass ``cls`` (``--PREFIX-FIELD``; booleans as ``--x/--no-x``), with the field's
+    default in the help. Flags default to None, so :func:`config_values` returns only what was typed."""
+    types_ = field_types(cls)
+    defaults = cls()
+    for f in dataclasses.fields(cls):
+        if f.name in skip or not f.metadata.get("cli", True):
+            continue
+        flags = [_flag(prefix, f.name), *f.metadata.get("aliases", [])]
+        default = getattr(defaults, f.name)
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        help_ = f.metadata.get("help", f.name) + ("" if default is None else f" (default {shown})")
+        help_ = help_.replace("%", "%%")
+        kind = types_[f.name]
+        dest = f"{prefix}{f.name}".replace("-", "_")
+        if kind is bool:
+            p.add_argument(*flags, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        else:
+            base = next((a for a in typing.get_args(kind) if a is not type(None)), kind)
+            conv = base if base in (int, float) else str  # tuples and the rest: the config coerces the text
+            p.add_argument(*flags, dest=dest, type=conv, default=None, help=help_)
+
+
+def config_values(args: argparse.Namespace, cls: type, prefix: str = "") -> dict[str, Any]:
+    """The fields of ``cls`` given on the command line (see :func:`add_config_args`)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        v = getattr(args, f"{prefix}{f.name}".replace("-", "_"), None)
+        if v is not None:
+            out[f.name] = v
     return out

@@ -1,15 +1,11 @@
-"""Options shared by several commands, and flags generated from config dataclasses' fields (their ``help`` and
-``aliases`` metadata), so a config's options are written once, in the dataclass."""
+"""Options shared by several commands. Flags of config dataclasses are generated from their fields
+(:func:`depthscope.config.add_config_args`), so a config's options are written once, in the dataclass."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import typing
-from collections.abc import Iterable
-from typing import Any
 
-from depthscope.config import field_types
+from depthscope.config import add_config_args, config_values  # noqa: F401  (re-exported for the commands)
 
 DEFAULT_MODEL = "meter-xxs-nyu"
 
@@ -66,41 +62,3 @@ def load(args: argparse.Namespace, name: str):
 def split(text: str) -> list[str]:
     """A comma-separated list option's items."""
     return [t.strip() for t in text.split(",") if t.strip()]
-
-
-def _flag(prefix: str, name: str) -> str:
-    return "--" + f"{prefix}{name}".replace("_", "-")
-
-
-def add_config_args(
-    p: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, prefix: str = "", skip: Iterable[str] = ()
-) -> None:
-    """One flag per field of dataclass ``cls`` (``--PREFIX-FIELD``; booleans as ``--x/--no-x``), with the field's
-    default in the help. Flags default to None, so :func:`config_values` returns only what was typed."""
-    types_ = field_types(cls)
-    defaults = cls()
-    for f in dataclasses.fields(cls):
-        if f.name in skip or not f.metadata.get("cli", True):
-            continue
-        flags = [_flag(prefix, f.name), *f.metadata.get("aliases", [])]
-        default = getattr(defaults, f.name)
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        help_ = f"{f.metadata.get('help', f.name)} (default {shown})".replace("%", "%%")
-        kind = types_[f.name]
-        dest = f"{prefix}{f.name}".replace("-", "_")
-        if kind is bool:
-            p.add_argument(*flags, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_)
-        else:
-            base = next((a for a in typing.get_args(kind) if a is not type(None)), kind)
-            conv = base if base in (int, float) else str  # tuples and the rest: the config coerces the text
-            p.add_argument(*flags, dest=dest, type=conv, default=None, help=help_)
-
-
-def config_values(args: argparse.Namespace, cls: type, prefix: str = "") -> dict[str, Any]:
-    """The fields of ``cls`` given on the command line (see :func:`add_config_args`)."""
-    out = {}
-    for f in dataclasses.fields(cls):
-        v = getattr(args, f"{prefix}{f.name}".replace("-", "_"), None)
-        if v is not None:
-            out[f.name] = v
-    return out
