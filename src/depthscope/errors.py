@@ -17,3 +17,20 @@ class CheckpointError(DepthscopeError, ValueError):
 
 class UnknownNameError(DepthscopeError, ValueError):
     """A model, method, dataset... name that is not registered; the message lists the valid ones."""
+
+
+class RunLockedError(DepthscopeError, RuntimeError):
+    """Another run is writing the same output directory."""
+
+
+_WARNED: set[str] = set()
+
+
+def warn(message: str) -> None:
+    """One explicit warning line on stderr (each distinct message once per process): for input that is
+    plausible enough to run on but likely wrong, so a number is never silently produced from it."""
+    import sys
+
+    if message not in _WARNED:
+        _WARNED.add(message)
+        print(f"depthscope: warning: {message}", file=sys.stderr)

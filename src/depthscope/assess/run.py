@@ -26,7 +26,7 @@ from depthscope.explain import explain, target_model
 from depthscope.models import DepthModel, load_model
 from depthscope.ops.batching import tune_chunk_size
 from depthscope.output.figures import curves_figure
-from depthscope.output.files import CsvAppender, write_csv, write_json
+from depthscope.output.files import CsvAppender, RunLock, write_csv, write_json
 
 KEY_COLUMNS = ("model", "method", "image")
 RUN_COLUMNS = (Column("seconds_per_map", higher_is_better=False, summarised=False, unit="s"),)  # by the runner
@@ -166,7 +166,22 @@ def assess(
         [('saliency', 1, 'higher'), ('random', 1, 'higher')]
     """
     config = config or AssessConfig()
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be >= 1 image, got {limit}")
     out = Path(out)
+    with RunLock(out):  # two runs never append to one results.csv
+        return _assess(models, data, config, out, limit, device, progress)
+
+
+def _assess(
+    models: Sequence[DepthModel | str],
+    data: DepthDataset | str | os.PathLike,
+    config: AssessConfig,
+    out: Path,
+    limit: int | None,
+    device: str,
+    progress: bool,
+) -> list[dict[str, Any]]:
     settings = config.settings()
     chunks = resume_settings(out / "settings.json", settings)
     columns = [*KEY_COLUMNS, *(c.name for c in config.columns()), *(c.name for c in RUN_COLUMNS)]
@@ -185,9 +200,9 @@ def assess(
             write_json(out / "settings.json", {**settings, "forward_chunk_size": chunks})
         bar = tqdm(total=n * len(methods), desc=f"assess {model.name}", disable=not progress)
         for i in range(n):
-            # Pairs datasets know an image's name before decoding it: finished images are not read again.
-            known = ds.pairs[i][0].stem if hasattr(ds, "pairs") else None
-            if known is not None and all((model.name, m, known) in done for m in methods):
+            # Datasets know an image's key before decoding it: finished images are not read again.
+            known = ds.key(i)
+            if all((model.name, m, known) in done for m in methods):
                 bar.update(len(methods))
                 continue
             s = ds[i]

@@ -42,6 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DepthscopeError as e:
         print(f"depthscope {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a read-only, full or missing output path: the path and the reason, finished rows kept
+        where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f) or "a file"
+        print(f"depthscope {args.command}: error: {where}: {e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(
             f"depthscope {args.command}: interrupted; finished results are kept in the output directory",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from depthscope.config import add_config_args, config_values  # noqa: F401  (re-exported for the commands)
+from depthscope.errors import InputError
 
 DEFAULT_MODEL = "meter-xxs-nyu"
 
@@ -62,3 +63,14 @@ def load(args: argparse.Namespace, name: str):
 def split(text: str) -> list[str]:
     """A comma-separated list option's items."""
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def split_ints(text: str, option: str, minimum: int = 1) -> list[int]:
+    """A comma-separated list of integers >= ``minimum``; anything else is one error naming ``option``."""
+    try:
+        values = [int(t) for t in split(text)]
+    except ValueError:
+        raise InputError(f"{option} takes comma-separated integers, got {text!r}") from None
+    if not values or min(values) < minimum:
+        raise InputError(f"{option} takes integers >= {minimum}, got {text!r}")
+    return values

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from depthscope.cli._args import model_args, split
+from depthscope.cli._args import model_args, split, split_ints
 from depthscope.cli._base import Command, register_command
 
 
@@ -67,7 +67,7 @@ class Profile(Command):
             tuple(args.input_size) if args.input_size else None,
             warmup=args.warmup,
             repeats=args.repeats,
-            batches=[int(b) for b in split(args.batches)],
+            batches=split_ints(args.batches, "--batches"),
             explain_methods=split(args.explain_methods),
             counts_only=args.counts_only,
         )

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from depthscope.data.io import DEPTH_SUFFIXES, IMAGE_SUFFIXES, read_depth, read_image
-from depthscope.errors import InputError
+from depthscope.data.io import DEPTH_SUFFIXES, IMAGE_SUFFIXES, check_depth_scale, read_depth, read_image
+from depthscope.errors import InputError, warn
 
 
 @dataclass
@@ -34,13 +34,44 @@ def check_pair(sample: Sample, where: str) -> Sample:
 
 
 class DepthDataset(Sequence[Sample]):
-    """A sequence of samples read lazily; ``name`` says which evaluation protocol applies."""
+    """A sequence of samples read lazily; ``name`` says which evaluation protocol applies.
+
+    Every sample has a unique key, :meth:`key` (its image's path relative to the dataset root, without suffix;
+    ``Sample.name`` is the same string): what resumable runs record as done. It is known before the image is
+    read, so finished images are skipped without decoding them.
+    """
 
     name = "pairs"
+
+    def key(self, i: int) -> str:
+        return self[i].name
 
     def __iter__(self) -> Iterator[Sample]:
         for i in range(len(self)):
             yield self[i]
+
+
+# Median valid depth (metres) a ground-truth map of each protocol can have: outside it, the depth scale (or the
+# unit the file was written in) is wrong, and every metric would be silently wrong with it.
+PLAUSIBLE_MEDIAN = {"nyu": (0.2, 12.0), "kitti": (1.0, 100.0), "pairs": (0.01, 1000.0)}
+COMMON_SCALES = (1.0, 10.0, 100.0, 256.0, 1000.0, 5000.0)
+
+
+def check_plausible_depth(depth: torch.Tensor, dataset: str, scale: float | None, where: str) -> None:
+    """One clear error for ground truth whose valid depths cannot be a ``dataset`` scene, saying which common
+    ``--depth-scale`` would fit (``scale`` None: the file holds metres)."""
+    lo, hi = PLAUSIBLE_MEDIAN.get(dataset, PLAUSIBLE_MEDIAN["pairs"])
+    med = float(depth[depth > 0].median())
+    if lo <= med <= hi:
+        return
+    raw = med * (scale or 1.0)
+    fits = [s for s in COMMON_SCALES if lo <= raw / s <= hi]
+    hint = f"; --depth-scale {fits[-1]:g} would give a median of {raw / fits[-1]:.3g} m" if fits and scale else ""
+    how = f"value / {scale:g}" if scale else "the file's values as metres"
+    raise InputError(
+        f"{where}: median valid depth {med:.4g} m ({how}) is outside {lo:g}..{hi:g} m, implausible for {dataset} "
+        f"ground truth: the depth scale or unit is wrong{hint}"
+    )
 
 
 class PairsDataset(DepthDataset):
@@ -49,9 +80,11 @@ class PairsDataset(DepthDataset):
 
     def __init__(self, root: str | os.PathLike, depth_scale: float = 1000.0, name: str = "pairs") -> None:
         self.root = Path(root)
-        self.depth_scale = depth_scale
+        self.depth_scale = check_depth_scale(depth_scale)
         self.name = name
         self.pairs = self._find_pairs(self.root)
+        base = self.root.parent if self.root.is_file() else self.root
+        self.keys = unique_keys([img for img, _ in self.pairs], base, str(self.root))
 
     @staticmethod
     def _find_pairs(root: Path) -> list[tuple[Path, Path | None]]:
@@ -88,10 +121,46 @@ class PairsDataset(DepthDataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def key(self, i: int) -> str:
+        return self.keys[i]
+
     def __getitem__(self, i: int) -> Sample:
         img, dep = self.pairs[i]
-        depth = read_depth(dep, self.depth_scale) if dep is not None else None
-        return check_pair(Sample(img.stem, read_image(img), depth), str(dep or img))
+        depth = None
+        if dep is not None:
+            depth = read_depth(dep, self.depth_scale)
+            integer = dep.suffix.lower() != ".npy" and depth_is_integer(dep)
+            check_plausible_depth(depth, self.name, self.depth_scale if integer else None, str(dep))
+        sample = check_pair(Sample(self.keys[i], read_image(img), depth), str(dep or img))
+        if self.name == "kitti" and i == 0:
+            h, w = sample.image.shape[-2:]
+            if w < 2.5 * h:
+                warn(f"{img}: a {h}x{w} image is not a KITTI frame (about 375x1242); is --dataset kitti right?")
+        return sample
+
+
+def depth_is_integer(path: Path) -> bool:
+    """Whether a depth image stores integers (value / depth scale = metres) rather than float metres."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return img.mode != "F"
+
+
+def unique_keys(images: Sequence[Path], base: Path, where: str) -> list[str]:
+    """Each image's path relative to ``base`` without its suffix (``scene1/rgb_00045``), never the bare file
+    name: scene folders reuse file names. An image listed twice is one clear error."""
+    keys, seen = [], {}
+    for row, img in enumerate(images, 1):
+        try:
+            key = img.resolve().relative_to(base.resolve()).with_suffix("").as_posix()
+        except ValueError:  # outside the root (a CSV may point anywhere): the absolute path is unique
+            key = img.resolve().with_suffix("").as_posix()
+        if key in seen:
+            raise InputError(f"{where}: {img} is listed twice (entries {seen[key]} and {row}); each image once")
+        seen[key] = row
+        keys.append(key)
+    return keys
 
 
 class NYUMatDataset(DepthDataset):
@@ -125,13 +194,16 @@ class NYUMatDataset(DepthDataset):
     def __len__(self) -> int:
         return len(self.indices)
 
+    def key(self, i: int) -> str:
+        return f"nyu_{self.indices[i] + 1:04d}"
+
     def __getitem__(self, i: int) -> Sample:
         k = self.indices[i]
         image = torch.from_numpy(np.ascontiguousarray(self._images[k].transpose(0, 2, 1))).float() / 255.0
         depth = torch.from_numpy(np.ascontiguousarray(self._depths[k].T.astype(np.float32)))
         if not torch.isfinite(depth).all():
             raise InputError(f"{self.path}: frame {k + 1} depth contains NaN or Inf values")
-        return check_pair(Sample(f"nyu_{k + 1:04d}", image, depth), f"{self.path} frame {k + 1}")
+        return check_pair(Sample(self.key(i), image, depth), f"{self.path} frame {k + 1}")
 
 
 def read_nyu_test_indices(splits: Path, n_frames: int) -> list[int]:
@@ -175,14 +247,17 @@ class KittiEigenDataset(DepthDataset):
                 self.pairs.append((self.data_root / parts[0], self.gt_root / parts[1]))
         if not self.pairs:
             raise InputError(f"{split}: no image/depth pairs listed (empty dataset)")
+        self.keys = unique_keys([img for img, _ in self.pairs], self.data_root, str(split))
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, i: int) -> Sample:
         img, dep = self.pairs[i]
-        name = f"{img.parent.parent.parent.name}_{img.stem}"
-        return check_pair(Sample(name, read_image(img), read_depth(dep, 256.0)), str(dep))
+        return check_pair(Sample(self.keys[i], read_image(img), read_depth(dep, 256.0)), str(dep))
+
+    def key(self, i: int) -> str:
+        return self.keys[i]
 
 
 def open_dataset(
@@ -215,11 +290,11 @@ def open_dataset(
     if dataset == "nyu":
         if p.suffix.lower() == ".mat":
             return NYUMatDataset(p, splits=split_file)
-        return PairsDataset(p, depth_scale or 1000.0, name="nyu")
+        return PairsDataset(p, 1000.0 if depth_scale is None else depth_scale, name="nyu")
     if dataset == "kitti":
         if split_file is not None:
             return KittiEigenDataset(p, split_file)
-        return PairsDataset(p, depth_scale or 256.0, name="kitti")
+        return PairsDataset(p, 256.0 if depth_scale is None else depth_scale, name="kitti")
     if dataset == "pairs":
-        return PairsDataset(p, depth_scale or 1000.0)
+        return PairsDataset(p, 1000.0 if depth_scale is None else depth_scale)
     raise InputError(f"unknown dataset {dataset!r}; valid datasets: kitti, nyu, pairs")

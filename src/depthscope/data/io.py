@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from depthscope.errors import InputError
 
@@ -15,12 +15,21 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm")
 DEPTH_SUFFIXES = (".png", ".npy", ".tif", ".tiff")
 
 
+MIN_SIDE = 2  # pixels; a 1-pixel side cannot be resized, blurred or cropped meaningfully
+
+
 def _open(path: Path) -> Image.Image:
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a file")
     if not path.is_file():
         raise InputError(f"{path}: file does not exist")
     try:
         img = Image.open(path)
         img.load()
+    except Image.DecompressionBombError as e:
+        raise InputError(
+            f"{path}: {e}; if you trust the file, raise PIL.Image.MAX_IMAGE_PIXELS before loading it"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise InputError(f"{path}: not a readable image ({e})") from None
     return img
@@ -33,7 +42,9 @@ def read_image(path: str | os.PathLike) -> torch.Tensor:
     the wrong channels gives wrong numbers without failing.
     """
     p = Path(path)
-    img = _open(p)
+    img = ImageOps.exif_transpose(_open(p))  # a camera JPEG's pixels as they are meant to be seen
+    if min(img.size) < MIN_SIDE:
+        raise InputError(f"{p}: image is {img.size[1]}x{img.size[0]}; at least {MIN_SIDE}x{MIN_SIDE} is needed")
     if img.mode != "RGB":
         raise InputError(
             f"{p}: image mode {img.mode!r} ({len(img.getbands())} channel(s)); an 8-bit RGB image is required "
@@ -41,6 +52,15 @@ def read_image(path: str | os.PathLike) -> torch.Tensor:
         )
     arr = np.asarray(img, dtype=np.uint8)
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def check_depth_scale(depth_scale: float) -> float:
+    """``depth_scale`` if it is a usable divisor (finite, > 0), else one error naming the option."""
+    if not (isinstance(depth_scale, int | float) and np.isfinite(depth_scale) and depth_scale > 0):
+        raise InputError(
+            f"--depth-scale must be a number > 0 (integer depth value / scale = metres), got {depth_scale}"
+        )
+    return float(depth_scale)
 
 
 def read_depth(path: str | os.PathLike, depth_scale: float = 1000.0) -> torch.Tensor:
@@ -51,6 +71,7 @@ def read_depth(path: str | os.PathLike, depth_scale: float = 1000.0) -> torch.Te
     is an error.
     """
     p = Path(path)
+    check_depth_scale(depth_scale)
     if p.suffix.lower() == ".npy":
         if not p.is_file():
             raise InputError(f"{p}: file does not exist")
@@ -80,3 +101,29 @@ def read_depth(path: str | os.PathLike, depth_scale: float = 1000.0) -> torch.Te
     if (depth < 0).any():
         raise InputError(f"{p}: depth map has negative values")
     return torch.from_numpy(np.ascontiguousarray(depth))
+
+
+def check_image_tensor(x: object, where: str = "image") -> torch.Tensor:
+    """``x`` as a float32 image tensor ``(3, H, W)`` or ``(B, 3, H, W)`` in [0, 1], or one clear error.
+
+    A numpy array is accepted (``(H, W, 3)`` or ``(3, H, W)``). Integer images (uint8 0..255), values outside
+    [0, 1] and NaN/Inf are refused: a model fed them gives wrong depth without failing."""
+    if isinstance(x, np.ndarray):
+        if x.ndim == 3 and x.shape[-1] == 3 and x.shape[0] != 3:
+            x = np.moveaxis(x, -1, 0)
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"{where} must be a tensor, a numpy array or an image file, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise InputError(f"{where} is {x.dtype}; images are float in [0, 1]: use x.float() / 255 for 8-bit values")
+    if x.dim() not in (3, 4) or x.shape[-3] != 3:
+        raise InputError(f"{where} must be (3, H, W) or (B, 3, H, W) RGB, got shape {tuple(x.shape)}")
+    if min(x.shape[-2:]) < MIN_SIDE:
+        raise InputError(f"{where} is {x.shape[-2]}x{x.shape[-1]}; at least {MIN_SIDE}x{MIN_SIDE} is needed")
+    if not torch.isfinite(x).all():
+        raise InputError(f"{where} contains NaN or Inf values")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -1e-6 or hi > 1 + 1e-6:
+        hint = ": divide by 255" if hi > 1.5 else ""
+        raise InputError(f"{where} values span {lo:.4g}..{hi:.4g}; images must be in [0, 1]{hint}")
+    return x.float()

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from depthscope.errors import InputError
+
 
 @dataclass
 class Latency:
@@ -43,7 +45,7 @@ def device_name(device: torch.device) -> str:
 def measure_latency(model: torch.nn.Module, x: torch.Tensor, warmup: int = 5, repeats: int = 20) -> Latency:
     """Time ``model(x)``: ``warmup`` untimed runs, then ``repeats`` timed ones."""
     if repeats < 1 or warmup < 0:
-        raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats=} {warmup=}")
+        raise InputError(f"--repeats must be >= 1 and --warmup >= 0, got repeats {repeats}, warmup {warmup}")
     cuda = x.device.type == "cuda"
     for _ in range(warmup):
         model(x)

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from depthscope.data.io import read_image
+from depthscope.data.io import check_image_tensor, read_image
 from depthscope.errors import InputError
 from depthscope.explain.attribution import METHODS, Attribution, methods_without_gradients
 from depthscope.explain.targets import TargetModel, parse_target
@@ -16,12 +16,13 @@ from depthscope.models import DepthModel, load_model
 
 
 def as_batch(image: torch.Tensor | str | os.PathLike, device: torch.device | str = "cpu") -> torch.Tensor:
-    """An image path or tensor ``(3,H,W)``/``(1,3,H,W)`` in [0, 1] -> ``(1,3,H,W)`` on ``device``."""
-    x = read_image(image) if isinstance(image, str | os.PathLike) else image
+    """An image path, tensor or numpy array (``(3,H,W)``/``(1,3,H,W)``/``(H,W,3)``) in [0, 1] -> ``(1,3,H,W)`` on
+    ``device``; anything else is one clear error (:func:`~depthscope.data.io.check_image_tensor`)."""
+    x = read_image(image) if isinstance(image, str | os.PathLike) else check_image_tensor(image)
     if x.dim() == 3:
         x = x.unsqueeze(0)
-    if x.dim() != 4 or x.shape[:2] != (1, 3):
-        raise InputError(f"image must be (3, H, W) or (1, 3, H, W), got {tuple(x.shape)}")
+    if x.shape[0] != 1:
+        raise InputError(f"explain takes one image, got a batch of {x.shape[0]}; explain them one at a time")
     return x.to(device=device, dtype=torch.float32)
 
 
@@ -35,10 +36,28 @@ def target_model(model: DepthModel, x: torch.Tensor, target: str | torch.Tensor 
                 depth = model(x)[0, 0]
         weights = parse_target(target, h, w, depth)
     else:
-        weights = target if target.dim() == 3 else target.unsqueeze(0)
-        if tuple(weights.shape[-2:]) != (h, w):
-            raise InputError(f"target weights {tuple(weights.shape[-2:])} do not match the image ({h}, {w})")
+        weights = check_target_weights(target, h, w)
     return TargetModel(model, weights.to(x.device))
+
+
+def check_target_weights(target: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """User target weights ``(H, W)`` or ``(T, H, W)``, each target scaled to sum 1 (every target is a weighted
+    mean of the depth map, in metres). Non-finite, negative or all-zero weights are one clear error."""
+    if not isinstance(target, torch.Tensor):
+        raise InputError(
+            f"target must be a spec string (mean, box:..., pixel:...) or a tensor, got {type(target).__name__}"
+        )
+    weights = (target if target.dim() == 3 else target.unsqueeze(0)).double()
+    if weights.dim() != 3 or tuple(weights.shape[-2:]) != (h, w):
+        raise InputError(f"target weights {tuple(target.shape)} do not match the image ({h}, {w})")
+    if not torch.isfinite(weights).all():
+        raise InputError("target weights contain NaN or Inf")
+    if (weights < 0).any():
+        raise InputError("target weights must be >= 0 (a mask or a weighting of the pixels)")
+    sums = weights.sum(dim=(-2, -1))
+    if (sums == 0).any():
+        raise InputError(f"target weights of target(s) {(sums == 0).nonzero().flatten().tolist()} are all zero")
+    return (weights / sums.view(-1, 1, 1)).float()
 
 
 def explain(

@@ -14,11 +14,11 @@ from tqdm.auto import tqdm
 
 from depthscope.data.datasets import DepthDataset, open_dataset
 from depthscope.data.prefetch import prefetch
-from depthscope.errors import InputError
+from depthscope.errors import InputError, warn
 from depthscope.metrics.align import ALIGNMENTS
 from depthscope.metrics.depth import METRIC_NAMES, aggregate, evaluate_depth
 from depthscope.models import DepthModel, load_model
-from depthscope.output.files import CsvAppender, write_json
+from depthscope.output.files import CsvAppender, RunLock, write_json
 
 DEFAULT_ALIGNMENT = {"depth": "none", "disparity": "lstsq-disparity", "relative": "lstsq-depth"}
 
@@ -63,6 +63,24 @@ def resolve_crop(crop: str | None, dataset: str, model: DepthModel) -> str:
 
 
 @torch.no_grad()
+def check_prediction(model: DepthModel, pred: torch.Tensor, where: str) -> None:
+    """Refuse a model whose prediction is not finite, and say so loudly when a metric model's median prediction is
+    far outside its evaluation range (wrong weights, wrong preprocessing): never a silently wrong number."""
+    if not torch.isfinite(pred).all():
+        raise InputError(
+            f"{model.name} predicts NaN/Inf on {where} (weights: {model.info.weights or 'random'}); the checkpoint "
+            "or the model's preprocessing is broken"
+        )
+    if model.preprocessing.output != "depth":
+        return
+    med, (lo, hi) = float(pred.median()), (model.info.eval.min_depth, model.info.eval.max_depth)
+    if not 0.01 * hi <= med <= 2 * hi:
+        warn(
+            f"{model.name} predicts a median depth of {med:.3g} m on {where}, outside what its protocol "
+            f"({lo:g}..{hi:g} m) expects: are the weights ({model.info.weights or 'random'}) and the dataset right?"
+        )
+
+
 def evaluate(
     model: DepthModel | str,
     data: DepthDataset | str | os.PathLike,
@@ -117,6 +135,8 @@ def evaluate(
     crop = resolve_crop(crop, ds.name, model)
     lo = model.info.eval.min_depth if min_depth is None else min_depth
     hi = model.info.eval.max_depth if max_depth is None else max_depth
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be >= 1 image, got {limit}")
     n = len(ds) if limit is None else min(limit, len(ds))
     if n == 0:
         raise InputError("the dataset is empty")
@@ -126,10 +146,23 @@ def evaluate(
         raise InputError(f"unknown alignment {align!r}; valid: {', '.join(ALIGNMENTS)}")
     fitted = {"none": [], "median": ["scale"]}.get(align, ["scale", "shift"])
     columns = ["image", *METRIC_NAMES, "n_valid", *fitted]
+    if model.info.weights is None and str(dev) != "meta":
+        warn(f"{model.name} has random weights (no checkpoint was loaded): its metrics describe no trained model")
+    lock = RunLock(out).acquire() if out is not None else None
+    try:
+        return _evaluate(model, ds, n, lo, hi, crop, align, output, columns, out, progress, dev)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _evaluate(model, ds, n, lo, hi, crop, align, output, columns, out, progress, dev) -> EvaluationResult:  # noqa: ANN001
     sink = None
     if out is not None:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        (Path(out) / "per_image.csv").unlink(missing_ok=True)
+        # An output folder never mixes two runs: a rerun starts from nothing, so a failure halfway cannot leave
+        # the last run's metrics.json beside this run's per-image rows.
+        for stale in ("per_image.csv", "metrics.json"):
+            (Path(out) / stale).unlink(missing_ok=True)
         sink = CsvAppender(Path(out) / "per_image.csv", columns)
     rows: list[dict[str, float | str]] = []
 
@@ -151,6 +184,8 @@ def evaluate(
             if sample.depth is None:
                 raise InputError(f"{sample.name}: no ground-truth depth to evaluate against")
             pred = model(sample.image.unsqueeze(0).to(dev))[0, 0].cpu()
+            if not rows and pending is None:
+                check_prediction(model, pred, sample.name)
             if pending is not None:
                 collect(pending)
             pending = worker.submit(score, sample.name, pred, sample.depth)

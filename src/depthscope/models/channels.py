@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from depthscope.errors import InputError
 from depthscope.models.meter import FeedForward, InvertedResidual, SeparableConv2d
 
 
@@ -94,7 +95,7 @@ def meter_groups(net: nn.Module) -> list[ChannelGroup]:
         elif isinstance(m, SeparableConv2d):
             groups.append(ChannelGroup(name, [m.depthwise], [m.pointwise]))
     if not groups:
-        raise ValueError(f"no prunable channel groups found in {type(net).__name__} (METER-family models only)")
+        raise InputError(f"no prunable channel groups found in {type(net).__name__} (METER-family models only)")
     return groups
 
 

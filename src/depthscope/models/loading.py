@@ -9,6 +9,7 @@ import importlib.util
 import inspect
 import os
 import sys
+from pathlib import Path
 
 import torch
 
@@ -43,12 +44,45 @@ def load_model(
         >>> model.preprocessing.input_size, model.preprocessing.unit, model.info.weights.endswith("meter_xxs_nyu.pth")
         ((192, 256), 'cm', True)
     """
+    device = check_device(device)
     if str(device) == "meta" and name.endswith(".safetensors"):
         device = "cpu"  # an optimised checkpoint is small, and its structure comes from its tensors
     if str(device) == "meta":
         with torch.device("meta"):
             return _build(name, None, False).to(device).eval()
     return _build(name, weights, pretrained).to(device).eval()
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device that exists here; one clear error otherwise (e.g. cuda without a GPU)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise InputError(f"--device {device!r} is not a torch device ({e}); e.g. cpu, cuda, cuda:1") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {device}: CUDA is not available here (no GPU or a CPU build of torch)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif dev.type not in ("cpu", "meta", "mps"):
+        raise InputError(f"--device {device}: unsupported device type {dev.type!r}; use cpu or cuda")
+    return dev
+
+
+def check_published_identity(name: str, weights: str | os.PathLike) -> None:
+    """An explicit checkpoint that is byte for byte another registered model's published one is refused: the
+    NYU and KITTI METER checkpoints have the same shapes, so loading one into the other gives silent nonsense."""
+    from depthscope.models.weights import sha256_of
+
+    others = {c.weights.sha256: n for n in MODELS.names() if (c := MODELS.get(n).config).weights and c.weights.sha256}
+    path = Path(weights)
+    if not others or not path.is_file():
+        return  # a missing file is reported by the weight lookup itself
+    match = others.get(sha256_of(path))
+    if match is not None and match != name:
+        raise CheckpointError(
+            f"{path} is the published checkpoint of {match}, not of {name} (same sha256); use --model {match}"
+        )
 
 
 def _build(name: str, weights: str | os.PathLike | None, pretrained: bool) -> DepthModel:
@@ -66,7 +100,10 @@ def _build(name: str, weights: str | os.PathLike | None, pretrained: bool) -> De
         return load_optimized(name, lambda base: _registered_base(name, base))
     if ":" in name and name not in MODELS:
         return _call_entry_point(name, weights=weights, pretrained=pretrained)
-    return MODELS.get(name)(weights=weights, pretrained=pretrained)
+    model = MODELS.get(name)(weights=weights, pretrained=pretrained)  # a file of other shapes fails here, by key
+    if weights is not None:
+        check_published_identity(name, weights)  # same shapes, another model's published weights
+    return model
 
 
 def _registered_base(path: str, base: str) -> DepthModel:

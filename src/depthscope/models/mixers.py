@@ -23,13 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from depthscope.errors import InputError
 from depthscope.models.meter import Attention, MobileViTBlock, TokenMixer
 
 
 def group_grid(x: torch.Tensor, grid: tuple[int, int] | None) -> tuple[int, int]:
     """The ``(rows, cols)`` of one token group of ``x`` ``(B, groups, N, dim)`` from the feature grid ``(h, w)``."""
     if grid is None:
-        raise ValueError("this token mixer needs the feature grid (h, w): call it through METER's Transformer")
+        raise InputError("this token mixer needs the feature grid (h, w): call it through METER's Transformer")
     p = math.isqrt(x.shape[1])
     return grid[0] // p, grid[1] // p
 
@@ -91,7 +92,7 @@ class SRAttention(TokenMixer):
 
     def __init__(self, dim: int, heads: int, dim_head: int, sr_ratio: int = 2) -> None:
         if sr_ratio < 1:
-            raise ValueError(f"sr_ratio must be >= 1, got {sr_ratio}")
+            raise InputError(f"sr_ratio must be >= 1, got {sr_ratio}")
         inner = heads * dim_head
         super().__init__(dim, inner)
         self.heads, self.sr_ratio = heads, sr_ratio
@@ -137,7 +138,7 @@ def replace_attention(net: nn.Module, kind: str, **options: int) -> list[str]:
     it, in place; return the names of the MobileViT blocks that now hold one (the blocks to distil: the mixer,
     and the block's convolutions and MLP around it, which can learn to compensate)."""
     if kind not in MIXERS:
-        raise ValueError(f"unknown token mixer {kind!r}; valid: {', '.join(MIXERS)}")
+        raise InputError(f"unknown token mixer {kind!r}; valid: {', '.join(MIXERS)}")
     replaced = []
     for name, module in net.named_modules():
         if isinstance(module, MobileViTBlock):
@@ -146,5 +147,5 @@ def replace_attention(net: nn.Module, kind: str, **options: int) -> list[str]:
                     layer[0].fn = MIXERS[kind].from_attention(layer[0].fn, **options)
             replaced.append(name)
     if not replaced:
-        raise ValueError(f"{type(net).__name__} has no METER transformer whose attention could be replaced")
+        raise InputError(f"{type(net).__name__} has no METER transformer whose attention could be replaced")
     return replaced

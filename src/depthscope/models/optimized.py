@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from depthscope.errors import CheckpointError
+from depthscope.errors import CheckpointError, DepthscopeError
 from depthscope.models.base import DepthModel
 from depthscope.models.channels import resize_like
 from depthscope.models.mixers import replace_attention
@@ -85,7 +85,9 @@ def load_optimized(
 
     recipe = read_recipe(path)
     unknown = [
-        str(s.get("method")) for s in recipe["steps"] if not isinstance(s, dict) or s.get("method") not in STRUCTURES
+        repr(s.get("method") if isinstance(s, dict) else s)
+        for s in recipe["steps"]
+        if not isinstance(s, dict) or s.get("method") not in STRUCTURES
     ]
     if unknown:
         raise CheckpointError(
@@ -95,13 +97,18 @@ def load_optimized(
     model = build_base(recipe["base"])
     state = load_file(str(path))
     net, twin = model.net, None
-    for step in recipe["steps"]:
-        if step["method"] == "int8":
-            twin = copy.deepcopy(net)  # the float network the int8 one computes: its params and MACs are counted
-        net = STRUCTURES.get(step["method"]).rebuild(net, step, state)
-    load_into(net, state, str(path))
-    for step in recipe["steps"]:
-        net = STRUCTURES.get(step["method"]).finish(net, step)
+    try:
+        for step in recipe["steps"]:
+            if step["method"] == "int8":
+                twin = copy.deepcopy(net)  # the float network the int8 one computes: its params and MACs count
+            net = STRUCTURES.get(step["method"]).rebuild(net, step, state)
+        load_into(net, state, str(path))
+        for step in recipe["steps"]:
+            net = STRUCTURES.get(step["method"]).finish(net, step)
+    except DepthscopeError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: malformed recipe step in its metadata ({type(e).__name__}: {e})") from None
     out = DepthModel(net, replace(model.info, name=recipe["name"], weights=str(path))).to(device).eval()
     if twin is not None:  # int8: count the float twin's params and MACs; no gradients
         object.__setattr__(out, "float_twin", DepthModel(twin, out.info).to(device).eval())  # not a submodule

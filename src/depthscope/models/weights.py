@@ -67,6 +67,27 @@ def _download(src: WeightSource, dest: Path) -> Path:
     return dest
 
 
+SEARCH_DEPTH = 3  # folders below DEPTHSCOPE_WEIGHTS searched for a checkpoint's file name
+
+
+def find_under(root: Path, filename: str, depth: int = SEARCH_DEPTH) -> Path | None:
+    """The first ``filename`` (may include folders) at most ``depth`` folders below ``root``, sorted; unreadable
+    folders are skipped and the walk is bounded, so ``DEPTHSCOPE_WEIGHTS=/`` neither hangs nor fails."""
+    level = [root]
+    for _ in range(depth + 1):
+        for d in level:
+            if (d / filename).is_file():
+                return d / filename
+        nxt = []
+        for d in level:
+            try:
+                nxt += sorted(c for c in d.iterdir() if c.is_dir() and not c.is_symlink())
+            except OSError:
+                continue
+        level = nxt[:10_000]
+    return None
+
+
 def resolve_weights(src: WeightSource, path: str | os.PathLike | None = None, download: bool = True) -> Path:
     """Return a local path for ``src`` following the documented lookup order."""
     if path is not None:
@@ -78,9 +99,9 @@ def resolve_weights(src: WeightSource, path: str | os.PathLike | None = None, do
         root = Path(env)
         if not root.is_dir():
             raise CheckpointError(f"{ENV_WEIGHTS}={env} is not a directory")
-        hits = sorted(root.rglob(src.filename))
-        if hits:
-            return hits[0]
+        hit = find_under(root, src.filename)
+        if hit is not None:
+            return hit
     cached = cache_dir() / src.filename
     if cached.is_file():
         return cached
@@ -120,7 +141,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         else:
             obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt file, pickled code, wrong format
-        raise CheckpointError(f"cannot read checkpoint {p}: {type(e).__name__}: {e}") from None
+        raise CheckpointError(f"cannot read checkpoint {p}: {_without_unsafe_advice(e)}") from None
     if isinstance(obj, Mapping):
         for key in ("model", "state_dict"):
             if key in obj and isinstance(obj[key], Mapping):
@@ -131,8 +152,30 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
+def _without_unsafe_advice(e: Exception) -> str:
+    """The reason a torch file was refused, without torch's advice to re-run with ``weights_only=False``: for a
+    file that carries code that advice is how it would run."""
+    text = str(e).split("\n")
+    keep = [
+        t
+        for t in text
+        if t.strip() and "weights_only" not in t and "Re-running" not in t and "WeightsUnpickler" not in t
+    ]
+    reason = " ".join(keep).strip() or "it holds objects other than tensors"
+    if "weights_only" in str(e) or "Unsupported global" in str(e):
+        reason = f"it holds code or objects other than tensors, which depthscope never loads ({reason[:300]})"
+    return f"{type(e).__name__}: {reason}"
+
+
 def load_into(module: nn.Module, state: Mapping[str, torch.Tensor], origin: str) -> None:
-    """Load ``state`` strictly; a mismatch names the missing, unexpected and wrongly shaped keys."""
+    """Load ``state`` strictly; a mismatch names the missing, unexpected and wrongly shaped keys, and tensors
+    holding NaN or Inf are refused (they would give NaN depth, or a finite-looking RMSE over what is left)."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(
+            f"checkpoint {origin} has NaN/Inf values in {len(bad)} tensor(s): {', '.join(bad[:5])}"
+            + (" ..." if len(bad) > 5 else "")
+        )
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

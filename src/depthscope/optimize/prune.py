@@ -23,6 +23,7 @@ from __future__ import annotations
 from torch import nn
 
 from depthscope.efficiency.params import count_params
+from depthscope.errors import InputError
 from depthscope.models.channels import meter_groups, prune_fraction
 
 
@@ -30,7 +31,7 @@ def prune_channels(net: nn.Module, ratio: float, multiple: int = 8) -> tuple[nn.
     """A copy of ``net`` whose parameter count is ``(1 - ratio)`` of the original (as close as widths rounded to
     ``multiple`` allow; more than 5 % off is an error), and the per-group keep fraction used."""
     if not 0 < ratio < 1:
-        raise ValueError(f"pruning ratio must be in (0, 1), got {ratio}")
+        raise InputError(f"pruning ratio must be in (0, 1), got {ratio}")
     target = (1 - ratio) * count_params(net)
     lo, hi = 0.0, 1.0
     for _ in range(30):
@@ -44,7 +45,7 @@ def prune_channels(net: nn.Module, ratio: float, multiple: int = 8) -> tuple[nn.
     best = min((lo, hi), key=lambda f: abs(count_params(prune_fraction(net, f, multiple)) - target))
     pruned = prune_fraction(net, best, multiple)
     if abs(count_params(pruned) - target) / count_params(net) > 0.05:
-        raise ValueError(
+        raise InputError(
             f"pruning ratio {ratio}: the prunable channels ({len(meter_groups(net))} groups) cannot remove that "
             f"share of the parameters (reached {1 - count_params(pruned) / count_params(net):.3f})"
         )

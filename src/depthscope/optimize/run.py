@@ -45,7 +45,7 @@ from depthscope.optimize.images import image_paths, load_images
 from depthscope.optimize.losses import BalancedLoss
 from depthscope.optimize.prune import prune_channels
 from depthscope.optimize.train import train_phase
-from depthscope.output.files import write_json
+from depthscope.output.files import RunLock, write_json
 from depthscope.registry import Registry
 
 
@@ -224,7 +224,11 @@ def optimize(
     cfg = replace(cfg, **options)  # the caller's config is left as it was
     fn = OPTIMIZERS.get(method)
     out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(out_dir):  # one run writes a folder at a time (training states, checkpoint, report)
+        return _optimize(fn, model, method, out_dir, cfg)
+
+
+def _optimize(fn: OptimizerFn, model: str, method: str, out_dir: Path, cfg: OptimizeConfig) -> dict[str, Any]:
     if str(model).endswith(".safetensors"):
         recipe = read_recipe(model)
         base, prior = recipe["base"], recipe["steps"]

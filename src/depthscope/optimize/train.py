@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from depthscope.errors import CheckpointError
+from depthscope.errors import CheckpointError, InputError
 from depthscope.output.files import write_atomic
 
 
@@ -77,15 +77,21 @@ def train_phase(
                 f"{path} is the training state of other settings ({state.get('signature')}), not of these "
                 f"({signature}); use another output directory, or delete it to start again"
             )
+        start = int(state["step"])
+        if start > steps:
+            raise CheckpointError(
+                f"{path} holds {start} steps of {name}, more than the {steps} asked for: its weights are not those "
+                f"of a {steps}-step run; use another output directory, or --steps >= {start} to continue it"
+            )
         module.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        start, losses = int(state["step"]), list(state["losses"])
+        losses = list(state["losses"])
     bar = tqdm(total=steps, initial=start, desc=name, disable=not progress, leave=False)
     for step in range(start, steps):
         optimizer.zero_grad(set_to_none=True)
         loss = loss_at(step)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"{name}: loss is {loss.item()} at step {step}; lower --lr")
+            raise InputError(f"{name}: loss is {loss.item()} at step {step}; lower --lr")
         loss.backward()
         optimizer.step()
         losses.append(loss.item())

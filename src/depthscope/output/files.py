@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from depthscope.errors import InputError
+
 
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
     """Write ``data`` to ``path`` through a temporary file and a rename: readers never see half a file."""
@@ -17,6 +19,7 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results get the mode any new file would
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
@@ -27,6 +30,12 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
             os.remove(tmp)
         raise
     return p
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
@@ -69,7 +78,7 @@ class CsvAppender:
             write_atomic(self.path, complete)
         reader = csv.DictReader(complete.splitlines())
         if reader.fieldnames and list(reader.fieldnames) != self.columns:
-            raise ValueError(f"{self.path}: existing columns {reader.fieldnames} differ from {self.columns}")
+            raise InputError(f"{self.path}: existing columns {reader.fieldnames} differ from {self.columns}")
         self.rows = [r for r in reader if None not in r.values()]
 
     def append(self, row: Mapping[str, Any]) -> None:
@@ -78,3 +87,72 @@ class CsvAppender:
             f.flush()
             os.fsync(f.fileno())
         self.rows.append({k: str(row.get(k, "")) for k in self.columns})
+
+
+LOCK_NAME = ".depthscope.lock"
+
+
+class RunLock:
+    """An exclusive lock on an output directory while a run writes it: ``DIR/.depthscope.lock`` holds the
+    holder's host and pid. A second run gets one clear error naming them; a lock whose process is gone (a killed
+    run on this host) is taken over.
+
+    Example:
+        >>> import tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> with RunLock(d):
+        ...     RunLock(d).acquire()
+        Traceback (most recent call last):
+        depthscope.errors.RunLockedError: ... is being written by another run (pid ...); wait for it ...
+    """
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.path = Path(directory) / LOCK_NAME
+        self.held = False
+
+    def acquire(self) -> RunLock:
+        import socket
+
+        from depthscope.errors import RunLockedError
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = f"{socket.gethostname()} {os.getpid()}"
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_umask())
+            except FileExistsError:
+                holder = self.path.read_text().split() if self.path.exists() else []
+                if len(holder) == 2 and holder[0] == socket.gethostname() and not _alive(int(holder[1])):
+                    self.path.unlink(missing_ok=True)  # stale: its run was killed; take it over
+                    continue
+                who = f"pid {holder[1]} on {holder[0]}" if len(holder) == 2 else "an unknown process"
+                raise RunLockedError(
+                    f"{self.path.parent} is being written by another run ({who}); wait for it to finish or use "
+                    f"another output directory (if that run is gone, delete {self.path})"
+                ) from None
+            with os.fdopen(fd, "w") as f:
+                f.write(me)
+            self.held = True
+            return self
+        raise RunLockedError(f"{self.path}: could not take the lock")
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
