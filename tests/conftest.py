@@ -43,3 +43,20 @@ def small_image(nyu) -> torch.Tensor:
     """NYU sample 0 at half resolution (240x320): real content, quick gradients."""
     img = nyu[0].image.unsqueeze(0)
     return torch.nn.functional.interpolate(img, size=(240, 320), mode="bilinear", antialias=True).clamp(0, 1)
+
+
+@pytest.fixture(scope="session")
+def float32_noise():
+    """:func:`measure_float32_noise`, as a fixture."""
+    return measure_float32_noise
+
+
+def measure_float32_noise(fmodel: torch.nn.Module, inputs: torch.Tensor) -> float:
+    """The float32 rounding error of ``fmodel`` on ``inputs``: the largest |float32 - float64| output, measured
+    on this machine. Two float32 implementations (other batch sizes, other kernels) differ by up to about twice
+    this, which is what parity tolerances against Captum are derived from (not a guessed rtol)."""
+    import copy
+
+    ref = copy.deepcopy(fmodel).double()
+    with torch.no_grad():
+        return (fmodel(inputs).double() - ref(inputs.double())).abs().max().item()

@@ -139,7 +139,8 @@ def add_config_args(
         if kind is bool:
             p.add_argument(*flags, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_)
         else:
-            base = next((a for a in typing.get_args(kind) if a is not type(None)), kind)
+            args = [a for a in typing.get_args(kind) if a is not type(None)]
+            base = args[0] if typing.get_origin(kind) in (typing.Union, types.UnionType) and args else kind
             conv = base if base in (int, float) else str  # tuples and the rest: the config coerces the text
             p.add_argument(*flags, dest=dest, type=conv, default=None, help=help_)
 

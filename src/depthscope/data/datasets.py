@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -66,7 +67,8 @@ def check_plausible_depth(depth: torch.Tensor, dataset: str, scale: float | None
         return
     raw = med * (scale or 1.0)
     fits = [s for s in COMMON_SCALES if lo <= raw / s <= hi]
-    hint = f"; --depth-scale {fits[-1]:g} would give a median of {raw / fits[-1]:.3g} m" if fits and scale else ""
+    best = min(fits, key=lambda s: abs(math.log(raw / s / math.sqrt(lo * hi)))) if fits else None  # most typical
+    hint = f"; --depth-scale {best:g} would give a median of {raw / best:.3g} m" if best and scale else ""
     how = f"value / {scale:g}" if scale else "the file's values as metres"
     raise InputError(
         f"{where}: median valid depth {med:.4g} m ({how}) is outside {lo:g}..{hi:g} m, implausible for {dataset} "

@@ -25,9 +25,11 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(e, OSError) and e.filename is None:  # a failed write names no file: name the target
+            raise OSError(e.errno, e.strerror, str(p)) from None
         raise
     return p
 
@@ -82,10 +84,13 @@ class CsvAppender:
         self.rows = [r for r in reader if None not in r.values()]
 
     def append(self, row: Mapping[str, Any]) -> None:
-        with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n").writerow(row)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(self.path, "a", newline="") as f:
+                csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n").writerow(row)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:  # disk full mid-run: the rows before are on disk; a torn row is dropped on resume
+            raise OSError(e.errno, e.strerror, str(self.path)) from None
         self.rows.append({k: str(row.get(k, "")) for k in self.columns})
 
 
@@ -130,8 +135,12 @@ class RunLock:
                     f"{self.path.parent} is being written by another run ({who}); wait for it to finish or use "
                     f"another output directory (if that run is gone, delete {self.path})"
                 ) from None
-            with os.fdopen(fd, "w") as f:
-                f.write(me)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(me)
+            except OSError as e:
+                self.path.unlink(missing_ok=True)
+                raise OSError(e.errno, e.strerror, str(self.path)) from None
             self.held = True
             return self
         raise RunLockedError(f"{self.path}: could not take the lock")
