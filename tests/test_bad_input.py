@@ -195,6 +195,11 @@ def test_other_models_published_weights_and_nan_weights_are_refused(tmp_path, ca
 def test_wrong_dataset_layout_and_random_weights_are_said_loudly(nyu_dir, capsys, tmp_path):
     rc, err = cli(capsys, "evaluate", "--data", nyu_dir, "--dataset", "kitti", "--limit", 1, "--out", tmp_path / "k")
     assert "warning: " in err and "is not a KITTI frame (about 375x1242); is --dataset kitti right?" in err
+    kitti = Path(os.environ["DEPTHSCOPE_DATA"]) / "kitti_sample"
+    rc, err = cli(
+        capsys, "evaluate", "--model", "meter-xxs-kitti", "--data", kitti, "--dataset", "nyu", "--out", tmp_path / "n"
+    )
+    assert "is not an NYU frame (480x640); is --dataset nyu right?" in err
     rc, err = cli(capsys, "evaluate", "--model", "meter-s", "--data", nyu_dir, "--limit", 1, "--out", tmp_path / "s")
     assert rc == 0 and "meter-s has random weights (no checkpoint was loaded)" in err
 
@@ -287,7 +292,9 @@ def test_optimize_rerun_with_fewer_steps_is_refused(tmp_path, capsys):
             ["assess", "--metrics", "curves", "--infidelity-sigma", "0.1"],
             "options given for metrics not requested: infidelity",
         ),
+        (["assess", "--option", "integrated_gradients.n_steps=many"], "integrated_gradients.n_steps must be a number"),
         (["profile", "--repeats", "0"], "--repeats must be >= 1"),
+        (["profile", "--threads", "0"], "--threads must be >= 1, got 0"),
         (["profile", "--batches", "1,x"], "--batches takes comma-separated integers, got '1,x'"),
         (
             ["explain", "--methods", "lime"],
@@ -313,14 +320,16 @@ def test_unusable_paths_and_images_are_one_line(tmp_path, nyu_dir, capsys):
     one_line_error(err, "tiny.png: image is 1x1; at least 2x2 is needed")
     rc, err = cli(capsys, "explain", "--image", tmp_path, "--out", tmp_path / "e")
     one_line_error(err, f"{tmp_path}: is a directory, not a file")
-    Image.new("RGB", (3000, 3000)).save(tmp_path / "bomb.png")
+    Image.new("RGB", (3000, 3000)).save(tmp_path / "bomb.png")  # 9 M pixels: 9x the limit set below
+    Image.new("RGB", (1200, 1000)).save(tmp_path / "big.png")  # 1.2 M: Pillow itself only warns below 2x
     old = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = 1_000_000  # the same check Pillow makes at 89 M pixels, at a size a test can write
     try:
-        rc, err = cli(capsys, "explain", "--image", tmp_path / "bomb.png", "--out", tmp_path / "e")
+        for name in ("bomb.png", "big.png"):
+            rc, err = cli(capsys, "explain", "--image", tmp_path / name, "--out", tmp_path / "e")
+            one_line_error(err, name, "decompression bomb", "raise PIL.Image.MAX_IMAGE_PIXELS")
     finally:
         Image.MAX_IMAGE_PIXELS = old
-    one_line_error(err, "bomb.png", "decompression bomb", "raise PIL.Image.MAX_IMAGE_PIXELS")
 
 
 def _writable(path: str) -> bool:

@@ -63,11 +63,7 @@ class AssessConfig:
         for name in self.metrics:
             self.metric_config(name)  # every option checked now, not after the first image
         for name, opts in self.method_options.items():
-            spec = METHODS.get(name)
-            unknown = sorted(set(opts) - set(spec.defaults))
-            if unknown:
-                raise InputError(f"{name} has no option {', '.join(map(repr, unknown))}; its options: "
-                                 f"{', '.join(spec.defaults) or 'none'}")  # fmt: skip
+            METHODS.get(name).check_options(opts)  # unknown options and wrong types fail before any work
 
     def metric_config(self, name: str) -> Any:
         """Metric ``name``'s ``Config`` with this run's options; ``n_perturbations`` left unset is the run's."""

@@ -8,6 +8,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+import torch
+
 from depthscope.cli import assess, evaluate, explain, optimize, pareto, profile, report  # noqa: F401  (registers)
 from depthscope.cli._base import COMMANDS, Command, register_command
 from depthscope.errors import DepthscopeError
@@ -41,6 +43,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.run(args)
     except DepthscopeError as e:
         print(f"depthscope {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as e:  # torch.OutOfMemoryError is a RuntimeError
+        if not isinstance(e, MemoryError | torch.OutOfMemoryError) and "can't allocate memory" not in str(e):
+            raise
+        reason = str(e).splitlines()[0][:200]
+        print(f"depthscope {args.command}: error: out of memory ({reason}); use smaller images, fewer draws "
+              "(--n-perturbations) or another --device", file=sys.stderr)  # fmt: skip
         return 2
     except OSError as e:  # a read-only, full or missing output path: the path and the reason, finished rows kept
         where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f) or "a file"

@@ -53,10 +53,13 @@ class Profile(Command):
         import torch
 
         from depthscope.efficiency import profile
+        from depthscope.errors import InputError
         from depthscope.models import load_model
         from depthscope.output.tables import format_table
 
-        if args.threads:
+        if args.threads is not None:
+            if args.threads < 1:
+                raise InputError(f"--threads must be >= 1, got {args.threads}")
             torch.set_num_threads(args.threads)
         pretrained = args.pretrained or args.weights is not None  # an explicit checkpoint is meant to be loaded
         device = "meta" if args.counts_only else args.device

@@ -54,7 +54,7 @@ class DepthDataset(Sequence[Sample]):
 
 # Median valid depth (metres) a ground-truth map of each protocol can have: outside it, the depth scale (or the
 # unit the file was written in) is wrong, and every metric would be silently wrong with it.
-PLAUSIBLE_MEDIAN = {"nyu": (0.2, 12.0), "kitti": (1.0, 100.0), "pairs": (0.01, 1000.0)}
+PLAUSIBLE_MEDIAN = {"nyu": (0.5, 10.0), "kitti": (2.0, 80.0), "pairs": (0.01, 1000.0)}  # Kinect / LiDAR ranges
 COMMON_SCALES = (1.0, 10.0, 100.0, 256.0, 1000.0, 5000.0)
 
 
@@ -134,10 +134,12 @@ class PairsDataset(DepthDataset):
             integer = dep.suffix.lower() != ".npy" and depth_is_integer(dep)
             check_plausible_depth(depth, self.name, self.depth_scale if integer else None, str(dep))
         sample = check_pair(Sample(self.keys[i], read_image(img), depth), str(dep or img))
-        if self.name == "kitti" and i == 0:
+        if i == 0:
             h, w = sample.image.shape[-2:]
-            if w < 2.5 * h:
+            if self.name == "kitti" and w < 2.5 * h:
                 warn(f"{img}: a {h}x{w} image is not a KITTI frame (about 375x1242); is --dataset kitti right?")
+            if self.name == "nyu" and w > 2 * h:
+                warn(f"{img}: a {h}x{w} image is not an NYU frame (480x640); is --dataset nyu right?")
         return sample
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +25,11 @@ def _open(path: Path) -> Image.Image:
     if not path.is_file():
         raise InputError(f"{path}: file does not exist")
     try:
-        img = Image.open(path)
-        img.load()
-    except Image.DecompressionBombError as e:
+        with warnings.catch_warnings():  # Pillow only warns between 1x and 2x its limit; the model would run out
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # of memory on such an image
+            img = Image.open(path)
+            img.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise InputError(
             f"{path}: {e}; if you trust the file, raise PIL.Image.MAX_IMAGE_PIXELS before loading it"
         ) from None

@@ -9,12 +9,14 @@ the seeding and option checking from it, so adding a method is one function in o
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from depthscope.config import coerce
 from depthscope.errors import InputError
 from depthscope.registry import Registry
 
@@ -76,12 +78,20 @@ class MethodSpec:
         params = list(inspect.signature(self.fn).parameters.values())[2:]
         return {p.name: p.default for p in params if p.name != "seed" and p.default is not inspect.Parameter.empty}
 
-    def __call__(self, fmodel: torch.nn.Module, x: torch.Tensor, seed: int = 0, **options: Any) -> Attribution:
+    def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``options`` checked against the method's signature and coerced to its annotated types (the CLI's
+        ``--option`` values arrive as JSON or text): one clear error for an unknown option or a wrong type."""
         unknown = sorted(set(options) - set(self.defaults))
         if unknown:
             valid = ", ".join(self.defaults) or "none"
             raise InputError(f"{self.name} has no option {', '.join(map(repr, unknown))}; its options: {valid}")
-        return self.fn(fmodel, x, **options, **({"seed": seed} if self.seeded else {}))
+        hints = typing.get_type_hints(self.fn)
+        return {
+            k: v if torch.is_tensor(v) else coerce(v, hints.get(k, Any), f"{self.name}.{k}") for k, v in options.items()
+        }
+
+    def __call__(self, fmodel: torch.nn.Module, x: torch.Tensor, seed: int = 0, **options: Any) -> Attribution:
+        return self.fn(fmodel, x, **self.check_options(options), **({"seed": seed} if self.seeded else {}))
 
 
 METHODS: Registry[MethodSpec] = Registry("attribution method")
