@@ -97,7 +97,7 @@ def test_curves_batched_equal_one_by_one(meter_nyu, small_image):
             assert c.rmse["morf"][i] == pytest.approx(d.pow(2).mean().sqrt().item(), rel=1e-4)
 
 
-def _af_means(model, samples, methods, size=None, fractions=(0, 0.1, 0.2, 0.3, 0.4, 0.5), invert=None):
+def _af_means(model, samples, methods, size=None, fractions=(0, 0.1, 0.2, 0.3, 0.4, 0.5), invert=None, **curves):
     scores: dict[str, list[float]] = {}
     for s in samples:
         x = s.image[None]
@@ -115,7 +115,7 @@ def _af_means(model, samples, methods, size=None, fractions=(0, 0.1, 0.2, 0.3, 0
         if invert:
             maps[f"inverted_{invert}"] = -maps[invert]  # a deliberately inverted ranking
         for k, m in maps.items():
-            c = perturbation_curves(model, x, m, fractions=fractions, chunk_size=3)
+            c = perturbation_curves(model, x, m, fractions=fractions, chunk_size=3, **curves)
             scores.setdefault(k, []).append(af_perturbation(c.rmse["morf"], c.rmse["lerf"]))
     return {k: sum(v) / len(v) for k, v in scores.items()}
 
@@ -239,3 +239,20 @@ def test_control_variate_infidelity_matches_the_exact_value_with_a_narrower_ci(c
         assert cv.value == pytest.approx(exact, rel=1e-9) and cv.ci_high - cv.ci_low < 1e-9 * exact
     else:
         assert cv.ci_high - cv.ci_low < (mc.ci_high - mc.ci_low) / 3
+
+
+def test_af_acceptance_holds_under_the_recommended_default(meter_nyu, nyu):
+    """The default protocol of assess (``recommended``: 8-px patches replaced by a blur, 0-50 %), mean over the 10
+    NYU images at full resolution: random ~0, inverted IG negative, IG above random."""
+    from depthscope.assess import AssessConfig
+
+    c = AssessConfig().metric_config("curves")
+    assert (AssessConfig().protocol, c.replacement, c.patch) == ("recommended", "blur", 8)
+    mean = _af_means(
+        meter_nyu, nyu, ["random", "integrated_gradients"], fractions=c.fractions, invert="integrated_gradients",
+        replacement=c.replacement, patch=c.patch,
+    )  # fmt: skip
+    print("af_perturbation means (recommended protocol, 480x640):", mean)
+    assert abs(mean["random"]) < 0.1
+    assert mean["inverted_integrated_gradients"] < 0
+    assert mean["integrated_gradients"] > mean["random"] + 0.1

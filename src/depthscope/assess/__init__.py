@@ -16,7 +16,7 @@ from depthscope.assess.fidelity import (
     noise_draws,
     subset_draws,
 )
-from depthscope.assess.perturbation import DEFAULT_FRACTIONS, Curves, perturbation_curves, rank_map
+from depthscope.assess.perturbation import DEFAULT_FRACTIONS, Curves, perturbation_curves, perturbed_views, rank_map
 from depthscope.assess.registry import METRICS, AssessmentMetric, Column, ImageContext, register_metric
 from depthscope.assess.run import assess, assess_image, display_summary, summarize
 
@@ -42,6 +42,7 @@ __all__ = [
     "infidelity_score",
     "noise_draws",
     "perturbation_curves",
+    "perturbed_views",
     "rank_map",
     "register_metric",
     "subset_draws",

@@ -24,7 +24,7 @@ from depthscope.assess.perturbation import DEFAULT_FRACTIONS, ORDERS, perturbati
 from depthscope.assess.registry import AssessmentMetric, Column, ImageContext, register_metric
 from depthscope.errors import InputError
 from depthscope.explain.attribution import Attribution
-from depthscope.ops.fills import FILLS
+from depthscope.ops.fills import REPLACEMENTS
 
 
 def estimate_columns(head: str, prefix: str, higher_is_better: bool, unit: str = "") -> tuple[Column, ...]:
@@ -53,7 +53,7 @@ class CurvesConfig:
     )
     replacement: str = field(
         default="mean",
-        metadata={"help": f"what perturbed pixels become: {', '.join(FILLS)}", "aliases": ["--replacement"]},
+        metadata={"help": f"what perturbed pixels become: {', '.join(REPLACEMENTS)}", "aliases": ["--replacement"]},
     )
     patch: int = field(
         default=1, metadata={"help": "perturbation granularity in pixels (1 = pixel)", "aliases": ["--patch"]}
@@ -63,8 +63,8 @@ class CurvesConfig:
         f = self.fractions
         if len(f) < 2 or f[0] != 0 or any(not 0 < b <= 1 for b in f[1:]) or list(f) != sorted(set(f)):
             raise InputError(f"curves_fractions must rise from 0 to at most 1 (e.g. 0,0.1,0.2), got {list(f)}")
-        if self.replacement not in FILLS:
-            raise InputError(f"unknown replacement {self.replacement!r}; valid replacements: {', '.join(FILLS)}")
+        if self.replacement not in REPLACEMENTS:
+            raise InputError(f"unknown replacement {self.replacement!r}; valid replacements: {', '.join(REPLACEMENTS)}")
         if self.patch < 1:
             raise InputError(f"curves_patch must be >= 1 pixel, got {self.patch}")
 

@@ -14,6 +14,7 @@ def add_assess_config_args(p: argparse.ArgumentParser, methods_default: str | No
     """The options of an :class:`~depthscope.assess.AssessConfig`: methods, metrics, draws, seed, ``--option``
     and one flag per option of every registered metric (``--METRIC-OPTION``)."""
     from depthscope.assess import METRICS, AssessConfig
+    from depthscope.assess.config import PROTOCOLS
     from depthscope.explain import METHODS
 
     d = AssessConfig()
@@ -37,6 +38,13 @@ def add_assess_config_args(p: argparse.ArgumentParser, methods_default: str | No
         "benchmarks/perturbation_count.py)",
     )
     p.add_argument("--seed", type=int, default=d.seed, help="image i uses seed + i (default %(default)s)")
+    p.add_argument(
+        "--protocol",
+        choices=list(PROTOCOLS),
+        default=d.protocol,
+        help="named perturbation settings: paper (pixels -> image mean, 0-50 %%) or recommended (README, 'Which "
+        "protocol'); --curves-* options override it (default %(default)s)",
+    )
     option_arg(p, "method or metric")
     for name in METRICS.names():
         cls = METRICS.get(name)
@@ -57,6 +65,7 @@ def assess_config(args: argparse.Namespace):
             metric_options[name] = given
     config = AssessConfig(
         methods=args.methods, metrics=args.metrics, n_perturbations=args.n_perturbations, seed=args.seed,
+        protocol=args.protocol,
         metric_options=metric_options, method_options=base.method_options,
     )  # fmt: skip
     return config.with_options(args.option)

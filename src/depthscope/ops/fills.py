@@ -14,6 +14,7 @@ from depthscope.errors import InputError
 from depthscope.seeding import generator
 
 FILLS = ("black", "blur", "mean", "noise")
+REPLACEMENTS = (*FILLS, "inpaint")  # fills of perturbed pixels: the static ones, and one that depends on the mask
 BLUR_FRACTION = 1 / 16  # default blur sigma as a fraction of the image's short side
 
 
@@ -61,3 +62,41 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     k = (k / k.sum()).view(1, 1, 1, -1).repeat(x.shape[1], 1, 1, 1)
     y = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k, groups=x.shape[1])
     return F.conv2d(F.pad(y, (0, 0, r, r), mode="reflect"), k.transpose(-1, -2), groups=x.shape[1])
+
+
+INPAINT_SCALE = 8  # the inpainting fill is computed at 1/8 resolution: it is a heavy blur, and 64x cheaper there
+
+
+def inpaint_fill(x: torch.Tensor, masks: torch.Tensor, sigma_fraction: float = BLUR_FRACTION) -> torch.Tensor:
+    """An inpainting-style fill for each mask: a masked pixel becomes the Gaussian-weighted mean of the
+    *unmasked* pixels around it (normalised convolution, sigma = ``sigma_fraction`` of the short side), so the
+    perturbed region takes the colours of its surroundings instead of one foreign value.
+
+    Args:
+        x: the image ``(1, 3, H, W)``.
+        masks: ``(K, 1, H, W)``, 1 where a pixel is replaced.
+        sigma_fraction: the blur's sigma as a fraction of the short side.
+
+    Returns:
+        ``(K, 3, H, W)`` fills (only their masked pixels are used). Where no unmasked pixel is near (or none is
+        left), the mean of the unmasked pixels, or of the image.
+
+    Example:
+        >>> x = torch.zeros(1, 3, 64, 64); x[..., :, 32:] = 1
+        >>> m = torch.zeros(1, 1, 64, 64); m[..., 28:36, 28:36] = 1
+        >>> fill = inpaint_fill(x, m)
+        >>> 0.2 < fill[0, 0, 32, 30].item() < 0.8  # between the dark left and the bright right
+        True
+    """
+    h, w = x.shape[-2:]
+    keep = 1 - masks.to(x.dtype)
+    small = lambda t: F.avg_pool2d(t, INPAINT_SCALE, ceil_mode=True)  # noqa: E731
+    sigma = max(min(h, w) * sigma_fraction / INPAINT_SCALE, 0.5)
+    num = gaussian_blur(small(x * keep), sigma)
+    den = gaussian_blur(small(keep), sigma)
+    left = keep.sum(dim=(-2, -1), keepdim=True)
+    mean = torch.where(
+        left > 0, (x * keep).sum(dim=(-2, -1), keepdim=True) / left.clamp_min(1), x.mean(dim=(-2, -1), keepdim=True)
+    )
+    fill = torch.where(den > 1e-3, num / den.clamp_min(1e-3), mean)
+    return F.interpolate(fill, size=(h, w), mode="bilinear", align_corners=False)

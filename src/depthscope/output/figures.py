@@ -79,7 +79,7 @@ def curves_figure(
             if ys.size == 0:
                 continue
             mu, sd = ys.mean(0), ys.std(0)
-            ax.plot(x, mu, color=colour, label=order.upper() if order != "random" else "random")
+            ax.plot(x, mu, color=colour, label=order_label(order))
             ax.fill_between(x, mu - sd, mu + sd, color=colour, alpha=0.15)
         ax.set_title(method)
         ax.set_xlabel("pixels perturbed (%)")
@@ -116,3 +116,48 @@ def pareto_figure(table: Sequence[Mapping[str, Any]], x: str, y: str, path: str 
     ax.legend()
     ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def perturbation_figure(
+    image: torch.Tensor,
+    depth: torch.Tensor,
+    views: Mapping[str, Mapping[str, tuple[torch.Tensor, torch.Tensor]]],
+    fractions: Sequence[float],
+    path: str | os.PathLike,
+    title: str = "",
+) -> Path:
+    """The paper's figure: per method, one row for MoRF and one for LeRF, each with the perturbed image and the
+    predicted depth at every fraction; the first column holds the original image and its depth, and every depth
+    panel shares one colour scale (metres, shown once)."""
+    rows = [(m, o) for m in views for o in ("morf", "lerf")]
+    cols = 1 + 2 * len(fractions)
+    fig, axes = plt.subplots(
+        len(rows), cols, figsize=(1.9 * cols + 0.8, 1.45 * len(rows) + 0.5), squeeze=False, constrained_layout=True
+    )
+    vmax = float(max(depth.max(), *(v[o][1].max() for v in views.values() for o in ("morf", "lerf"))))
+    im = None
+    for r, (method, order) in enumerate(rows):
+        imgs, deps = views[method][order]
+        panels = [(image if r % 2 == 0 else depth, "original" if r == 0 else "")]
+        for k, f in enumerate(fractions):
+            panels += [(imgs[k], f"{order_label(order)} {100 * f:.0f} %"), (deps[k], "depth")]
+        for c, (arr, label) in enumerate(panels):
+            ax = axes[r][c]
+            ax.set_xticks([]), ax.set_yticks([])
+            if arr.dim() == 3:
+                ax.imshow(arr.permute(1, 2, 0).clamp(0, 1).cpu().numpy())
+            else:
+                im = ax.imshow(arr.cpu().numpy(), cmap="magma_r", vmin=0, vmax=vmax)
+            if r < 2 or c == 0:
+                ax.set_title(label, fontsize=7)
+        axes[r][0].set_ylabel(f"{method}\n{order_label(order)}", fontsize=7)
+    if im is not None:
+        fig.colorbar(im, ax=axes[:, -1], shrink=0.5, label="depth (m)", location="right")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+def order_label(order: str) -> str:
+    """MoRF / LeRF / random, spelled as in the paper."""
+    return {"morf": "MoRF", "lerf": "LeRF"}.get(order, order)
