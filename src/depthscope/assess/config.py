@@ -84,9 +84,7 @@ class AssessConfig:
 
     def metric_config(self, name: str) -> Any:
         """Metric ``name``'s ``Config`` with this run's options; ``n_perturbations`` left unset is the run's."""
-        cls = METRICS.get(name)
-        preset = PROTOCOLS[self.protocol].get(name, {})
-        config = cls.configure({**preset, **self.metric_options.get(name, {})})
+        config = METRICS.get(name).configure(self._options(name))
         if getattr(config, "n_perturbations", 0) is None:
             config = dataclasses.replace(config, n_perturbations=self.n_perturbations)
         return config
@@ -126,14 +124,13 @@ class AssessConfig:
         del d["methods"], d["metric_options"]
         d["method_options"] = {k: v for k, v in d["method_options"].items() if k in self.methods}
         d["metric_configs"] = {
-            name: to_jsonable(
-                METRICS.get(name).configure(
-                    {**PROTOCOLS[self.protocol].get(name, {}), **self.metric_options.get(name, {})}
-                )
-            )
-            for name in self.metrics
+            name: to_jsonable(METRICS.get(name).configure(self._options(name))) for name in self.metrics
         }
         return d
+
+    def _options(self, name: str) -> dict[str, Any]:
+        """Metric ``name``'s options: the protocol's preset, overridden by ``metric_options``."""
+        return {**PROTOCOLS[self.protocol].get(name, {}), **self.metric_options.get(name, {})}
 
     def columns(self) -> list[Any]:
         """The results columns of the chosen metrics, in order."""
