@@ -35,12 +35,11 @@ from scipy.stats import spearmanr, wilcoxon
 
 from depthscope.assess import af_depth_correlation, af_perturbation, perturbation_curves
 from depthscope.assess.fidelity import faithfulness_score, infidelity_score, noise_draws, subset_draws
-from depthscope.assess.perturbation import order_ranks
+from depthscope.assess.perturbation import order_ranks, replacement_fill
 from depthscope.data import find_data, open_dataset
 from depthscope.explain import explain, target_model
 from depthscope.explain.sanity import cascading_randomization
 from depthscope.models import load_model
-from depthscope.ops.fills import fill_image, inpaint_fill
 from depthscope.output.files import write_json
 from depthscope.output.tables import format_table
 
@@ -78,10 +77,10 @@ def colour_shifts(x, score, replacement, patch, seed) -> dict[str, list[float]]:
     ranks = order_ranks(score, patch, seed)
     n = score.numel()
     out = {}
-    static = None if replacement == "inpaint" else fill_image(x, replacement, seed, "replacement_noise")
+    rep = replacement_fill(x, replacement, seed)  # the curves' own fill
     for order, r in ranks.items():
         masks = torch.stack([(r < f * n).float()[None] for f in FRACTIONS[1:]])  # (K, 1, H, W)
-        fill = inpaint_fill(x, masks) if static is None else static.expand(len(masks), -1, -1, -1)
+        fill = rep(masks) if callable(rep) else rep
         shift = ((fill - x) * masks).mean(dim=(-2, -1))  # (K, 3)
         out[order] = shift.norm(dim=1).tolist()
     return out

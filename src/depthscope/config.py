@@ -36,6 +36,20 @@ def parse_option(text: str) -> tuple[str, str, Any]:
     return owner, key.strip(), value
 
 
+def group_options(texts: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """``NAME.KEY=VALUE`` options (:func:`parse_option`) as ``{NAME: {KEY: VALUE}}``, later ones winning.
+
+    Example:
+        >>> group_options(["smoothgrad.n_samples=8", "smoothgrad.sigma=0.1", "gradcam.layer=decoder"])
+        {'smoothgrad': {'n_samples': 8, 'sigma': 0.1}, 'gradcam': {'layer': 'decoder'}}
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for text in texts:
+        owner, key, value = parse_option(text)
+        out.setdefault(owner, {})[key] = value
+    return out
+
+
 def field_types(cls: type) -> dict[str, Any]:
     """``{field: resolved type}`` of dataclass ``cls`` (string annotations resolved)."""
     hints = typing.get_type_hints(cls)

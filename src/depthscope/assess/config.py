@@ -8,10 +8,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from depthscope.assess.fidelity import DEFAULT_N_PERTURBATIONS
+from depthscope.assess.fidelity import DEFAULT_N_PERTURBATIONS, check_draws
 from depthscope.assess.perturbation import DEFAULT_FRACTIONS
 from depthscope.assess.registry import METRICS, AssessmentMetric
-from depthscope.config import parse_option, to_jsonable
+from depthscope.config import group_options, to_jsonable
 from depthscope.errors import InputError
 from depthscope.explain.attribution import METHODS
 
@@ -72,8 +72,7 @@ class AssessConfig:
             METRICS.get(m)
         if not self.methods or not self.metrics:
             raise InputError("an assessment needs at least one method and one metric")
-        if not 2 <= self.n_perturbations <= 1_000_000:
-            raise InputError(f"n_perturbations must be between 2 and 1,000,000 draws, got {self.n_perturbations}")
+        check_draws("n_perturbations", self.n_perturbations)
         stray = sorted(set(self.metric_options) - set(self.metrics))
         if stray:
             raise InputError(f"options given for metrics not requested: {', '.join(stray)}")
@@ -97,15 +96,15 @@ class AssessConfig:
         """A copy with ``NAME.KEY=VALUE`` options applied; NAME is a method or a metric (the CLI's ``--option``)."""
         methods = {k: dict(v) for k, v in self.method_options.items()}
         metrics = {k: dict(v) for k, v in self.metric_options.items()}
-        for text in options:
-            owner, key, value = parse_option(text)
+        for owner, values in group_options(options).items():
             if owner in METRICS:
-                metrics.setdefault(owner, {})[key] = value
+                metrics.setdefault(owner, {}).update(values)
             elif owner in METHODS:
-                methods.setdefault(owner, {})[key] = value
+                methods.setdefault(owner, {}).update(values)
             else:
                 valid = ", ".join([*METHODS.names(), *METRICS.names()])
-                raise InputError(f"option {text!r}: {owner!r} is neither a method nor a metric; valid: {valid}")
+                raise InputError(f"option {owner}.{next(iter(values))}: {owner!r} is neither a method nor a metric; "
+                                 f"valid: {valid}")  # fmt: skip
         return dataclasses.replace(self, method_options=methods, metric_options=metrics)
 
     def to_dict(self) -> dict[str, Any]:

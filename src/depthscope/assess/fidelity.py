@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from depthscope.assess.perturbation import replace_masked
+from depthscope.errors import InputError
 from depthscope.explain.gradients import weighted_input_gradients
 from depthscope.ops.batching import ChunkBuffer, predict_chunks
 from depthscope.ops.fills import fill_image
@@ -23,6 +24,13 @@ from depthscope.seeding import generator
 DEFAULT_N_PERTURBATIONS = 256
 DEFAULT_INFIDELITY_SIGMA = 0.01  # std of the Infidelity noise, in units of the [0, 1] pixel range
 DEFAULT_SYMMETRIC_INFIDELITY = True
+MAX_DRAWS = 1_000_000
+
+
+def check_draws(name: str, n: int | None) -> None:
+    """One clear error for a Monte-Carlo draw count outside 2..:data:`MAX_DRAWS` (None: not set here)."""
+    if n is not None and not 2 <= n <= MAX_DRAWS:
+        raise InputError(f"{name} must be between 2 and {MAX_DRAWS:,} draws, got {n}")
 
 
 def af_perturbation(d_morf: Sequence[float], d_lerf: Sequence[float], eps: float = 1e-12) -> float:

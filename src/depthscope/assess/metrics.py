@@ -15,6 +15,7 @@ from depthscope.assess.fidelity import (
     Estimate,
     af_depth_correlation,
     af_perturbation,
+    check_draws,
     faithfulness_score,
     infidelity_score,
     noise_draws,
@@ -139,7 +140,7 @@ class InfidelityConfig:
     def __post_init__(self) -> None:
         if not self.sigma > 0:
             raise InputError(f"infidelity_sigma must be > 0 (noise std in the [0, 1] pixel range), got {self.sigma}")
-        _check_count("infidelity_n_perturbations", self.n_perturbations)
+        check_draws("infidelity_n_perturbations", self.n_perturbations)
 
 
 @register_metric
@@ -174,7 +175,7 @@ class FaithfulnessConfig:
             raise InputError(f"faithfulness_estimate_subset_fraction must be in (0, 1], got {self.subset_fraction}")
         if self.patch < 1:
             raise InputError(f"faithfulness_estimate_patch must be >= 1 pixel, got {self.patch}")
-        _check_count("faithfulness_estimate_n_perturbations", self.n_perturbations)
+        check_draws("faithfulness_estimate_n_perturbations", self.n_perturbations)
 
 
 @register_metric
@@ -196,8 +197,3 @@ class FaithfulnessEstimate(AssessmentMetric):
 
     def score(self, draws: Draws, attribution: Attribution) -> dict[str, Any]:
         return estimate_row("faithfulness_estimate", "faithfulness", faithfulness_score(draws, attribution.signed))
-
-
-def _check_count(name: str, n: int | None) -> None:
-    if n is not None and not 2 <= n <= 1_000_000:
-        raise InputError(f"{name} must be between 2 and 1,000,000 draws, got {n}")

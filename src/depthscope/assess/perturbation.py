@@ -75,11 +75,22 @@ class Curves:
         return float(np.trapezoid(y, x) / (x[-1] - x[0]))
 
 
+Fill = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]  # an image, or masks (K, 1, H, W) -> one fill each
+
+
+def replacement_fill(x: torch.Tensor, replacement: str = "mean", seed: int = 0) -> Fill:
+    """What perturbed pixels of ``x`` become: a fill image (``mean``, ``black``, ``blur``, ``noise``) or, for
+    ``inpaint``, the function of the masks that fills each from its unperturbed surroundings."""
+    if replacement == "inpaint":
+        return lambda masks: inpaint_fill(x, masks)
+    return fill_image(x, replacement, seed, "replacement_noise", what="replacement")
+
+
 def perturbed_batch(
     x: torch.Tensor,
     ranks: Sequence[torch.Tensor],
     fractions: Sequence[float],
-    replacement: torch.Tensor | Callable[[torch.Tensor], torch.Tensor],
+    replacement: Fill,
     out: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -101,8 +112,7 @@ def replace_masked(
 ) -> torch.Tensor:
     """``(K, 3, H, W)``: ``replacement`` where ``masks`` ``(K, 1, H, W)`` is set, ``x`` elsewhere (exactly: lerp
     with weight 0 or 1, several times faster than ``torch.where`` with broadcast masks on CPU)."""
-    fill = replacement if replacement.shape[0] == masks.shape[0] > 1 else replacement.expand_as(x)
-    return torch.lerp(x, fill, masks.to(x.dtype), out=out)
+    return torch.lerp(x, replacement, masks.to(x.dtype), out=out)  # x (1, ...) and one or K fills broadcast
 
 
 @torch.no_grad()
@@ -138,10 +148,7 @@ def perturbation_curves(
     moved = [j for j, f in enumerate(fractions) if f > 0]
     rank_of = [ranks["morf"]] + [r for r in ranks.values() for _ in moved]  # entry 0: fraction 0, nothing replaced
     fraction_of = [0.0] + [fractions[j] for j in moved] * len(ranks)
-    if replacement == "inpaint":
-        rep: torch.Tensor | Callable[[torch.Tensor], torch.Tensor] = lambda masks: inpaint_fill(x, masks)  # noqa: E731
-    else:
-        rep = fill_image(x, replacement, seed, "replacement_noise", what="replacement")
+    rep = replacement_fill(x, replacement, seed)
     buf, mask_buf = ChunkBuffer(x), ChunkBuffer(x[:, :1])
 
     def make(s: slice) -> torch.Tensor:
@@ -213,10 +220,7 @@ def perturbed_views(
     """What the curves feed the model, to look at: per order (``morf``, ``lerf``), the perturbed images
     ``(K, 3, H, W)`` at ``fractions`` and the model's depth on them ``(K, H, W)`` in metres (the paper's figure)."""
     ranks = order_ranks(score, patch, seed)
-    if replacement == "inpaint":
-        rep: torch.Tensor | Callable[[torch.Tensor], torch.Tensor] = lambda masks: inpaint_fill(x, masks)  # noqa: E731
-    else:
-        rep = fill_image(x, replacement, seed, "replacement_noise", what="replacement")
+    rep = replacement_fill(x, replacement, seed)
     out = {}
     for order in ("morf", "lerf"):
         images = perturbed_batch(x, [ranks[order]] * len(fractions), list(fractions), rep)

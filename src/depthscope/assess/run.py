@@ -20,7 +20,7 @@ from depthscope.assess.config import AssessConfig
 from depthscope.assess.perturbation import ORDERS
 from depthscope.assess.registry import Column, ImageContext
 from depthscope.config import flatten
-from depthscope.data.datasets import DepthDataset, open_dataset
+from depthscope.data.datasets import DepthDataset, check_limit, open_dataset
 from depthscope.errors import InputError
 from depthscope.explain import explain, target_model
 from depthscope.models import DepthModel, load_model
@@ -166,8 +166,7 @@ def assess(
         [('saliency', 1, 'higher'), ('random', 1, 'higher')]
     """
     config = config or AssessConfig()
-    if limit is not None and limit < 1:
-        raise InputError(f"--limit must be >= 1 image, got {limit}")
+    check_limit(limit)
     out = Path(out)
     with RunLock(out):  # two runs never append to one results.csv
         return _assess(models, data, config, out, limit, device, progress)

@@ -10,7 +10,7 @@ from depthscope.cli._args import add_config_args, config_values, data_args, load
 from depthscope.cli._base import Command, register_command
 
 
-def add_assess_config_args(p: argparse.ArgumentParser, methods_default: str | None = None) -> None:
+def add_assess_config_args(p: argparse.ArgumentParser) -> None:
     """The options of an :class:`~depthscope.assess.AssessConfig`: methods, metrics, draws, seed, ``--option``
     and one flag per option of every registered metric (``--METRIC-OPTION``)."""
     from depthscope.assess import METRICS, AssessConfig
@@ -22,7 +22,7 @@ def add_assess_config_args(p: argparse.ArgumentParser, methods_default: str | No
         "--methods",
         "--method",
         dest="methods",
-        default=methods_default or ",".join(d.methods),
+        default=",".join(d.methods),
         help=f"comma-separated attribution methods (registered: {', '.join(METHODS.names())}; default %(default)s)",
     )
     p.add_argument(
@@ -57,7 +57,6 @@ def assess_config(args: argparse.Namespace):
     """The :class:`~depthscope.assess.AssessConfig` the parsed options describe."""
     from depthscope.assess import METRICS, AssessConfig
 
-    base = AssessConfig()
     metric_options = {}
     for name in METRICS.names():
         given = config_values(args, METRICS.get(name).Config, prefix=f"{name}_")
@@ -65,8 +64,7 @@ def assess_config(args: argparse.Namespace):
             metric_options[name] = given
     config = AssessConfig(
         methods=args.methods, metrics=args.metrics, n_perturbations=args.n_perturbations, seed=args.seed,
-        protocol=args.protocol,
-        metric_options=metric_options, method_options=base.method_options,
+        protocol=args.protocol, metric_options=metric_options,
     )  # fmt: skip
     return config.with_options(args.option)
 

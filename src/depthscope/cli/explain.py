@@ -52,7 +52,7 @@ class Explain(Command):
         p.add_argument("--out", default="out/explain", help="output directory (default %(default)s)")
 
     def run(self, args: argparse.Namespace) -> int:
-        from depthscope.config import parse_option
+        from depthscope.config import group_options
         from depthscope.data import read_depth
         from depthscope.data.sources import find_data
         from depthscope.explain import explain, sanity_rows, save_explanation
@@ -65,10 +65,7 @@ class Explain(Command):
         if depth_path is None and not args.image:
             depth_path = image_path.with_name(image_path.name.replace("image_", "depth_"))
         methods = split(args.methods)
-        options: dict[str, dict] = {}
-        for text in args.option:
-            method, key, value = parse_option(text)
-            options.setdefault(method, {})[key] = value
+        options = group_options(args.option)
         x = as_batch(image_path, args.device)
         attrs = explain(model, x, methods, args.target, options, seed=args.seed)
         for name, a in attrs.items():

@@ -13,7 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from depthscope.data.io import DEPTH_SUFFIXES, IMAGE_SUFFIXES, check_depth_scale, read_depth, read_image
+from depthscope.data.io import (
+    DEPTH_SUFFIXES,
+    IMAGE_SUFFIXES,
+    check_depth_scale,
+    read_depth,
+    read_depth_scaled,
+    read_image,
+)
 from depthscope.errors import InputError, warn
 
 
@@ -24,6 +31,12 @@ class Sample:
     name: str
     image: torch.Tensor
     depth: torch.Tensor | None
+
+
+def check_limit(limit: int | None) -> None:
+    """One clear error for a ``--limit`` that would select no image (None: every image)."""
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be >= 1 image, got {limit}")
 
 
 def check_pair(sample: Sample, where: str) -> Sample:
@@ -130,9 +143,8 @@ class PairsDataset(DepthDataset):
         img, dep = self.pairs[i]
         depth = None
         if dep is not None:
-            depth = read_depth(dep, self.depth_scale)
-            integer = dep.suffix.lower() != ".npy" and depth_is_integer(dep)
-            check_plausible_depth(depth, self.name, self.depth_scale if integer else None, str(dep))
+            depth, scaled = read_depth_scaled(dep, self.depth_scale)
+            check_plausible_depth(depth, self.name, self.depth_scale if scaled else None, str(dep))
         sample = check_pair(Sample(self.keys[i], read_image(img), depth), str(dep or img))
         if i == 0:
             h, w = sample.image.shape[-2:]
@@ -141,14 +153,6 @@ class PairsDataset(DepthDataset):
             if self.name == "nyu" and w > 2 * h:
                 warn(f"{img}: a {h}x{w} image is not an NYU frame (480x640); is --dataset nyu right?")
         return sample
-
-
-def depth_is_integer(path: Path) -> bool:
-    """Whether a depth image stores integers (value / depth scale = metres) rather than float metres."""
-    from PIL import Image
-
-    with Image.open(path) as img:
-        return img.mode != "F"
 
 
 def unique_keys(images: Sequence[Path], base: Path, where: str) -> list[str]:

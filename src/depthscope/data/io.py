@@ -73,6 +73,11 @@ def read_depth(path: str | os.PathLike, depth_scale: float = 1000.0) -> torch.Te
     KITTI); float TIFF and ``.npy`` maps are taken to be in metres already. NaN/Inf or a map with no valid pixel
     is an error.
     """
+    return read_depth_scaled(path, depth_scale)[0]
+
+
+def read_depth_scaled(path: str | os.PathLike, depth_scale: float = 1000.0) -> tuple[torch.Tensor, bool]:
+    """:func:`read_depth` and whether the file held integers divided by ``depth_scale`` (False: float metres)."""
     p = Path(path)
     check_depth_scale(depth_scale)
     if p.suffix.lower() == ".npy":
@@ -85,13 +90,13 @@ def read_depth(path: str | os.PathLike, depth_scale: float = 1000.0) -> torch.Te
         arr = np.squeeze(arr)
         if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
             raise InputError(f"{p}: depth must be a 2-D numeric array, got {arr.dtype} of shape {arr.shape}")
-        depth = arr.astype(np.float32)
+        depth, scaled = arr.astype(np.float32), False
     else:
         img = _open(p)
         if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-            depth = np.asarray(img).astype(np.float32) / depth_scale
+            depth, scaled = np.asarray(img).astype(np.float32) / depth_scale, True
         elif img.mode == "F":
-            depth = np.asarray(img, dtype=np.float32)
+            depth, scaled = np.asarray(img, dtype=np.float32), False
         else:
             raise InputError(
                 f"{p}: depth image mode {img.mode!r}; expected a single-channel 16/32-bit integer PNG "
@@ -103,7 +108,7 @@ def read_depth(path: str | os.PathLike, depth_scale: float = 1000.0) -> torch.Te
         raise InputError(f"{p}: depth map has no valid (positive) pixel")
     if (depth < 0).any():
         raise InputError(f"{p}: depth map has negative values")
-    return torch.from_numpy(np.ascontiguousarray(depth))
+    return torch.from_numpy(np.ascontiguousarray(depth)), scaled
 
 
 def check_image_tensor(x: object, where: str = "image") -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -12,7 +13,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from depthscope.data.datasets import DepthDataset, open_dataset
+from depthscope.data.datasets import DepthDataset, check_limit, open_dataset
 from depthscope.data.prefetch import prefetch
 from depthscope.errors import InputError, warn
 from depthscope.metrics.align import ALIGNMENTS
@@ -135,8 +136,7 @@ def evaluate(
     crop = resolve_crop(crop, ds.name, model)
     lo = model.info.eval.min_depth if min_depth is None else min_depth
     hi = model.info.eval.max_depth if max_depth is None else max_depth
-    if limit is not None and limit < 1:
-        raise InputError(f"--limit must be >= 1 image, got {limit}")
+    check_limit(limit)
     n = len(ds) if limit is None else min(limit, len(ds))
     if n == 0:
         raise InputError("the dataset is empty")
@@ -148,52 +148,44 @@ def evaluate(
     columns = ["image", *METRIC_NAMES, "n_valid", *fitted]
     if model.info.weights is None and str(dev) != "meta":
         warn(f"{model.name} has random weights (no checkpoint was loaded): its metrics describe no trained model")
-    lock = RunLock(out).acquire() if out is not None else None
-    try:
-        return _evaluate(model, ds, n, lo, hi, crop, align, output, columns, out, progress, dev)
-    finally:
-        if lock is not None:
-            lock.release()
+    # one run writes a folder at a time; a rerun starts from nothing, so a failure halfway cannot leave the last
+    # run's metrics.json beside this run's per-image rows
+    with RunLock(out) if out is not None else contextlib.nullcontext():
+        sink = None
+        if out is not None:
+            for stale in ("per_image.csv", "metrics.json"):
+                (Path(out) / stale).unlink(missing_ok=True)
+            sink = CsvAppender(Path(out) / "per_image.csv", columns)
+        rows: list[dict[str, float | str]] = []
 
+        def score(name: str, pred: torch.Tensor, gt: torch.Tensor) -> dict[str, float | str]:
+            return {"image": name, **evaluate_depth(pred, gt, lo, hi, crop, align=align, output=output)}
 
-def _evaluate(model, ds, n, lo, hi, crop, align, output, columns, out, progress, dev) -> EvaluationResult:  # noqa: ANN001
-    sink = None
-    if out is not None:
-        # An output folder never mixes two runs: a rerun starts from nothing, so a failure halfway cannot leave
-        # the last run's metrics.json beside this run's per-image rows.
-        for stale in ("per_image.csv", "metrics.json"):
-            (Path(out) / stale).unlink(missing_ok=True)
-        sink = CsvAppender(Path(out) / "per_image.csv", columns)
-    rows: list[dict[str, float | str]] = []
+        def collect(fut: Future) -> None:
+            rows.append(fut.result())
+            if sink is not None:
+                sink.append(rows[-1])
+            bar.update()
 
-    def score(name: str, pred: torch.Tensor, gt: torch.Tensor) -> dict[str, float | str]:
-        return {"image": name, **evaluate_depth(pred, gt, lo, hi, crop, align=align, output=output)}
-
-    def collect(fut: Future) -> None:
-        rows.append(fut.result())
-        if sink is not None:
-            sink.append(rows[-1])
-        bar.update()
-
-    # Pipeline over two cores: one worker thread decodes upcoming images and scores finished predictions while
-    # the main thread runs the forward pass (PNG decoding and metrics release the GIL).
-    bar = tqdm(total=n, desc=f"evaluate {model.name}", disable=not progress)
-    with ThreadPoolExecutor(max_workers=1) as worker, reserve_one_core(dev):
-        pending: Future | None = None
-        for sample in prefetch(ds.__getitem__, n, pool=worker):
-            if sample.depth is None:
-                raise InputError(f"{sample.name}: no ground-truth depth to evaluate against")
-            pred = model(sample.image.unsqueeze(0).to(dev))[0, 0].cpu()
-            if not rows and pending is None:
-                check_prediction(model, pred, sample.name)
+        # Pipeline over two cores: one worker thread decodes upcoming images and scores finished predictions while
+        # the main thread runs the forward pass (PNG decoding and metrics release the GIL).
+        bar = tqdm(total=n, desc=f"evaluate {model.name}", disable=not progress)
+        with ThreadPoolExecutor(max_workers=1) as worker, reserve_one_core(dev):
+            pending: Future | None = None
+            for sample in prefetch(ds.__getitem__, n, pool=worker):
+                if sample.depth is None:
+                    raise InputError(f"{sample.name}: no ground-truth depth to evaluate against")
+                pred = model(sample.image.unsqueeze(0).to(dev))[0, 0].cpu()
+                if not rows and pending is None:
+                    check_prediction(model, pred, sample.name)
+                if pending is not None:
+                    collect(pending)
+                pending = worker.submit(score, sample.name, pred, sample.depth)
             if pending is not None:
                 collect(pending)
-            pending = worker.submit(score, sample.name, pred, sample.depth)
-        if pending is not None:
-            collect(pending)
-    bar.close()
-    settings = {"crop": crop, "min_depth": lo, "max_depth": hi, "align": align, "model_output": output}
-    result = EvaluationResult(model.name, ds.name, aggregate(rows), rows, settings)
-    if out is not None:
-        write_json(Path(out) / "metrics.json", result.to_dict())
-    return result
+        bar.close()
+        settings = {"crop": crop, "min_depth": lo, "max_depth": hi, "align": align, "model_output": output}
+        result = EvaluationResult(model.name, ds.name, aggregate(rows), rows, settings)
+        if out is not None:
+            write_json(Path(out) / "metrics.json", result.to_dict())
+        return result
