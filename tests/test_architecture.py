@@ -17,7 +17,7 @@ LAYERS = [
     {"errors", "seeding", "registry", "config", "ops", "output"},
     {"data"},
     {"models"},
-    {"metrics", "explain"},
+    {"metrics", "explain", "predict"},
     {"assess", "efficiency"},
     {"optimize"},
     {"report"},

@@ -1,8 +1,8 @@
 """depthscope: evaluate, explain and profile monocular depth estimation models.
 
-``load_model`` / ``wrap`` give a :class:`DepthModel` (images in [0, 1] -> metric depth in metres); ``evaluate``,
-``explain``, ``assess``, ``profile``, ``pareto`` and ``report`` are the Python API behind the CLI commands of the
-same names. Extension points: ``register_model`` (with a ``ModelConfig``), ``register_method``, ``register_metric``.
+``load_model`` / ``wrap`` give a :class:`DepthModel` (images in [0, 1] -> metric depth in metres); ``predict``,
+``evaluate``, ``explain``, ``assess``, ``profile``, ``pareto`` and ``report`` are the Python API behind the CLI
+commands of the same names. Extension points: ``register_model`` (with a ``ModelConfig``), ``register_method``, ``register_metric``.
 """
 
 from depthscope.assess import METRICS, AssessConfig, AssessmentMetric, assess, register_metric
@@ -11,6 +11,7 @@ from depthscope.efficiency import pareto, profile
 from depthscope.explain import METHODS, explain, register_method
 from depthscope.metrics.evaluate import evaluate
 from depthscope.models import DepthModel, ModelConfig, list_models, load_model, register_model, wrap
+from depthscope.predict import predict
 from depthscope.report import report
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "load_model",
     "open_dataset",
     "pareto",
+    "predict",
     "profile",
     "register_method",
     "register_metric",

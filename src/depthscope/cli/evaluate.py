@@ -35,8 +35,17 @@ class Evaluate(Command):
             "depth or disparity space (default: none for metric models; lstsq-disparity for disparity models such "
             "as Depth Anything relative or MiDaS/DPT; lstsq-depth for relative depth)",
         )
-        p.add_argument("--limit", type=int, help="evaluate only the first N images")
-        p.add_argument("--out", default="out/evaluate", help="output directory (metrics.json, per_image.csv)")
+        p.add_argument(
+            "--predictions", metavar="DIR",
+            help="score the depth maps `depthscope predict` saved in DIR (<image>.npy in metres, else <image>.png "
+            "16-bit) instead of running the model; the model's protocol still sets crop and depth caps",
+        )  # fmt: skip
+        p.add_argument(
+            "--pred-scale", type=float,
+            help="16-bit prediction value per metre (default: the depth_scale in DIR/predict.json, else 1000)",
+        )  # fmt: skip
+        p.add_argument("--limit", type=int, help="evaluate only the first N images (default: all)")
+        p.add_argument("--out", default="out/evaluate", help="output directory: metrics.json, per_image.csv, predictions/ (default %(default)s)")
 
     def run(self, args: argparse.Namespace) -> int:
         from depthscope.metrics import METRIC_NAMES
@@ -55,8 +64,13 @@ class Evaluate(Command):
             out=args.out,
             limit=args.limit,
             progress=True,
+            predictions=args.predictions,
+            pred_scale=args.pred_scale,
         )
-        rows = [{"model": result.model, "n": len(result.per_image), **result.metrics}]
-        print(format_table(rows, ["model", "n", *METRIC_NAMES]))
+        if result.metrics:
+            rows = [{"model": result.model, "n": len(result.per_image), **result.metrics}]
+            print(format_table(rows, ["model", "n", *METRIC_NAMES]))
+        else:
+            print("no image had ground-truth depth: nothing scored; the predictions are saved")
         print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'per_image.csv'}")
         return 0

@@ -91,7 +91,8 @@ def check_plausible_depth(depth: torch.Tensor, dataset: str, scale: float | None
 
 class PairsDataset(DepthDataset):
     """Image/depth file pairs, from a CSV (``image_path,depth_path``, relative to the CSV) or a folder where
-    ``image_<id>.<ext>`` pairs with ``depth_<id>.<ext>``. Integer depth PNG value / ``depth_scale`` = metres."""
+    ``image_<id>.<ext>`` pairs with ``depth_<id>.<ext>``. Integer depth PNG value / ``depth_scale`` = metres.
+    An image without a depth map (an empty second column, no ``depth_<id>``) is a sample with ``depth=None``."""
 
     def __init__(self, root: str | os.PathLike, depth_scale: float = 1000.0, name: str = "pairs") -> None:
         self.root = Path(root)
@@ -114,11 +115,8 @@ class PairsDataset(DepthDataset):
         depths = {p.stem.removeprefix("depth_"): p for p in root.glob("depth_*") if p.suffix.lower() in DEPTH_SUFFIXES}
         if not images:
             raise InputError(f"{root}: no image_<id>.png / depth_<id>.png pairs and no CSV found (empty dataset)")
-        unpaired = sorted(set(images) - set(depths))
-        if unpaired:
-            raise InputError(f"{root}: images without a depth map: {', '.join('image_' + u for u in unpaired[:5])}")
         key = lambda s: (len(s), s)  # noqa: E731  natural order: 2 before 10
-        return [(images[k], depths[k]) for k in sorted(images, key=key)]
+        return [(images[k], depths.get(k)) for k in sorted(images, key=key)]  # no depth_<id>: no ground truth
 
     @staticmethod
     def _read_csv(path: Path) -> list[tuple[Path, Path | None]]:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,12 +14,15 @@ import torch
 from tqdm.auto import tqdm
 
 from depthscope.data.datasets import DepthDataset, check_limit, open_dataset
+from depthscope.data.io import read_depth
 from depthscope.data.prefetch import prefetch
 from depthscope.errors import InputError, warn
 from depthscope.metrics.align import ALIGNMENTS
 from depthscope.metrics.depth import METRIC_NAMES, aggregate, evaluate_depth
 from depthscope.models import DepthModel, load_model
-from depthscope.output.files import CsvAppender, RunLock, write_json
+from depthscope.ops.batching import reserve_one_core
+from depthscope.output.depth import encode_npy
+from depthscope.output.files import CsvAppender, RunLock, write_atomic, write_json
 
 DEFAULT_ALIGNMENT = {"depth": "none", "disparity": "lstsq-disparity", "relative": "lstsq-depth"}
 
@@ -42,19 +45,6 @@ class EvaluationResult:
             "dataset": self.dataset,
             **self.settings,
         }
-
-
-@contextmanager
-def reserve_one_core(device: torch.device) -> Iterator[None]:
-    """On CPU, leave one core to the decode/score worker: intra-op threads spinning against a busy core slow the
-    forward pass more than the worker gains (measured on 2 cores: 23.6 -> 39.6 ms per forward)."""
-    threads = torch.get_num_threads()
-    if device.type == "cpu" and threads > 1:
-        torch.set_num_threads(threads - 1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def resolve_crop(crop: str | None, dataset: str, model: DepthModel) -> str:
@@ -97,6 +87,8 @@ def evaluate(
     out: str | os.PathLike | None = None,
     limit: int | None = None,
     progress: bool = False,
+    predictions: str | os.PathLike | None = None,
+    pred_scale: float | None = None,
 ) -> EvaluationResult:
     """Evaluate ``model`` on ``data`` with the standard metrics (depth in metres), as BTS/AdaBins/NeWCRFs do.
 
@@ -112,13 +104,19 @@ def evaluate(
         align: fit each prediction to its ground truth first: ``none`` (default for metric models), ``median``,
             ``lstsq-depth`` (default for relative depth) or ``lstsq-disparity`` (default for disparity outputs).
         device: where to run (a name loads there).
-        out: per-image rows go to ``out/per_image.csv`` as they are computed, the aggregate to ``out/metrics.json``.
+        out: per-image rows go to ``out/per_image.csv`` as they are computed, the aggregate to ``out/metrics.json``;
+            the predictions of images without ground truth to ``out/predictions/<key>.npy`` (metres).
         limit: only the first ``limit`` images.
         progress: a progress bar.
+        predictions: score saved depth maps instead of running ``model`` (whose protocol still sets crop and
+            caps): ``predictions/<key>.npy`` (metres) or ``<key>.png`` (16-bit), as ``depthscope predict`` writes.
+        pred_scale: the 16-bit predictions' value per metre (default: the ``depth_scale`` in
+            ``predictions/predict.json``, else 1000).
 
     Returns:
         An :class:`EvaluationResult`: ``metrics`` (mae, rmse, rmse_log, abs_rel, sq_rel, log10, silog, delta1-3)
-        and ``per_image`` rows.
+        over the images with ground truth, and ``per_image`` rows. Images without ground truth are predicted,
+        counted in ``settings["n_without_gt"]`` and not scored.
 
     Example:
         >>> from depthscope.data import find_data
@@ -146,7 +144,8 @@ def evaluate(
         raise InputError(f"unknown alignment {align!r}; valid: {', '.join(ALIGNMENTS)}")
     fitted = {"none": [], "median": ["scale"]}.get(align, ["scale", "shift"])
     columns = ["image", *METRIC_NAMES, "n_valid", *fitted]
-    if model.info.weights is None and str(dev) != "meta":
+    read_pred = None if predictions is None else saved_predictions(predictions, pred_scale)
+    if read_pred is None and model.info.weights is None and str(dev) != "meta":
         warn(f"{model.name} has random weights (no checkpoint was loaded): its metrics describe no trained model")
     # one run writes a folder at a time; a rerun starts from nothing, so a failure halfway cannot leave the last
     # run's metrics.json beside this run's per-image rows
@@ -157,14 +156,21 @@ def evaluate(
                 (Path(out) / stale).unlink(missing_ok=True)
             sink = CsvAppender(Path(out) / "per_image.csv", columns)
         rows: list[dict[str, float | str]] = []
+        without_gt: list[str] = []
 
-        def score(name: str, pred: torch.Tensor, gt: torch.Tensor) -> dict[str, float | str]:
+        def score(name: str, pred: torch.Tensor, gt: torch.Tensor | None) -> dict[str, float | str] | None:
+            if gt is None:  # predicted, kept, not scored
+                if out is not None:
+                    write_atomic(Path(out) / "predictions" / f"{name}.npy", encode_npy(pred.numpy()))
+                return None
             return {"image": name, **evaluate_depth(pred, gt, lo, hi, crop, align=align, output=output)}
 
         def collect(fut: Future) -> None:
-            rows.append(fut.result())
-            if sink is not None:
-                sink.append(rows[-1])
+            row = fut.result()
+            if row is not None:
+                rows.append(row)
+                if sink is not None:
+                    sink.append(row)
             bar.update()
 
         # Pipeline over two cores: one worker thread decodes upcoming images and scores finished predictions while
@@ -172,20 +178,65 @@ def evaluate(
         bar = tqdm(total=n, desc=f"evaluate {model.name}", disable=not progress)
         with ThreadPoolExecutor(max_workers=1) as worker, reserve_one_core(dev):
             pending: Future | None = None
-            for sample in prefetch(ds.__getitem__, n, pool=worker):
-                if sample.depth is None:
-                    raise InputError(f"{sample.name}: no ground-truth depth to evaluate against")
-                pred = model(sample.image.unsqueeze(0).to(dev))[0, 0].cpu()
-                if not rows and pending is None:
+            for i, sample in enumerate(prefetch(ds.__getitem__, n, pool=worker)):
+                if read_pred is not None:
+                    pred = read_pred(sample.name, tuple(sample.image.shape[-2:]))
+                else:
+                    with torch.no_grad():
+                        pred = model(sample.image.unsqueeze(0).to(dev))[0, 0].cpu()
+                if i == 0:
                     check_prediction(model, pred, sample.name)
+                if sample.depth is None:
+                    without_gt.append(sample.name)
                 if pending is not None:
                     collect(pending)
                 pending = worker.submit(score, sample.name, pred, sample.depth)
             if pending is not None:
                 collect(pending)
         bar.close()
-        settings = {"crop": crop, "min_depth": lo, "max_depth": hi, "align": align, "model_output": output}
-        result = EvaluationResult(model.name, ds.name, aggregate(rows), rows, settings)
+        settings = {
+            "crop": crop, "min_depth": lo, "max_depth": hi, "align": align, "model_output": output,
+            "weights": model.info.weights or "random", "predictions": None if predictions is None else str(predictions),
+            "n_without_gt": len(without_gt),
+        }  # fmt: skip
+        if without_gt:
+            where = f" (their depth: {Path(out) / 'predictions'}/<image>.npy)" if out is not None else ""
+            warn(f"{len(without_gt)} of {n} images had no ground-truth depth: predicted, not scored{where}")
+        metrics = aggregate(rows) if rows else {}
+        result = EvaluationResult(model.name, ds.name, metrics, rows, settings)
         if out is not None:
             write_json(Path(out) / "metrics.json", result.to_dict())
         return result
+
+
+def saved_predictions(
+    folder: str | os.PathLike, scale: float | None = None
+) -> Callable[[str, tuple[int, int]], torch.Tensor]:
+    """A reader of the depth maps ``depthscope predict`` saved in ``folder``: ``read(key, (H, W))`` gives metres
+    from ``<key>.npy``, else ``<key>.png`` (16-bit / ``scale``: by default the ``depth_scale`` in
+    ``predict.json``, else 1000); a missing file or a map of another size is one error naming it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"--predictions {folder}: no such folder")
+    recorded = None
+    if (folder / "predict.json").is_file():
+        meta = json.loads((folder / "predict.json").read_text())
+        if meta.get("unit", "m") != "m":
+            raise InputError(f"--predictions {folder}: holds {meta['unit']} maps, not metric depth")
+        recorded = meta.get("depth_scale")
+    if scale is not None and recorded is not None and float(recorded) != float(scale):
+        raise InputError(f"--pred-scale {scale:g} differs from the depth_scale {recorded:g} in {folder}/predict.json")
+    scale = float(scale or recorded or 1000.0)
+
+    def read(key: str, shape: tuple[int, int]) -> torch.Tensor:
+        for suffix in (".npy", ".png"):
+            if (folder / f"{key}{suffix}").is_file():
+                depth = read_depth(folder / f"{key}{suffix}", scale)
+                break
+        else:
+            raise InputError(f"--predictions {folder}: no {key}.npy or {key}.png for image {key}")
+        if tuple(depth.shape) != shape:
+            raise InputError(f"{folder / key}: prediction is {tuple(depth.shape)} but the image is {shape}")
+        return depth
+
+    return read

@@ -6,7 +6,8 @@ batches are slower per sample. Used by the gradient engine (``explain``) and the
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -107,3 +108,16 @@ def predict_chunks(
     c = int(chunk_size)
     keep = reduce or (lambda s, out: out)
     return torch.cat([keep(s, model(make(s))) for s in (slice(i, min(i + c, n)) for i in range(0, n, c))])
+
+
+@contextmanager
+def reserve_one_core(device: torch.device) -> Iterator[None]:
+    """On CPU, leave one core to the decode/score worker: intra-op threads spinning against a busy core slow the
+    forward pass more than the worker gains (measured on 2 cores: 23.6 -> 39.6 ms per forward)."""
+    threads = torch.get_num_threads()
+    if device.type == "cpu" and threads > 1:
+        torch.set_num_threads(threads - 1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
