@@ -45,7 +45,11 @@ class Evaluate(Command):
             help="16-bit prediction value per metre (default: the depth_scale in DIR/predict.json, else 1000)",
         )  # fmt: skip
         p.add_argument("--limit", type=int, help="evaluate only the first N images (default: all)")
-        p.add_argument("--out", default="out/evaluate", help="output directory: metrics.json, per_image.csv, predictions/ (default %(default)s)")
+        p.add_argument(
+            "--out",
+            default="out/evaluate",
+            help="output directory: metrics.json, per_image.csv, predictions/ (default %(default)s)",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         from depthscope.metrics import METRIC_NAMES

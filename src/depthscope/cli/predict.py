@@ -42,7 +42,9 @@ class Predict(Command):
         )  # fmt: skip
         cam = p.add_mutually_exclusive_group()
         cam.add_argument("--intrinsics", metavar="FX,FY,CX,CY", help="pinhole intrinsics in pixels, for ply")
-        cam.add_argument("--fov", type=float, metavar="DEG", help="horizontal field of view of a centred camera, for ply")
+        cam.add_argument(
+            "--fov", type=float, metavar="DEG", help="horizontal field of view of a centred camera, for ply"
+        )
         p.add_argument("--batch", type=int, default=1, help="images per forward pass (default %(default)s)")
 
     def run(self, args: argparse.Namespace) -> int:

@@ -116,7 +116,7 @@ def _video_frames(path: Path, key: str, formats: Sequence[str], out: Path) -> It
     try:
         import av
     except ImportError:
-        yield key, str(path), f"{path}: reading video needs PyAV: pip install -e \".[video]\""
+        yield key, str(path), f'{path}: reading video needs PyAV: pip install -e ".[video]"'
         return
     try:
         with av.open(str(path)) as container:
