@@ -60,3 +60,30 @@ def measure_float32_noise(fmodel: torch.nn.Module, inputs: torch.Tensor) -> floa
     ref = copy.deepcopy(fmodel).double()
     with torch.no_grad():
         return (fmodel(inputs).double() - ref(inputs.double())).abs().max().item()
+
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory):
+    """Headless Debian Chromium driven by Selenium through the system chromedriver (no driver download), with
+    the browser console log kept. CI installs both (.ci/run); elsewhere the test skips, saying why."""
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} / {CHROMEDRIVER} missing in CI: .ci/run installs chromium and chromium-driver")
+        pytest.skip(f"no {CHROMIUM} and {CHROMEDRIVER} here: apt-get install chromium chromium-driver")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the [test] extra")
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):  # fmt: skip
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
+    driver.set_window_size(1400, 1000)
+    yield driver
+    driver.quit()

@@ -96,8 +96,8 @@ def test_profile_and_pareto_cli(tmp_path, capsys):
         == 0
     )
     lines = (out / "pareto.csv").read_text().splitlines()
-    assert lines[0] == "model,flops,rmse,on_frontier,eer"
-    assert lines[1].startswith("meter-xxs-nyu,") and lines[1].endswith(",True,1.0")
+    assert lines[0] == "model,flops,rmse,on_frontier,weights,eer"
+    assert lines[1].startswith("meter-xxs-nyu,") and lines[1].endswith(",True,trained,1.0")
     assert (out / "pareto.png").stat().st_size > 0
     assert (
         main(
@@ -120,3 +120,19 @@ def test_profile_and_pareto_cli(tmp_path, capsys):
         == 2
     )
     assert "reference 'nope'" in capsys.readouterr().err
+
+
+def test_pareto_names_each_model_it_leaves_out_and_flags_random_weights(capsys):
+    from depthscope.efficiency.pareto import pareto_table
+
+    rows = [
+        {"model": "trained", "macs": 1.0, "rmse": 0.5, "weights": "a.pth"},
+        {"model": "untrained", "macs": 2.0, "rmse": 3.2, "weights": "random"},
+        {"model": "costs-only", "macs": 0.5},
+    ]
+    table = pareto_table(rows, "macs", "rmse")
+    err = capsys.readouterr().err
+    assert [r["model"] for r in table] == ["trained", "untrained"]
+    assert "costs-only is left out: it has no rmse (no metrics.json" in err
+    assert "untrained was evaluated with random weights" in err
+    assert [r["weights"] for r in table] == ["trained", "random"]

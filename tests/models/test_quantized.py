@@ -46,3 +46,25 @@ def test_checkpoint_reproduces_the_converted_model(meter_nyu, int8_parts, tmp_pa
     with torch.no_grad():
         assert torch.equal(loaded.net(x[4:]), q(x[4:]))
     assert loaded.name == "meter-xxs-nyu+int8"
+
+
+def test_int8_checkpoint_stores_int8_weights_only_and_reproduces_the_model(meter_nyu, int8_parts, tmp_path):
+    """The format `optimize --method int8` writes: int8 weights and scales, no calibration histograms, no float
+    copy of the quantised weights; smaller than the fp32 weights, and the same outputs to the bit."""
+    from safetensors import safe_open
+
+    observed, x = int8_parts
+    q = convert_int8(copy.deepcopy(observed))
+    steps = [{"method": "int8", "input_size": [192, 256], "storage": "int8"}]
+    path = save_optimized(tmp_path / "q.safetensors", q, "meter-xxs-nyu", steps, "meter-xxs-nyu+int8")
+    with safe_open(str(path), "pt") as f:
+        keys = list(f.keys())
+        int8 = [k for k in keys if f.get_tensor(k).dtype == torch.int8]
+    assert not any(k.endswith(".histogram") for k in keys)
+    assert len(int8) > 30
+    fp32_bytes = sum(v.numel() * v.element_size() for v in meter_nyu.net.state_dict().values())
+    assert path.stat().st_size < 0.6 * fp32_bytes  # measured 0.47x
+    loaded = load_model(str(path))
+    with torch.no_grad():
+        assert torch.equal(loaded.net(x[4:]), q(x[4:]))
+    assert not loaded.differentiable

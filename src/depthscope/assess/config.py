@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -130,6 +131,27 @@ class AssessConfig:
     def _options(self, name: str) -> dict[str, Any]:
         """Metric ``name``'s options: the protocol's preset, overridden by ``metric_options``."""
         return {**PROTOCOLS[self.protocol].get(name, {}), **self.metric_options.get(name, {})}
+
+    def cli_args(self) -> list[str]:
+        """The ``depthscope assess`` options that rebuild this config (``--option`` for every option set).
+
+        Example:
+            >>> AssessConfig(methods=("saliency",), metrics=("curves",), method_options={}).cli_args()
+            ['--methods', 'saliency', '--metrics', 'curves', '--n-perturbations', '256', '--seed', '0', '--protocol', 'recommended']
+        """
+        args = ["--methods", ",".join(self.methods), "--metrics", ",".join(self.metrics)]
+        args += ["--n-perturbations", str(self.n_perturbations), "--seed", str(self.seed), "--protocol", self.protocol]
+        for owner, opts in (*self.method_options.items(), *self.metric_options.items()):
+            if owner in self.methods or owner in self.metrics:
+                for key, value in opts.items():
+                    text = value if isinstance(value, str) else json.dumps(to_jsonable(value))
+                    args += ["--option", f"{owner}.{key}={text}"]
+        return args
+
+    def descriptions(self) -> dict[str, str]:
+        """``{score: one-sentence definition}`` of the chosen metrics' columns, and of the runner's timing."""
+        out = {c.name: c.description for c in self.columns() if c.description}
+        return out | {"seconds_per_map": "wall time of one map (the method alone, without scoring)"}
 
     def columns(self) -> list[Any]:
         """The results columns of the chosen metrics, in order."""

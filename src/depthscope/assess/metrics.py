@@ -28,11 +28,13 @@ from depthscope.explain.attribution import Attribution
 from depthscope.ops.fills import REPLACEMENTS
 
 
-def estimate_columns(head: str, prefix: str, higher_is_better: bool, unit: str = "") -> tuple[Column, ...]:
+def estimate_columns(
+    head: str, prefix: str, higher_is_better: bool, unit: str = "", description: str = ""
+) -> tuple[Column, ...]:
     """The columns of a Monte-Carlo :class:`~depthscope.assess.fidelity.Estimate`: the value ``head``, and
     ``<prefix>_n``, ``<prefix>_ci_low``, ``<prefix>_ci_high`` (draws and 95 % interval, not summarised)."""
     return (
-        Column(head, higher_is_better=higher_is_better, unit=unit),
+        Column(head, higher_is_better=higher_is_better, unit=unit, description=description),
         Column(f"{prefix}_n", summarised=False),
         *(Column(f"{prefix}_ci_{end}", summarised=False, unit=unit) for end in ("low", "high")),
     )
@@ -81,10 +83,27 @@ class PerturbationCurves(AssessmentMetric):
     higher_is_better = True
     Config = CurvesConfig
     columns = (
-        Column("af_perturbation", higher_is_better=True),
-        Column("morf_auc", higher_is_better=True, unit="m"),
-        Column("lerf_auc", higher_is_better=False, unit="m"),
-        Column("random_auc", unit="m"),
+        Column(
+            "af_perturbation",
+            higher_is_better=True,
+            description="Attribution Fidelity: mean over "
+            "fractions of (d_MoRF - d_LeRF) / (d_MoRF + d_LeRF), d the RMSE to the original prediction, in "
+            "[-1, 1]; 1: only the pixels the map ranks first move the depth, 0: the ranking carries nothing",
+        ),
+        Column(
+            "morf_auc",
+            higher_is_better=True,
+            unit="m",
+            description="area under the MoRF curve (most relevant pixels perturbed first): RMSE to the original "
+            "prediction, averaged over the fractions",
+        ),
+        Column(
+            "lerf_auc",
+            higher_is_better=False,
+            unit="m",
+            description="area under the LeRF curve (least relevant first), as morf_auc",
+        ),
+        Column("random_auc", unit="m", description="area under the random-order curve: the map-free reference"),
         *(Column(f"{o}_curve", summarised=False, unit="m") for o in ORDERS),
         Column("fractions", summarised=False),
     )
@@ -111,7 +130,14 @@ class DepthCorrelation(AssessmentMetric):
     name = "af_depth_correlation"
     category = "fidelity"
     higher_is_better = True
-    columns = (Column("af_depth_correlation", higher_is_better=True),)
+    columns = (
+        Column(
+            "af_depth_correlation",
+            higher_is_better=True,
+            description="Pearson correlation of the map's magnitude with the predicted depth over the image's "
+            "pixels (the paper's second AF reading)",
+        ),
+    )
 
     def score(self, ctx: ImageContext, attribution: Attribution) -> dict[str, Any]:
         return {"af_depth_correlation": af_depth_correlation(attribution.magnitude[0], ctx.depth)}
@@ -151,7 +177,14 @@ class Infidelity(AssessmentMetric):
     category = "faithfulness"
     higher_is_better = False
     Config = InfidelityConfig
-    columns = estimate_columns("infidelity", "infidelity", higher_is_better=False, unit="m^2")
+    columns = estimate_columns(
+        "infidelity",
+        "infidelity",
+        higher_is_better=False,
+        unit="m^2",
+        description="Infidelity (Yeh et al. 2019): mean squared gap between the map's predicted and the model's "
+        "actual target change under Gaussian input noise",
+    )
 
     def prepare(self, ctx: ImageContext) -> Draws:
         c = self.config
@@ -187,7 +220,13 @@ class FaithfulnessEstimate(AssessmentMetric):
     category = "faithfulness"
     higher_is_better = True
     Config = FaithfulnessConfig
-    columns = estimate_columns("faithfulness_estimate", "faithfulness", higher_is_better=True)
+    columns = estimate_columns(
+        "faithfulness_estimate",
+        "faithfulness",
+        higher_is_better=True,
+        description="Faithfulness Estimate (Alvarez-Melis & Jaakkola 2018): Pearson correlation of the attribution "
+        "removed with the target change, over random pixel subsets",
+    )
 
     def prepare(self, ctx: ImageContext) -> Draws:
         c = self.config

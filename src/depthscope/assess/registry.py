@@ -31,12 +31,14 @@ class Column:
         higher_is_better: the score's direction (None: no direction, e.g. a control's curve area).
         summarised: averaged (mean and std) in ``summary.csv``; False for counts, intervals and curves.
         unit: e.g. ``m``, ``m^2``, ``s``; empty for unitless scores.
+        description: one sentence defining the score, shown beside the report's tables.
     """
 
     name: str
     higher_is_better: bool | None = None
     summarised: bool = True
     unit: str = ""
+    description: str = ""
 
     @property
     def better(self) -> str:

@@ -224,7 +224,13 @@ def _assess(
             key = r["method"] if len(models) == 1 else f"{r['model']}/{r['method']}"
             for o in ORDERS:
                 curves.setdefault(key, {}).setdefault(o, []).append(json.loads(r[f"{o}_curve"]))
-        curves_figure(curves, json.loads(sink.rows[0]["fractions"]), out / "curves.png")
+        af: dict[str, list[float]] = {}
+        for r in sink.rows:
+            af.setdefault(r["method"] if len(models) == 1 else f"{r['model']}/{r['method']}", []).append(
+                float(r["af_perturbation"])
+            )
+        notes = {k: f"AF = {np.mean(v):.3f} ± {np.std(v):.3f}" for k, v in af.items()}
+        curves_figure(curves, json.loads(sink.rows[0]["fractions"]), out / "curves.png", notes=notes)
     return summary
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 
 import torch
@@ -39,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``depthscope ARGV``; returns the exit status (2 with one line on stderr for a user error)."""
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the page --html writes says how it was made
+    args.started = time.perf_counter()
     try:
         return args.run(args)
     except DepthscopeError as e:

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import argparse
+import time
+from collections.abc import Sequence
 
 from depthscope.config import add_config_args, config_values  # noqa: F401  (re-exported for the commands)
 from depthscope.errors import InputError
@@ -74,3 +76,34 @@ def split_ints(text: str, option: str, minimum: int = 1) -> list[int]:
     if not values or min(values) < minimum:
         raise InputError(f"{option} takes integers >= {minimum}, got {text!r}")
     return values
+
+
+def html_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--html", metavar="FILE",
+        help="also write this command's results as one self-contained HTML page (units, directions, the command, "
+        "versions and settings) to FILE",
+    )  # fmt: skip
+
+
+def write_html(
+    args: argparse.Namespace, title: str, body: str, settings: dict | None = None, banners: Sequence[str] = ()
+) -> None:
+    """With ``--html FILE``: the command's results as a one-section page (depthscope.report.html)."""
+    if not getattr(args, "html", None):
+        return
+    from depthscope.report.html import Section, provenance, write_page
+
+    seconds = time.perf_counter() - args.started if hasattr(args, "started") else None
+    section = Section(title, body, ["depthscope", *getattr(args, "argv", [args.command])], seconds)
+    device = getattr(args, "device", "cpu")
+    page = write_page(args.html, f"depthscope {args.command}: {title}", [section], provenance(device), settings or {},
+                      banners)  # fmt: skip
+    print(f"wrote {page}")
+
+
+def random_weights_banner(name: str, weights: str | None) -> list[str]:
+    """The page banner for a model with random weights (none otherwise)."""
+    if weights not in (None, "random"):
+        return []
+    return [f"{name} has random weights (no checkpoint was loaded): these numbers describe an untrained network."]

@@ -6,7 +6,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from depthscope.cli._args import add_config_args, config_values, data_args, load, model_args, open_data, option_arg
+from depthscope.cli._args import (
+    add_config_args,
+    config_values,
+    data_args,
+    html_arg,
+    load,
+    model_args,
+    open_data,
+    option_arg,
+    random_weights_banner,
+    write_html,
+)
 from depthscope.cli._base import Command, register_command
 
 
@@ -90,6 +101,7 @@ class Assess(Command):
         data_args(p)
         p.add_argument("--limit", type=int, help="first N images only")
         p.add_argument("--out", default="out/assess", help="output directory (default %(default)s)")
+        html_arg(p)
         add_assess_config_args(p)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -103,4 +115,11 @@ class Assess(Command):
         summary = assess(models, data, config, args.out, limit=args.limit, device=args.device, progress=True)
         print(format_table(display_summary(summary)))
         print(f"wrote {Path(args.out) / 'results.csv'}, summary.csv and curves.png")
+        from depthscope.report.html import figure, score_table
+
+        body = score_table(summary, config.descriptions()) + figure(
+            Path(args.out) / "curves.png", "perturbation curves"
+        )
+        banners = [b for m in models for b in random_weights_banner(m.name, m.info.weights)]
+        write_html(args, "assessment of attribution maps", body, config.to_dict(), banners)
         return 0

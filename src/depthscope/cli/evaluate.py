@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from depthscope.cli._args import data_args, load, model_args, open_data
+from depthscope.cli._args import data_args, html_arg, load, model_args, open_data, random_weights_banner, write_html
 from depthscope.cli._base import Command, register_command
 
 
@@ -45,6 +45,7 @@ class Evaluate(Command):
             help="16-bit prediction value per metre (default: the depth_scale in DIR/predict.json, else 1000)",
         )  # fmt: skip
         p.add_argument("--limit", type=int, help="evaluate only the first N images (default: all)")
+        html_arg(p)
         p.add_argument(
             "--out",
             default="out/evaluate",
@@ -77,4 +78,14 @@ class Evaluate(Command):
         else:
             print("no image had ground-truth depth: nothing scored; the predictions are saved")
         print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'per_image.csv'}")
+        if result.metrics:
+            from depthscope.report.html import accuracy_table
+
+            row = {"model": result.model, "weights": result.settings["weights"], "n": len(result.per_image)}
+            body = accuracy_table([{**row, **result.metrics}])
+        else:
+            body = "<p>No image had ground-truth depth: nothing was scored.</p>"
+        weights = None if args.predictions else result.settings["weights"]
+        write_html(args, "accuracy (depth in metres)", body, result.to_dict(),
+                   random_weights_banner(result.model, weights) if weights else [])  # fmt: skip
         return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from depthscope.cli._args import load, model_args, option_arg, split
+from depthscope.cli._args import html_arg, load, model_args, option_arg, random_weights_banner, split, write_html
 from depthscope.cli._base import Command, register_command
 
 
@@ -41,6 +41,10 @@ class Explain(Command):
             help=f"comma-separated methods (registered: {', '.join(METHODS.names())}; default %(default)s)",
         )
         p.add_argument("--target", default="mean", help="what to explain (see above; default %(default)s)")
+        p.add_argument(
+            "--cell", type=int, default=0,
+            help="which target of grid:G the figure draws (cells row-major; all are in the .npy; default %(default)s)",
+        )  # fmt: skip
         p.add_argument("--seed", type=int, default=0, help="seed of the seeded methods (default %(default)s)")
         option_arg(p, "method")
         p.add_argument(
@@ -50,6 +54,7 @@ class Explain(Command):
             "from the output towards the input, Spearman and SSIM to the original map per block -> DIR/sanity.csv",
         )
         p.add_argument("--out", default="out/explain", help="output directory (default %(default)s)")
+        html_arg(p)
 
     def run(self, args: argparse.Namespace) -> int:
         from depthscope.config import group_options
@@ -71,10 +76,17 @@ class Explain(Command):
         for name, a in attrs.items():
             print(f"{name:22s} " + ", ".join(f"{k}={v}" for k, v in a.info.items() if k != "delta"))
         gt = read_depth(depth_path, args.depth_scale) if depth_path and depth_path.exists() else None
-        save_explanation(args.out, model, image_path, attrs, args.target, gt)
+        save_explanation(args.out, model, image_path, attrs, args.target, gt, cell=args.cell)
         print(f"wrote {args.out}/explain.png and one .npy per method")
+        from depthscope.report.html import figure, plain_table
+
+        info = [{"method": n, **{k: v for k, v in a.info.items() if k != "delta"}} for n, a in attrs.items()]
+        body = figure(Path(args.out) / "explain.png", f"{image_path.name}, target {args.target}") + plain_table(info)
         if args.sanity:
             rows = sanity_rows(model, x, methods, args.target, options, out=args.out)
             print(format_table(rows, ["method", "block", "spearman", "ssim"], digits=3))
             print(f"wrote {args.out}/sanity.csv")
+            body += "<h3>Sanity check (cascading randomisation)</h3>" + plain_table(rows)
+        write_html(args, "explanation", body, {"methods": methods, "options": options, "target": args.target},
+                   random_weights_banner(model.name, model.info.weights))  # fmt: skip
         return 0

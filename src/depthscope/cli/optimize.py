@@ -42,6 +42,7 @@ class Optimize(Command):
         report = optimize(args.model, args.method, args.out, cfg)
         b, a = report["before"], report["after"]
         print(f"{report['model']}: params {b['params']:,} -> {a['params']:,} ({a['params_ratio']:.3f}x), "
-              f"MACs {b['macs']:,} -> {a['macs']:,} ({a['macs_ratio']:.3f}x)")  # fmt: skip
+              f"MACs {b['macs']:,} -> {a['macs']:,} ({a['macs_ratio']:.3f}x), "
+              f"bytes {b['bytes']:,} -> {a['bytes']:,} ({a['bytes_ratio']:.3f}x)")  # fmt: skip
         print(f"wrote {report['checkpoint']} and {Path(args.out) / 'optimize.json'}")
         return 0

@@ -25,6 +25,9 @@ class Report(Command):
         p.add_argument(
             "--limit", type=int, default=3, help="images to assess (evaluation uses all; default %(default)s)"
         )
+        p.add_argument(
+            "--gallery", type=int, default=3, help="images in the gallery of predictions (default %(default)s)"
+        )
         p.add_argument("--out", default="runs/demo", help="output directory (default %(default)s)")
         add_assess_config_args(p)
 
@@ -34,6 +37,16 @@ class Report(Command):
         config = assess_config(args)
         model = load(args, args.model)
         data = open_data(args, model.info.eval.dataset)
-        page = report(model, data, args.out, config, limit=args.limit, device=args.device, progress=True, echo=True)
+        page = report(
+            model,
+            data,
+            args.out,
+            config,
+            limit=args.limit,
+            device=args.device,
+            progress=True,
+            echo=True,
+            gallery=args.gallery,
+        )
         print(f"wrote {page}")
         return 0

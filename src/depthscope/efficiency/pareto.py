@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from depthscope.errors import InputError
+from depthscope.errors import InputError, warn
+
+# accuracy keys of metrics.json: a model without them was not evaluated
+METRIC_KEYS = ("mae", "rmse", "rmse_log", "abs_rel", "sq_rel", "log10", "silog", "delta1", "delta2", "delta3")
 
 Row = Mapping[str, Any]
 
@@ -61,6 +64,13 @@ def pareto_table(
 ) -> list[dict[str, Any]]:
     """Rows with ``x``, ``y``, whether each is on the frontier and (with ``reference``) its EER."""
     usable = [r for r in rows if r.get(x) is not None and r.get(y) is not None]
+    for r in rows:  # never silently: each model left out is named with its reason
+        missing = [k for k in (x, y) if r.get(k) is None]
+        if missing:
+            hint = " (no metrics.json of `depthscope evaluate` names it)" if set(missing) & set(METRIC_KEYS) else ""
+            warn(f"pareto: {r.get('model', '?')} is left out: it has no {' and no '.join(missing)}{hint}")
+        elif r.get("weights") == "random" and ({x, y} & set(METRIC_KEYS)):
+            warn(f"pareto: {r['model']} was evaluated with random weights: its accuracy is not a trained model's")
     if not usable:
         raise InputError(f"no model has both {x!r} and {y!r}")
     front = {id(r) for r in pareto_front(usable, x, y)}
@@ -72,6 +82,8 @@ def pareto_table(
     table = []
     for r in sorted(usable, key=lambda r: (float(r[x]), float(r[y]))):
         row = {"model": r["model"], x: float(r[x]), y: float(r[y]), "on_frontier": id(r) in front}
+        if "weights" in r:
+            row["weights"] = "random" if r["weights"] == "random" else "trained"
         if ref is not None:
             row["eer"] = eer(r, ref, eer_metrics)
         table.append(row)

@@ -13,9 +13,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from depthscope.errors import InputError
 from depthscope.explain.api import as_batch
 from depthscope.explain.attribution import Attribution
 from depthscope.explain.sanity import cascading_randomization
+from depthscope.explain.targets import parse_target
 from depthscope.models import DepthModel
 from depthscope.output.figures import explanation_figure
 from depthscope.output.files import write_atomic, write_csv, write_json
@@ -29,6 +31,7 @@ def save_explanation(
     target: str = "mean",
     gt: torch.Tensor | None = None,
     title: str | None = None,
+    cell: int = 0,
 ) -> dict[str, Path]:
     """Write ``attrs`` (from :func:`depthscope.explain`) of ``image`` to ``out``.
 
@@ -40,6 +43,8 @@ def save_explanation(
         target: the target spec, recorded in ``explain.json`` and the figure's title.
         gt: ground-truth depth ``(H, W)`` in metres for the figure, if known.
         title: the figure's title (default: model and target).
+        cell: which target of a multi-target spec the figure draws (``grid:G`` cells are row-major); every
+            target is in the ``.npy`` files.
 
     Returns:
         The files written: ``<method>.npy`` (float32 magnitude, ``HxW``, ``TxHxW`` for several targets) and
@@ -67,9 +72,17 @@ def save_explanation(
         info["methods"][name] = dict(a.info)
     with torch.no_grad():
         pred = model(x)[0, 0]
+    n_targets = next(iter(attrs.values())).magnitude.shape[0] if attrs else 1
+    if not 0 <= cell < n_targets:
+        raise InputError(f"--cell {cell}: the target has {n_targets} cell(s), 0..{n_targets - 1}")
+    weights = parse_target(target, *pred.shape, pred)[cell] if isinstance(target, str) else None
+    which = f" · cell {cell} of {n_targets} (row-major)" if n_targets > 1 else ""
+    info["figure_cell"] = cell
     written["explain.png"] = explanation_figure(
-        x[0], pred, {n: a.magnitude[0] for n, a in attrs.items()}, out / "explain.png", gt,
-        title=title or f"{model.name} · target {info['target']}",
+        x[0], pred, {n: a.magnitude[cell] for n, a in attrs.items()}, out / "explain.png", gt,
+        title=title or f"{model.name} · target {info['target']}{which}",
+        signed={n: a.signed[cell] for n, a in attrs.items() if bool((a.signed[cell] < 0).any())},
+        target=weights,
     )  # fmt: skip
     written["explain.json"] = write_json(out / "explain.json", json.loads(json.dumps(info, default=str)))
     return written

@@ -17,6 +17,19 @@ from depthscope.metrics.align import align_prediction
 
 METRIC_NAMES = ("mae", "rmse", "rmse_log", "abs_rel", "sq_rel", "log10", "silog", "delta1", "delta2", "delta3")
 LOWER_IS_BETTER = {m: not m.startswith("delta") for m in METRIC_NAMES}
+METRIC_UNITS = {"mae": "m", "rmse": "m", "sq_rel": "m"}  # the others are unitless (silog: x 100)
+METRIC_DESCRIPTIONS = {
+    "mae": "mean |d - d*|",
+    "rmse": "sqrt(mean (d - d*)^2)",
+    "rmse_log": "sqrt(mean (ln d - ln d*)^2)",
+    "abs_rel": "mean |d - d*| / d*",
+    "sq_rel": "mean (d - d*)^2 / d*",
+    "log10": "mean |log10 d - log10 d*|",
+    "silog": "100 sqrt(mean g^2 - (mean g)^2), g = ln d - ln d*",
+    "delta1": "share of pixels with max(d/d*, d*/d) < 1.25",
+    "delta2": "as delta1, threshold 1.25^2",
+    "delta3": "as delta1, threshold 1.25^3",
+}
 
 # Crops as fractions of (height, width): (top, bottom, left, right).
 # "eigen" is NYU's rows 45:471, cols 41:601 of a 480x640 image; "eigen_kitti" and "garg" are KITTI's.

@@ -23,7 +23,7 @@ from depthscope.errors import CheckpointError, DepthscopeError
 from depthscope.models.base import DepthModel
 from depthscope.models.channels import resize_like
 from depthscope.models.mixers import replace_attention
-from depthscope.models.quantized import convert_int8, prepare_int8
+from depthscope.models.quantized import convert_int8, int8_skeleton, int8_state, load_int8_state, prepare_int8
 from depthscope.models.weights import load_into
 from depthscope.output.files import write_atomic
 from depthscope.registry import Registry
@@ -47,7 +47,10 @@ def save_optimized(path: str | os.PathLike, net: nn.Module, base: str, steps: li
     """Write ``net``'s tensors and the recipe atomically as safetensors."""
     from safetensors.torch import save
 
-    state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}  # clone: shared observers alias
+    if steps and steps[-1].get("storage") == "int8":  # int8 weights and scales only
+        state = int8_state(net)
+    else:
+        state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}  # clone: shared observers alias
     meta = {"format": FORMAT, "base": base, "steps": json.dumps(steps), "name": name}
     return write_atomic(path, save(state, metadata=meta))
 
@@ -102,7 +105,8 @@ def load_optimized(
             if step["method"] == "int8":
                 twin = copy.deepcopy(net)  # the float network the int8 one computes: its params and MACs count
             net = STRUCTURES.get(step["method"]).rebuild(net, step, state)
-        load_into(net, state, str(path))
+        int8_weights = any(s.get("storage") == "int8" for s in recipe["steps"])
+        (load_int8_state if int8_weights else load_into)(net, state, str(path))
         for step in recipe["steps"]:
             net = STRUCTURES.get(step["method"]).finish(net, step)
     except DepthscopeError:
@@ -125,9 +129,15 @@ STRUCTURES.register("meta")(Structure(lambda net, step, state: _replaced(net, "m
 STRUCTURES.register("pyra")(Structure(lambda net, step, state: _replaced(net, "pyra", sr_ratio=int(step["sr_ratio"]))))
 STRUCTURES.register("prune")(Structure(lambda net, step, state: resize_like(net, state)))
 STRUCTURES.register("distill")(Structure(lambda net, step, state: net))
+
+
+def _int8_rebuild(net: nn.Module, step: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> nn.Module:
+    example = torch.zeros(1, 3, *[int(v) for v in step["input_size"]])
+    if step.get("storage") == "int8":  # int8 weights and scales stored: the converted network's skeleton
+        return int8_skeleton(net, example)
+    return prepare_int8(net, example)  # older files: calibrated observers, converted after loading
+
+
 STRUCTURES.register("int8")(
-    Structure(
-        lambda net, step, state: prepare_int8(net, torch.zeros(1, 3, *[int(v) for v in step["input_size"]])),
-        lambda net, step: convert_int8(net),
-    )
+    Structure(_int8_rebuild, lambda net, step: net if step.get("storage") == "int8" else convert_int8(net))
 )

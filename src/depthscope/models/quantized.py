@@ -13,11 +13,13 @@ fp32 on NYU images), against 2 % with that block in float (measured when this wa
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
 
+from depthscope.errors import CheckpointError
 from depthscope.models.base import source_type
 from depthscope.models.meter import METER, Transformer
 
@@ -60,3 +62,65 @@ def convert_int8(observed: nn.Module) -> nn.Module:
     converted = convert_fx(observed).eval()
     converted.meta["source_type"] = source_type(observed)
     return converted
+
+
+# How an int8 checkpoint stores a quantised tensor ``k``: ``k`` holds its int8 values, ``k + SCALES``,
+# ``k + ZERO_POINTS`` its quantisation (per channel along ``k + AXIS``, or one scale per tensor).
+SCALES, ZERO_POINTS, AXIS = ".__int8_scales", ".__int8_zero_points", ".__int8_axis"
+PER_CHANNEL = (torch.per_channel_affine, torch.per_channel_symmetric)
+
+
+def int8_state(converted: nn.Module) -> dict[str, torch.Tensor]:
+    """The tensors inference needs of a converted int8 network, as plain tensors (safetensors stores no quantised
+    dtype): int8 weights with their scales and zero points, float biases and the graph's activation scales. No
+    calibration histograms, no float copy of the weights."""
+    out: dict[str, torch.Tensor] = {}
+    for k, v in converted.state_dict().items():
+        if v is None:  # a convolution without bias
+            continue
+        if v.is_quantized:
+            out[k] = v.int_repr().clone()
+            if v.qscheme() in PER_CHANNEL:
+                out[k + SCALES] = v.q_per_channel_scales().clone()
+                out[k + ZERO_POINTS] = v.q_per_channel_zero_points().clone()
+                out[k + AXIS] = torch.tensor(v.q_per_channel_axis())
+            else:
+                out[k + SCALES] = torch.tensor([v.q_scale()], dtype=torch.float64)
+                out[k + ZERO_POINTS] = torch.tensor([v.q_zero_point()])
+        else:
+            out[k] = v.detach().cpu().clone()
+    return out
+
+
+def int8_skeleton(net: nn.Module, example: torch.Tensor) -> nn.Module:
+    """The converted int8 network of ``net``'s structure, with placeholder quantisation: what
+    :func:`load_int8_state` fills from a checkpoint (no calibration runs)."""
+    with warnings.catch_warnings():  # uncalibrated observers warn and give placeholder scales, replaced on load
+        warnings.simplefilter("ignore", UserWarning)
+        return convert_int8(prepare_int8(net, example))
+
+
+def load_int8_state(converted: nn.Module, state: Mapping[str, torch.Tensor], origin: str) -> None:
+    """Load :func:`int8_state` tensors into :func:`int8_skeleton`; a mismatch names the keys."""
+    own = converted.state_dict()
+    want = {k for k, v in own.items() if v is not None}
+    have = {k for k in state if not k.endswith((SCALES, ZERO_POINTS, AXIS))}
+    if want != have:
+        missing, unexpected = sorted(want - have)[:8], sorted(have - want)[:8]
+        raise CheckpointError(f"int8 checkpoint {origin} does not match the network: missing keys "
+                              f"{', '.join(missing) or 'none'}; unexpected keys {', '.join(unexpected) or 'none'}")  # fmt: skip
+    full: dict[str, torch.Tensor | None] = {k: None for k, v in own.items() if v is None}
+    for k in have:
+        ref, v = own[k], state[k]
+        if ref.is_quantized:
+            if ref.qscheme() in PER_CHANNEL:
+                axis = int(state[k + AXIS])
+                v = torch._make_per_channel_quantized_tensor(v, state[k + SCALES], state[k + ZERO_POINTS], axis)
+            else:
+                v = torch._make_per_tensor_quantized_tensor(v, float(state[k + SCALES]), int(state[k + ZERO_POINTS]))
+        if tuple(v.shape) != tuple(ref.shape):
+            raise CheckpointError(
+                f"int8 checkpoint {origin}: {k} is {tuple(v.shape)}, the network has {tuple(ref.shape)}"
+            )
+        full[k] = v
+    converted.load_state_dict(full, strict=True)

@@ -39,7 +39,7 @@ from depthscope.models.channels import meter_groups
 from depthscope.models.loading import load_model
 from depthscope.models.mixers import replace_attention
 from depthscope.models.optimized import read_recipe, save_optimized
-from depthscope.models.quantized import calibrate, prepare_int8
+from depthscope.models.quantized import calibrate, convert_int8, prepare_int8
 from depthscope.optimize.distill import batch_source, blockwise_loss, end_to_end_loss
 from depthscope.optimize.images import image_paths, load_images
 from depthscope.optimize.losses import BalancedLoss
@@ -203,7 +203,17 @@ def _int8(job: Job) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
     observed = prepare_int8(job.model.net.eval(), torch.zeros(1, 3, *size))
     batches = batch_source(job.model, job.images, 1, job.cfg.seed)
     n = calibrate(observed, (batches(i) for i in range(job.cfg.calib_images)))
-    return observed, {"method": "int8", "input_size": size}, {"calibration_images": n}
+    # the file keeps the converted network's int8 weights and scales: only what inference needs
+    return convert_int8(observed), {"method": "int8", "input_size": size, "storage": "int8"}, {"calibration_images": n}
+
+
+def _state_bytes(net: nn.Module) -> int:
+    """Bytes of ``net``'s tensors: the size of its weights file, headers aside."""
+    return sum(v.numel() * v.element_size() for v in net.state_dict().values() if isinstance(v, torch.Tensor))
+
+
+def _file_bytes(path: str) -> int:
+    return Path(path).stat().st_size
 
 
 def _costs(net: nn.Module, size: list[int]) -> dict[str, int]:
@@ -259,6 +269,9 @@ def _optimize(fn: OptimizerFn, model: str, method: str, out_dir: Path, cfg: Opti
         "log": log,
         "seconds_this_run": time.perf_counter() - t0,
     }
+    report["before"]["bytes"] = _file_bytes(model) if str(model).endswith(".safetensors") else _state_bytes(teacher.net)
+    report["after"]["bytes"] = path.stat().st_size
+    report["after"]["bytes_ratio"] = report["after"]["bytes"] / report["before"]["bytes"]
     report["after"]["params_ratio"] = report["after"]["params"] / before["params"]
     report["after"]["macs_ratio"] = report["after"]["macs"] / before["macs"]
     write_json(out_dir / "optimize.json", report)

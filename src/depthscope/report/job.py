@@ -1,22 +1,33 @@
-"""The main job in one call: accuracy on a dataset, an explanation figure of its first image, the assessment
-table, gathered in one self-contained HTML page (``depthscope report``)."""
+"""The main job in one call: accuracy on a dataset with a per-image gallery, an explanation figure of its first
+image, the assessment table and curves, gathered in one self-contained HTML page (``depthscope report``) that says
+how it was made."""
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
+import torch
+
 from depthscope.assess import AssessConfig, assess, display_summary
-from depthscope.data.datasets import DepthDataset, open_dataset
+from depthscope.data.datasets import DepthDataset, check_limit, open_dataset
+from depthscope.errors import InputError
 from depthscope.explain import explain, save_explanation
 from depthscope.metrics import METRIC_NAMES
 from depthscope.metrics.evaluate import evaluate
 from depthscope.models import DepthModel, load_model
+from depthscope.output.figures import gallery_figure
 from depthscope.output.tables import format_table
-from depthscope.report.html import write_report
+from depthscope.report.html import Section, accuracy_table, figure, provenance, score_table, write_page
 
 # The figure's IG is adaptive (2 % completeness error): one image, so accuracy is worth the extra steps.
 FIGURE_OPTIONS = {"integrated_gradients": {"n_steps": 24, "tolerance": 0.02}}
+
+
+def _source(data: DepthDataset, i: int) -> str | None:
+    pairs = getattr(data, "pairs", None)
+    return str(pairs[i][0]) if pairs else None
 
 
 def report(
@@ -28,18 +39,20 @@ def report(
     device: str = "cpu",
     progress: bool = False,
     echo: bool = False,
+    gallery: int = 3,
 ) -> Path:
     """Evaluate ``model`` on ``data``, explain its first image and assess ``config.methods`` on ``limit`` images.
 
     Args:
         model: a :class:`DepthModel` or a model name.
         data: a dataset or a path :func:`depthscope.open_dataset` reads.
-        out: output directory: ``report.html``, ``evaluate/``, ``explain.png`` and ``assess/``.
+        out: output directory: ``report.html``, ``evaluate/``, ``gallery.png``, ``explain.png`` and ``assess/``.
         config: the assessment's settings (default :class:`AssessConfig`); its methods are also the figure's.
         limit: images to assess (the evaluation uses all of them).
         device: where to load ``model`` when it is a name.
         progress: progress bars.
         echo: print each section's table as it is finished.
+        gallery: images shown in the gallery (image, prediction, ground truth, absolute error).
 
     Returns:
         The path of ``report.html``.
@@ -52,27 +65,87 @@ def report(
         'report.html'
     """
     out = Path(out)
+    if not isinstance(gallery, int) or gallery < 0:
+        raise InputError(f"--gallery must be an integer >= 0 (images shown), got {gallery}")
+    check_limit(limit)
     config = config or AssessConfig()
     model = load_model(model, device=device) if isinstance(model, str) else model
+    data_arg = None if isinstance(data, DepthDataset) else str(data)
     data = data if isinstance(data, DepthDataset) else open_dataset(data, model.info.eval.dataset)
+    dev = next(model.parameters()).device
+    base = ["depthscope"]
+    common = ["--model", model.name, "--device", str(dev)]
+    data_opts = ["--data", data_arg or str(getattr(data, "root", "DATA")), "--dataset", data.name]
+    sections = []
+
+    t0 = time.perf_counter()
     result = evaluate(model, data, out=out / "evaluate", progress=progress)
-    metrics_rows = [{"model": result.model, "n": len(result.per_image), **result.metrics}]
+    weights = model.info.weights or "random"
+    metrics_rows = [{"model": result.model, "weights": weights, "n": len(result.per_image), **result.metrics}]
     if echo:
         print(format_table(metrics_rows, ["model", "n", *METRIC_NAMES]))
+    shown = []
+    for i in range(min(gallery, len(data))):
+        s = data[i]
+        with torch.no_grad():
+            shown.append((s.name, s.image, model(s.image[None].to(dev))[0, 0].cpu(), s.depth))
+    if shown:
+        gallery_figure(shown, out / "gallery.png")
+    crop = result.settings["crop"]
+    sections.append(Section(
+        "Accuracy (depth in metres)",
+        accuracy_table(metrics_rows) + (figure(out / "gallery.png", f"first {len(shown)} images: one depth scale "
+                                               "for predictions and ground truth, one for the absolute error")
+                                        if shown else ""),
+        [*base, "evaluate", *common, *data_opts, "--out", str(out / "evaluate")],
+        time.perf_counter() - t0,
+        [f"Mean over {len(result.per_image)} images of each image's metric; crop {crop}, depths capped to "
+         f"{result.settings['min_depth']:g}..{result.settings['max_depth']:g} m."
+         + (f" {result.settings['n_without_gt']} images had no ground truth." if result.settings["n_without_gt"]
+            else "")],
+    ))  # fmt: skip
+
+    t0 = time.perf_counter()
     first = data[0]
     options = {k: v for k, v in FIGURE_OPTIONS.items() if k in config.methods}
     attrs = explain(model, first.image, config.methods, "mean", options)
     files = save_explanation(
         out, model, first.image, attrs, "mean", first.depth, title=f"{model.name} · {first.name} · target: mean depth"
     )
+    opt_args = [a for m, o in options.items() for k, v in o.items() for a in ("--option", f"{m}.{k}={v}")]
+    image = _source(data, 0)
+    sections.append(Section(
+        "Explanations",
+        figure(files["explain.png"], f"{first.name}: attribution of the mean predicted depth"),
+        [*base, "explain", *common, *(["--image", image] if image else []), "--methods", ",".join(config.methods),
+         "--target", "mean", *opt_args, "--out", str(out)],
+        time.perf_counter() - t0,
+        ["Every method's |attribution| is shown as its share of the total (1 = the share of a uniform map), on one "
+         "colour scale clipped at the 99th percentile of all maps, so panels are comparable across methods; "
+         "methods whose maps have a sign are shown signed on one diverging scale below."],
+    ))  # fmt: skip
+
+    t0 = time.perf_counter()
     summary = assess([model], data, config, out / "assess", limit=limit, device=device, progress=progress)
-    table = display_summary(summary)
     if echo:
-        print(format_table(table))
-    return write_report(
-        out / "report.html",
-        f"depthscope report: {model.name}",
-        metrics_rows,
-        table,
-        [files["explain.png"], out / "assess" / "curves.png"],
-    )
+        print(format_table(display_summary(summary)))
+    body = score_table(summary, config.descriptions())
+    if "curves" in config.metrics:
+        body += figure(out / "assess" / "curves.png", "perturbation curves: mean over images, ±1 std bands")
+    sections.append(Section(
+        f"Assessment of the attribution maps ({limit} images)",
+        body,
+        [*base, "assess", *common, *data_opts, "--limit", str(limit), *config.cli_args(), "--out", str(out / "assess")],
+        time.perf_counter() - t0,
+        [f"Protocol {config.protocol!r}; image i uses seed {config.seed} + i."],
+    ))  # fmt: skip
+    banners = []
+    if weights == "random":
+        banners.append(f"{model.name} has random weights (no checkpoint was loaded): every number on this page "
+                       "describes an untrained network.")  # fmt: skip
+    settings = {"model": model.name, "weights": weights, "dataset": data.name, "evaluate": result.settings,
+                "explain": {"target": "mean", "methods": list(config.methods), "options": options},
+                "assess": {**config.to_dict(), "limit": limit}}  # fmt: skip
+    info = provenance(str(dev), {"assess": f"{config.seed} + image index", "explain": 0})
+    return write_page(out / "report.html", f"depthscope report: {model.name} on {data.name}", sections, info,
+                      settings, banners)  # fmt: skip
