@@ -85,3 +85,22 @@ def test_explain_cli_writes_maps_figure_and_sanity(tmp_path, nyu_dir, meter_nyu)
     assert rows[0] == "method,block,spearman,ssim"
     last_saliency = [r for r in rows[1:] if r.startswith("saliency,")][-1].split(",")
     assert float(last_saliency[2]) < 0.5  # the whole network random: the map no longer resembles the original
+
+
+def test_every_option_with_a_default_shows_it_in_help():
+    """`--help` states each default, so nobody has to read the code to know what a run will do."""
+    import argparse
+
+    from depthscope.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    silent = [
+        f"{name} {a.option_strings[0]}"
+        for name, p in sub.choices.items()
+        for a in p._actions
+        if a.option_strings
+        and a.help
+        and a.default not in (None, False, [], argparse.SUPPRESS)
+        and "default" not in a.help
+    ]
+    assert silent == []

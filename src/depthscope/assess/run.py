@@ -8,7 +8,7 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ def assess_image(
     gt: torch.Tensor | None = None,
     seed: int = 0,
     chunk_size: int | str = "auto",
+    on_phase: Callable[[str], None] | None = None,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """Scores of every method's map (whole-map mean target) on one image, method by method.
 
@@ -53,6 +54,8 @@ def assess_image(
         gt: ground-truth depth ``(H, W)`` in metres, if any.
         seed: this image's seed (a dataset run uses ``config.seed + index``).
         chunk_size: perturbed inputs per forward (``"auto"``: measured).
+        on_phase: called with the name of each phase as it starts (a metric's draws, a method's map), so a
+            progress bar can say where an image's time goes.
 
     Yields:
         ``(method, {column: value})`` as soon as that method is done, so a caller can save it before the next.
@@ -63,8 +66,13 @@ def assess_image(
         depth = model(x)[0, 0]
     ctx = ImageContext(model, target_model(model, x, "mean"), x, depth, gt, seed, chunk_size)
     metrics = config.build_metrics()
-    prepared = {name: m.prepare(ctx) for name, m in metrics.items()}
+    phase = on_phase or (lambda name: None)
+    prepared = {}
+    for name, m in metrics.items():
+        phase(f"{name}: draws")
+        prepared[name] = m.prepare(ctx)
     for method in config.methods:
+        phase(method)
         t0 = time.perf_counter()
         opts = config.method_options.get(method)
         attr = explain(model, x, method, "mean", {method: opts} if opts else None, seed=seed)[method]
@@ -210,11 +218,13 @@ def _assess(
                 image_config = config if len(todo) == len(methods) else _only(config, todo)
                 gt = None if s.depth is None else s.depth.to(device)
                 finished = assess_image(
-                    model, s.image.to(device), image_config, gt, config.seed + i, chunks[model.name]
-                )
+                    model, s.image.to(device), image_config, gt, config.seed + i, chunks[model.name],
+                    on_phase=lambda p, name=s.name: bar.set_postfix_str(f"{name}: {p}", refresh=True),
+                )  # fmt: skip
                 for method, scores in finished:  # one fsynced row per finished (model, method, image)
                     sink.append({"model": model.name, "method": method, "image": s.name, **scores})
-            bar.update(len(methods))
+                    bar.update()
+            bar.update(len(methods) - len(todo))
         bar.close()
     summary = summarize(sink.rows, summary_columns(config))
     write_csv(out / "summary.csv", summary)

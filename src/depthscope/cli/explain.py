@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 from depthscope.cli._args import html_arg, load, model_args, option_arg, random_weights_banner, split, write_html
@@ -60,7 +61,7 @@ class Explain(Command):
         from depthscope.config import group_options
         from depthscope.data import read_depth
         from depthscope.data.sources import find_data
-        from depthscope.explain import explain, sanity_rows, save_explanation
+        from depthscope.explain import METHODS, explain, sanity_rows, save_explanation
         from depthscope.explain.api import as_batch
         from depthscope.output.tables import format_table
 
@@ -72,9 +73,14 @@ class Explain(Command):
         methods = split(args.methods)
         options = group_options(args.option)
         x = as_batch(image_path, args.device)
-        attrs = explain(model, x, methods, args.target, options, seed=args.seed)
-        for name, a in attrs.items():
-            print(f"{name:22s} " + ", ".join(f"{k}={v}" for k, v in a.info.items() if k != "delta"))
+        for name in methods:  # every name and option checked before the first map is computed
+            METHODS.get(name).check_options(options.get(name, {}))
+        attrs = {}
+        for name in methods:  # one line per method as it finishes: long maps (adaptive IG on a grid) show progress
+            t0 = time.perf_counter()
+            attrs |= explain(model, x, name, args.target, options, seed=args.seed)
+            info = ", ".join(f"{k}={v}" for k, v in attrs[name].info.items() if k != "delta")
+            print(f"{name:22s} {time.perf_counter() - t0:6.1f} s  {info}", flush=True)
         gt = read_depth(depth_path, args.depth_scale) if depth_path and depth_path.exists() else None
         save_explanation(args.out, model, image_path, attrs, args.target, gt, cell=args.cell)
         print(f"wrote {args.out}/explain.png and one .npy per method")

@@ -29,7 +29,11 @@ class Optimize(Command):
     def configure(self, p: argparse.ArgumentParser) -> None:
         from depthscope.optimize import OPTIMIZERS, OptimizeConfig
 
-        p.add_argument("--model", default="meter-xxs-nyu", help="model (name or optimised .safetensors) to start from")
+        p.add_argument(
+            "--model",
+            default="meter-xxs-nyu",
+            help="model (name or optimised .safetensors) to start from (default %(default)s)",
+        )
         p.add_argument("--method", required=True, choices=OPTIMIZERS.names())
         p.add_argument("--out", required=True, help="output directory (also holds resumable training states)")
         add_config_args(p, OptimizeConfig)

@@ -46,7 +46,9 @@ class Profile(Command):
         p.add_argument("--repeats", type=int, default=20, help="timed forwards (default %(default)s)")
         p.add_argument("--batches", default="1,2,4,8", help="batch sizes for throughput (default %(default)s)")
         p.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
-        p.add_argument("--explain-methods", default="", help="also time one map of each of these methods")
+        p.add_argument(
+            "--explain-methods", default="", help="also time one map of each of these methods (default: none)"
+        )
         p.add_argument("--out", default="out/profile", help="output directory (default %(default)s)")
 
     def run(self, args: argparse.Namespace) -> int:
