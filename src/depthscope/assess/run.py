@@ -219,7 +219,7 @@ def _assess(
                 gt = None if s.depth is None else s.depth.to(device)
                 finished = assess_image(
                     model, s.image.to(device), image_config, gt, config.seed + i, chunks[model.name],
-                    on_phase=lambda p, name=s.name: bar.set_postfix_str(f"{name}: {p}", refresh=True),
+                    on_phase=lambda p, name=s.name, bar=bar: bar.set_postfix_str(f"{name}: {p}", refresh=True),
                 )  # fmt: skip
                 for method, scores in finished:  # one fsynced row per finished (model, method, image)
                     sink.append({"model": model.name, "method": method, "image": s.name, **scores})
