@@ -129,3 +129,19 @@ def test_assess_image_infidelity_uses_the_given_noise(meter_nyu, small_image):
         plain["infidelity_ci_high"] - plain["infidelity_ci_low"]
         > scores["infidelity_ci_high"] - scores["infidelity_ci_low"]
     )
+
+
+def test_random_weights_are_recorded_and_never_mixed_with_trained_rows(tmp_path, nyu_dir, meter_nyu, capsys):
+    import json
+
+    from depthscope.assess import AssessConfig, assess
+    from depthscope.errors import InputError
+    from depthscope.models import load_model
+
+    cfg = AssessConfig(methods=("random",), metrics=("curves",))
+    untrained = load_model("meter-xxs-nyu", pretrained=False)
+    assess([untrained], nyu_dir, cfg, tmp_path, limit=1)
+    assert "meter-xxs-nyu has random weights" in capsys.readouterr().err
+    assert json.loads((tmp_path / "settings.json").read_text())["model_weights"] == {"meter-xxs-nyu": "random"}
+    with pytest.raises(InputError, match="holds rows of meter-xxs-nyu with weights random"):
+        assess([meter_nyu], nyu_dir, cfg, tmp_path, limit=1)

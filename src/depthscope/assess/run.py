@@ -21,7 +21,7 @@ from depthscope.assess.perturbation import ORDERS
 from depthscope.assess.registry import Column, ImageContext
 from depthscope.config import flatten
 from depthscope.data.datasets import DepthDataset, check_limit, open_dataset
-from depthscope.errors import InputError
+from depthscope.errors import InputError, warn
 from depthscope.explain import explain, target_model
 from depthscope.models import DepthModel, load_model
 from depthscope.ops.batching import tune_chunk_size
@@ -82,14 +82,15 @@ def assess_image(
         yield method, row
 
 
-def resume_settings(path: Path, settings: dict[str, Any]) -> dict[str, int]:
-    """The forward chunk sizes of an earlier run in ``path`` (empty for a new run); a rerun with other settings
-    is refused, naming them, rather than mixing incomparable rows in one results.csv."""
+def resume_settings(path: Path, settings: dict[str, Any]) -> tuple[dict[str, int], dict[str, str]]:
+    """The forward chunk sizes and model weights of an earlier run in ``path`` (empty for a new run); a rerun with
+    other settings is refused, naming them, rather than mixing incomparable rows in one results.csv."""
     if not path.exists():
-        write_json(path, {**settings, "forward_chunk_size": {}})
-        return {}
+        write_json(path, {**settings, "forward_chunk_size": {}, "model_weights": {}})
+        return {}, {}
     before = json.loads(path.read_text())
     chunks = before.pop("forward_chunk_size", {})
+    weights = before.pop("model_weights", {})
     old, new = flatten(before), flatten(settings)
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     if changed:
@@ -97,7 +98,7 @@ def resume_settings(path: Path, settings: dict[str, Any]) -> dict[str, int]:
             f"{path.parent} holds a run with other settings ({', '.join(changed)}); "
             "use another --out or the same settings"
         )
-    return chunks
+    return chunks, weights
 
 
 def summary_columns(config: AssessConfig) -> list[Column]:
@@ -190,7 +191,7 @@ def _assess(
     progress: bool,
 ) -> list[dict[str, Any]]:
     settings = config.settings()
-    chunks = resume_settings(out / "settings.json", settings)
+    chunks, weights = resume_settings(out / "settings.json", settings)
     columns = [*KEY_COLUMNS, *(c.name for c in config.columns()), *(c.name for c in RUN_COLUMNS)]
     sink = CsvAppender(out / "results.csv", columns)
     done = {(r["model"], r["method"], r["image"]) for r in sink.rows}
@@ -199,12 +200,19 @@ def _assess(
         model = load_model(model, device=device) if isinstance(model, str) else model
         ds = data if isinstance(data, DepthDataset) else open_dataset(data, model.info.eval.dataset)
         n = len(ds) if limit is None else min(limit, len(ds))
+        used = model.info.weights or "random"  # recorded: rows of random weights never pass for a trained model's
+        if (weights.setdefault(model.name, used) == "random") != (used == "random"):
+            raise InputError(f"{out} holds rows of {model.name} with weights {weights[model.name]}, not {used}; "
+                             "use another --out")  # fmt: skip
+        weights[model.name] = used
+        if used == "random":
+            warn(f"{model.name} has random weights (no checkpoint was loaded): its maps explain no trained model")
         if model.name not in chunks and n > 0:
             # Chosen by measurement once, then kept in settings.json: a resumed run batches exactly as the first
             # did, so its scores are the same to the last bit (batch composition changes float rounding).
             x0 = ds[0].image[None].to(device)
             chunks[model.name] = tune_chunk_size(model, x0, CHUNK_PROBE, backward=False)
-            write_json(out / "settings.json", {**settings, "forward_chunk_size": chunks})
+        write_json(out / "settings.json", {**settings, "forward_chunk_size": chunks, "model_weights": weights})
         bar = tqdm(total=n * len(methods), desc=f"assess {model.name}", disable=not progress)
         for i in range(n):
             # Datasets know an image's key before decoding it: finished images are not read again.
