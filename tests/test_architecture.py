@@ -20,7 +20,7 @@ LAYERS = [
     {"metrics", "explain", "predict"},
     {"assess", "efficiency"},
     {"optimize"},
-    {"report"},
+    {"report", "view"},
     {"cli"},
 ]
 LAYER = {top: i for i, tops in enumerate(LAYERS) for top in tops}

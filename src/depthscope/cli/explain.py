@@ -61,6 +61,7 @@ class Explain(Command):
         from depthscope.config import group_options
         from depthscope.data import read_depth
         from depthscope.data.sources import find_data
+        from depthscope.errors import InputError
         from depthscope.explain import METHODS, explain, sanity_rows, save_explanation
         from depthscope.explain.api import as_batch
         from depthscope.output.tables import format_table
@@ -75,10 +76,14 @@ class Explain(Command):
         x = as_batch(image_path, args.device)
         for name in methods:  # every name and option checked before the first map is computed
             METHODS.get(name).check_options(options.get(name, {}))
+        stray = sorted(set(options) - set(methods))
+        if stray:
+            raise InputError(f"options given for methods not requested: {', '.join(stray)}")
         attrs = {}
         for name in methods:  # one line per method as it finishes: long maps (adaptive IG on a grid) show progress
             t0 = time.perf_counter()
-            attrs |= explain(model, x, name, args.target, options, seed=args.seed)
+            own = {name: options[name]} if name in options else None
+            attrs |= explain(model, x, name, args.target, own, seed=args.seed)
             info = ", ".join(f"{k}={v}" for k, v in attrs[name].info.items() if k != "delta")
             print(f"{name:22s} {time.perf_counter() - t0:6.1f} s  {info}", flush=True)
         gt = read_depth(depth_path, args.depth_scale) if depth_path and depth_path.exists() else None

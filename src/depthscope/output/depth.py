@@ -114,52 +114,66 @@ def _font(size: int):  # noqa: ANN202
     return ImageFont.load_default(size)
 
 
-def colorize(values: np.ndarray, vmin: float, vmax: float, cmap: str = PREVIEW_CMAP) -> np.ndarray:
-    """``values`` through a matplotlib colour map's lookup table: uint8 ``(H, W, 3)``; 0 / non-finite = black."""
+def colorize(
+    values: np.ndarray, vmin: float, vmax: float, cmap: str = PREVIEW_CMAP, mask_invalid: bool = True
+) -> np.ndarray:
+    """``values`` through a matplotlib colour map's lookup table: uint8 ``(H, W, 3)``; with ``mask_invalid``,
+    0 / non-finite (invalid depth) is black."""
     lut = _lut(cmap)
     t = np.clip((np.nan_to_num(values) - vmin) / max(vmax - vmin, 1e-12), 0, 1)
     rgb = lut[(t * 255).astype(np.uint8)]
-    rgb[~(np.isfinite(values) & (values > 0))] = 0
+    if mask_invalid:
+        rgb[~(np.isfinite(values) & (values > 0))] = 0
     return rgb
 
 
 def encode_color(
     depth: np.ndarray, label: str = "depth (m)", vrange: tuple[float, float] | None = None, cmap: str = PREVIEW_CMAP
 ) -> bytes:
-    """A colourised preview PNG with a vertical colourbar on the right: ``label``, five ticks, and an extend
-    arrow (a triangle, as matplotlib draws) at each end where values are clipped (the default range is the
-    1st..99th percentile).
+    """A colourised preview PNG with a vertical colourbar on the right (:func:`with_colorbar`; the default range
+    is the 1st..99th percentile).
 
     Drawn with a lookup table and PIL (a few ms), not a matplotlib figure, so previews do not slow ``predict``."""
-    from PIL import Image, ImageDraw
-
     depth = np.asarray(depth, dtype=np.float32)
     vmin, vmax = vrange or robust_range(depth)
-    h, w = depth.shape
+    valid = depth[np.isfinite(depth) & (depth > 0)]
+    canvas = with_colorbar(
+        colorize(depth, vmin, vmax, cmap), vmin, vmax, label, cmap, bool((valid < vmin).any()), bool((valid > vmax).any())
+    )
+    buf = io.BytesIO()
+    canvas.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def with_colorbar(
+    rgb: np.ndarray, vmin: float, vmax: float, label: str, cmap: str, below: bool = False, above: bool = False
+):  # noqa: ANN201  (a PIL image)
+    """``rgb`` (uint8 ``(H, W, 3)``) with a vertical colourbar of ``cmap`` on its right: ``label``, five ticks,
+    and an extend arrow (a triangle, as matplotlib draws) at each end where values beyond the range were clipped
+    (``below`` / ``above``). The image keeps its pixels at ``x < W``, so a click on it maps to the same pixel."""
+    from PIL import Image, ImageDraw
+
+    h, w = rgb.shape[:2]
     font = _font(max(10, h // 32))
     bar_w, text_w, pad = max(12, w // 40), max(60, w // 8), max(4, w // 100)
     canvas = Image.new("RGB", (w + pad + bar_w + text_w, h), "white")
-    canvas.paste(Image.fromarray(colorize(depth, vmin, vmax, cmap)), (0, 0))
+    canvas.paste(Image.fromarray(rgb), (0, 0))
     top, bottom = h // 8, h - h // 12
     ramp = np.linspace(vmax, vmin, bottom - top)[:, None].repeat(bar_w, 1)
-    canvas.paste(Image.fromarray(colorize(ramp, vmin, vmax, cmap)), (w + pad, top))
+    canvas.paste(Image.fromarray(colorize(ramp, vmin, vmax, cmap, mask_invalid=False)), (w + pad, top))
     draw = ImageDraw.Draw(canvas)
-    valid = depth[np.isfinite(depth) & (depth > 0)]
-    below, above = bool((valid < vmin).any()), bool((valid > vmax).any())
     x0, x1, tip = w + pad, w + pad + bar_w, bar_w
-    lut = colorize(np.array([[vmax, vmin]]), vmin, vmax, cmap)[0]
+    ends = colorize(np.array([[vmax, vmin]]), vmin, vmax, cmap, mask_invalid=False)[0]
     if above:  # extend arrows: values beyond the bar's range exist
-        draw.polygon([(x0, top - 1), (x1 - 1, top - 1), ((x0 + x1) // 2, top - tip)], fill=tuple(lut[0]))
+        draw.polygon([(x0, top - 1), (x1 - 1, top - 1), ((x0 + x1) // 2, top - tip)], fill=tuple(ends[0]))
     if below:
-        draw.polygon([(x0, bottom), (x1 - 1, bottom), ((x0 + x1) // 2, bottom + tip - 1)], fill=tuple(lut[1]))
+        draw.polygon([(x0, bottom), (x1 - 1, bottom), ((x0 + x1) // 2, bottom + tip - 1)], fill=tuple(ends[1]))
     for k, v in enumerate(np.linspace(vmax, vmin, 5)):
         y = top + round(k * (bottom - top - 1) / 4)
         draw.line([(x1, y), (x1 + 2, y)], fill="black")
         draw.text((x1 + 4, y), f"{v:.3g}", fill="black", font=font, anchor="lm")
     draw.text((x0, top - tip - 4), label, fill="black", font=font, anchor="lb")
-    buf = io.BytesIO()
-    canvas.save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
+    return canvas
 
 
 def backproject(depth: np.ndarray, intrinsics: Intrinsics) -> tuple[np.ndarray, np.ndarray]:

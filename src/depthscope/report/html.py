@@ -128,16 +128,20 @@ def score_table(summary: Sequence[Mapping[str, Any]], descriptions: Mapping[str,
 
 def provenance(device: str = "cpu", seeds: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Versions, machine, device and threads: what a reader needs to trust or rerun the numbers."""
+    from importlib.metadata import PackageNotFoundError, version
+
     import numpy as np
     import torch
 
-    import depthscope
-
+    try:
+        ours = version("depthscope")
+    except PackageNotFoundError:  # run from a source tree without installing
+        ours = "unknown (not installed)"
     dev = device
     if str(device).startswith("cuda") and torch.cuda.is_available():
         dev = f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
     return {
-        "depthscope": depthscope.__version__,
+        "depthscope": ours,
         "torch": torch.__version__,
         "numpy": np.__version__,
         "python": sys.version.split()[0],
