@@ -138,7 +138,13 @@ def encode_color(
     vmin, vmax = vrange or robust_range(depth)
     valid = depth[np.isfinite(depth) & (depth > 0)]
     canvas = with_colorbar(
-        colorize(depth, vmin, vmax, cmap), vmin, vmax, label, cmap, bool((valid < vmin).any()), bool((valid > vmax).any())
+        colorize(depth, vmin, vmax, cmap),
+        vmin,
+        vmax,
+        label,
+        cmap,
+        bool((valid < vmin).any()),
+        bool((valid > vmax).any()),
     )
     buf = io.BytesIO()
     canvas.save(buf, format="PNG", compress_level=1)
@@ -155,7 +161,8 @@ def with_colorbar(
 
     h, w = rgb.shape[:2]
     font = _font(max(10, h // 32))
-    bar_w, text_w, pad = max(12, w // 40), max(60, w // 8), max(4, w // 100)
+    bar_w, pad = max(12, w // 40), max(4, w // 100)
+    text_w = max(60, w // 8, int(font.getlength(label)) - bar_w + 4)  # the label fits above the bar
     canvas = Image.new("RGB", (w + pad + bar_w + text_w, h), "white")
     canvas.paste(Image.fromarray(rgb), (0, 0))
     top, bottom = h // 8, h - h // 12

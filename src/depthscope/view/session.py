@@ -97,6 +97,21 @@ class Explorer:
         if self.data is not None and not isinstance(self.data, DepthDataset):
             self.data = open_dataset(self.data, loaded[0].info.eval.dataset)
 
+    def compare_with(self, model: DepthModel | str | None) -> list[str]:
+        """Show ``model`` (a name or a checkpoint path) beside the first model, or only the first (None); returns
+        the models shown. A checkpoint that does not load is one clear error and nothing changes."""
+        first = self.models[0]
+        if model in (None, ""):
+            second = []
+        else:
+            second = [load_model(model, device=self.device) if isinstance(model, str) else model]
+            if second[0].name == first.name:
+                raise InputError(f"{second[0].name} is already shown; compare with another model or checkpoint")
+        self.models = [first, *second]
+        self.by_name = {m.name: m for m in self.models}
+        self._preds = {k: v for k, v in self._preds.items() if k in self.by_name}
+        return list(self.by_name)
+
     # -- the image -------------------------------------------------------------------------------------------
     def select(self, index: int) -> str:
         """Show image ``index`` of the dataset; returns its name."""

@@ -95,6 +95,7 @@ def app(
         return sessions[key]
 
     def views(ex: Explorer) -> list[Any]:
+        names = list(ex.by_name)
         gt = ex.gt_views(names[0])
         metrics = {m: ex.metrics(m) for m in names}
         lines = [f"**{ex.name}**" + ("" if ex.gt is not None else " (no ground truth)")]
@@ -102,7 +103,8 @@ def app(
             if vals:
                 lines.append(f"{m}: RMSE {vals['rmse']:.3f} m, AbsRel {vals['abs_rel']:.3f}, δ1 {vals['delta1']:.3f}")
         out = [ex.image.permute(1, 2, 0).numpy(), ex.depth_view(names[0])]
-        out.append(ex.depth_view(names[1]) if two else None)
+        out.append(gr.update(value=ex.depth_view(names[1]), visible=True, label=f"{names[1]}: predicted depth")
+                   if len(names) == 2 else gr.update(value=None, visible=False))  # fmt: skip
         out += [gt[0] if gt else None, gt[1] if gt else None, "\n\n".join(lines), ""]
         return out
 
@@ -161,6 +163,18 @@ def app(
 
         return run(session(request), spec_of, methods, options_text, progress)
 
+    def on_compare(name, request: gr.Request):  # noqa: ANN001
+        ex = session(request)
+        try:
+            shown = ex.compare_with((name or "").strip() or None)
+        except DepthscopeError as e:
+            return [gr.update()] * 6 + [f"⚠ {e}"]
+        if hasattr(ex, "last"):
+            del ex.last  # the last panel was of other models
+        out = views(ex) if ex.image is not None else [gr.update()] * 7
+        out[-1] = "showing " + " and ".join(shown)
+        return out
+
     def on_curves(request: gr.Request, progress=gr.Progress()):  # noqa: B008
         from depthscope.output.figures import curves_figure
 
@@ -192,7 +206,8 @@ def app(
             image = gr.Image(label="input image", interactive=False, elem_id="image_view", format="png")
             depth = gr.Image(label=f"{names[0]}: predicted depth (click a pixel, drag a box)", interactive=False,
                              elem_id="depth_view", format="png")  # fmt: skip
-            depth_b = gr.Image(label=f"{names[-1]}: predicted depth", interactive=False, visible=two, format="png")
+            depth_b = gr.Image(label=f"{names[-1]}: predicted depth", interactive=False, visible=two, format="png",
+                               elem_id="depth_b")  # fmt: skip
         with gr.Row():
             gt_view = gr.Image(label="ground truth", interactive=False, format="png")
             err_view = gr.Image(label="absolute error", interactive=False, format="png")
@@ -209,6 +224,10 @@ def app(
             methods = gr.CheckboxGroup(METHODS.names(), value=["saliency"], label="methods", elem_id="methods")
             options = gr.Textbox(label="options, one NAME.KEY=VALUE per line", lines=2,
                                  placeholder="integrated_gradients.tolerance=0.02")  # fmt: skip
+        with gr.Row():
+            compare = gr.Textbox(label="compare with: a model name or an optimised .safetensors (empty: none)",
+                                 value=names[1] if two else "", elem_id="compare", max_lines=1)  # fmt: skip
+            compare_btn = gr.Button("show side by side", elem_id="compare_btn", size="sm")
         with gr.Row():
             go = gr.Button("Explain", variant="primary", elem_id="explain_btn")
             curves_btn = gr.Button("Curves and AF", elem_id="curves_btn")
@@ -230,6 +249,7 @@ def app(
             thumbs.select(on_thumb, None, image_outputs)
             demo.load(on_load, None, image_outputs)
         upload.upload(on_upload, upload, image_outputs)
+        compare_btn.click(on_compare, compare, image_outputs)
         events = [
             depth.select(on_click, [methods, options], panel_outputs, concurrency_limit=1),
             box.submit(on_box, [box, methods, options], panel_outputs, concurrency_limit=1),
@@ -239,6 +259,8 @@ def app(
         ]
         cancel.click(lambda: "cancelled", None, status, cancels=events)
     demo.explorer = base
+    demo.handlers = {"click": on_click, "box": on_box, "explain": on_explain, "curves": on_curves,
+                     "upload": on_upload, "compare": on_compare, "session": session}  # fmt: skip
     return demo
 
 
