@@ -82,3 +82,27 @@ def test_assess_command_in_the_report_rebuilds_its_settings(page):
     recorded = json.loads((page.parent / "assess" / "settings.json").read_text())
     recorded.pop("forward_chunk_size"), recorded.pop("model_weights")
     assert assess_config(args).settings() == recorded
+
+
+def test_commands_write_their_page_with_html(nyu_dir, tmp_path, browser):
+    """--html on other commands: the same page, with the command line that made it, rendered without errors."""
+    from depthscope.cli import main
+
+    runs = {
+        "evaluate": ["evaluate", "--data", str(nyu_dir), "--limit", "2", "--out", str(tmp_path / "e")],
+        "predict": ["predict", "--images", str(nyu_dir / "image_1.png"), "--out", str(tmp_path / "p"),
+                    "--format", "npy,color"],
+        "profile": ["profile", "--model", "meter-xxs-nyu", "--counts-only", "--input-size", "96", "128",
+                    "--out", str(tmp_path / "c")],
+    }  # fmt: skip
+    for name, argv in runs.items():
+        page = tmp_path / f"{name}.html"
+        assert main([*argv, "--html", str(page)]) == 0
+        text = page.read_text()
+        assert "How this was made" in text and f"depthscope {name} " in text
+        browser.get(page.as_uri())
+        assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+        ok = browser.execute_script("return Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+        assert ok, name
+    assert "<img" in (tmp_path / "predict.html").read_text()  # the colour preview
+    assert "rmse<br>" in (tmp_path / "evaluate.html").read_text()  # the accuracy table with units

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from depthscope.cli._args import split
+from depthscope.cli._args import html_arg, split, write_html
 from depthscope.cli._base import Command, register_command
 
 
@@ -37,6 +37,7 @@ class Pareto(Command):
             help="comma-separated EER metrics (default %(default)s)",
         )
         p.add_argument("--out", default="out/pareto", help="output directory (default %(default)s)")
+        html_arg(p)
 
     def run(self, args: argparse.Namespace) -> int:
         from depthscope.efficiency import pareto
@@ -48,4 +49,8 @@ class Pareto(Command):
         )  # fmt: skip
         print(format_table(table))
         print(f"wrote {Path(args.out) / 'pareto.csv'} and pareto.png")
+        from depthscope.report.html import figure, plain_table
+
+        body = plain_table(table) + figure(Path(args.out) / "pareto.png", f"{args.x} against {args.y}")
+        write_html(args, "Pareto frontier", body, {"x": args.x, "y": args.y, "reference": args.reference})
         return 0

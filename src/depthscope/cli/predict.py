@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from depthscope.cli._args import load, model_args
+from depthscope.cli._args import html_arg, load, model_args, random_weights_banner, write_html
 from depthscope.cli._base import Command, register_command
 
 
@@ -46,6 +46,7 @@ class Predict(Command):
             "--fov", type=float, metavar="DEG", help="horizontal field of view of a centred camera, for ply"
         )
         p.add_argument("--batch", type=int, default=1, help="images per forward pass (default %(default)s)")
+        html_arg(p)
 
     def run(self, args: argparse.Namespace) -> int:
         from depthscope.predict import predict
@@ -57,6 +58,23 @@ class Predict(Command):
         )  # fmt: skip
         done = f"predicted {res.written} image(s)" + (f", {res.skipped} already done" if res.skipped else "")
         print(f"{done} in {res.seconds:.1f} s; depth unit: {res.unit}; wrote {res.out}")
+        if args.html:
+            import csv
+            from pathlib import Path
+
+            from depthscope.report.html import esc, figure, plain_table
+
+            rows = list(csv.DictReader(open(res.out / "predictions.csv")))
+            body = (
+                f"<p>{len(rows)} images; depth unit {esc(res.unit)}; {res.png16_clipped} pixels clipped in png16.</p>"
+            )
+            body += "".join(figure(res.out / f"{r['image']}_color.png", r["image"]) for r in rows[:6]
+                            if (Path(res.out) / f"{r['image']}_color.png").is_file())  # fmt: skip
+            body += plain_table(rows)
+            if res.failed:
+                body += "<h3>Unreadable inputs</h3>" + plain_table([{"file": f, "reason": r} for f, r in res.failed])
+            write_html(args, "predictions", body, {"formats": args.format, "depth_scale": args.depth_scale},
+                       random_weights_banner(model.name, model.info.weights))  # fmt: skip
         if res.failed:
             print(f"{len(res.failed)} input(s) could not be read (listed above); the others are done")
             return 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from depthscope.cli._args import model_args, split, split_ints
+from depthscope.cli._args import html_arg, model_args, split, split_ints, write_html
 from depthscope.cli._base import Command, register_command
 
 
@@ -50,6 +50,7 @@ class Profile(Command):
             "--explain-methods", default="", help="also time one map of each of these methods (default: none)"
         )
         p.add_argument("--out", default="out/profile", help="output directory (default %(default)s)")
+        html_arg(p)
 
     def run(self, args: argparse.Namespace) -> int:
         import torch
@@ -82,4 +83,7 @@ class Profile(Command):
         print(format_table(list(rows.values()), cols))
         print("FLOPs = 2 x MACs; weights:", next(iter(rows.values()))["weights"])
         print(f"wrote {Path(args.out) / 'profile.json'}")
+        from depthscope.report.html import plain_table
+
+        write_html(args, "costs", plain_table(list(rows.values())), {"counts_only": args.counts_only})
         return 0

@@ -265,8 +265,17 @@ def app(
 
 
 def serve(demo: Any, host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> Any:
-    """Launch ``demo`` (from :func:`app`) on ``host:port`` with the offline theme, the drag-a-box script and no
-    share link; ``block=False`` returns at once (tests, notebooks)."""
+    """Launch ``demo`` (from :func:`app`) with the offline theme, the drag-a-box script and no share link.
+
+    Args:
+        demo: the app :func:`app` returned.
+        host: the interface to bind (default: this machine only).
+        port: the port.
+        block: wait until the server stops (the CLI); False returns at once (tests, notebooks).
+
+    Returns:
+        What ``gradio.Blocks.launch`` returns (the app, its local URL, and no share URL).
+    """
     demo.queue(default_concurrency_limit=1)
     return demo.launch(
         server_name=host, server_port=port, share=False, prevent_thread_lock=not block, quiet=not block,
