@@ -22,7 +22,7 @@ from depthscope.view.session import Explorer, png_bytes  # noqa: E402
 TARGETS = ["pixel (click the depth map)", "box (drag on the depth map, or type y0,x0,y1,x1)", "mean", "near", "far",
            "grid cell"]  # fmt: skip
 KIND = dict(zip(TARGETS, ["pixel", "box", "mean", "near", "far", "cell"], strict=True))
-THUMB = 160  # thumbnail width (px)
+MAX_SESSIONS = 16  # browser tabs whose image and last panel are kept
 
 # A drag on the depth map writes its box (image pixels, end-exclusive) into the box field and presses "explain
 # box"; a click
@@ -91,6 +91,8 @@ def app(
     def session(request: gr.Request | None) -> Explorer:
         key = getattr(request, "session_hash", None) or "default"
         if key not in sessions:  # models are shared; the image and the last panel are per browser tab
+            if len(sessions) >= MAX_SESSIONS:  # a long-running server forgets the oldest tab first
+                sessions.pop(next(iter(sessions)))
             sessions[key] = Explorer(base.models, base.data, device)
         return sessions[key]
 
