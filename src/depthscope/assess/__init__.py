@@ -17,8 +17,9 @@ from depthscope.assess.fidelity import (
     subset_draws,
 )
 from depthscope.assess.perturbation import DEFAULT_FRACTIONS, Curves, perturbation_curves, perturbed_views, rank_map
+from depthscope.assess.plan import CostPlan
 from depthscope.assess.registry import METRICS, AssessmentMetric, Column, ImageContext, register_metric
-from depthscope.assess.run import assess, assess_image, display_summary, summarize
+from depthscope.assess.run import assess, assess_image, display_summary, plan, summarize
 
 __all__ = [
     "DEFAULT_FRACTIONS",
@@ -27,6 +28,7 @@ __all__ = [
     "AssessConfig",
     "AssessmentMetric",
     "Column",
+    "CostPlan",
     "Curves",
     "Draws",
     "Estimate",
@@ -43,6 +45,7 @@ __all__ = [
     "noise_draws",
     "perturbation_curves",
     "perturbed_views",
+    "plan",
     "rank_map",
     "register_metric",
     "subset_draws",

@@ -108,6 +108,10 @@ class PerturbationCurves(AssessmentMetric):
         Column("fractions", summarised=False),
     )
 
+    def passes(self, differentiable: bool = True) -> dict[str, tuple[int, int]]:
+        moved = sum(1 for f in self.config.fractions if f > 0)
+        return {"scores": (1 + len(ORDERS) * moved, 0)}  # the unperturbed image, then every order x fraction
+
     def score(self, ctx: ImageContext, attribution: Attribution) -> dict[str, Any]:
         c = self.config
         curves = perturbation_curves(
@@ -193,6 +197,12 @@ class Infidelity(AssessmentMetric):
             ctx.fmodel, ctx.x, c.n_perturbations, c.sigma, ctx.seed, ctx.chunk_size, c.symmetric, control_variate
         )
 
+    def passes(self, differentiable: bool = True) -> dict[str, tuple[int, int]]:
+        c = self.config
+        forwards = c.n_perturbations * (2 if c.symmetric else 1) + (0 if c.symmetric else 1)  # + f(x)
+        gradient = int(c.control_variate and differentiable)  # the control variate's forward + backward
+        return {"draws": (forwards + gradient, gradient)}
+
     def score(self, draws: Draws, attribution: Attribution) -> dict[str, Any]:
         return estimate_row("infidelity", "infidelity", infidelity_score(draws, attribution.raw))
 
@@ -233,6 +243,9 @@ class FaithfulnessEstimate(AssessmentMetric):
         return subset_draws(
             ctx.fmodel, ctx.x, c.n_perturbations, c.subset_fraction, c.patch, seed=ctx.seed, chunk_size=ctx.chunk_size
         )
+
+    def passes(self, differentiable: bool = True) -> dict[str, tuple[int, int]]:
+        return {"draws": (1 + self.config.n_perturbations, 0)}  # f(x), then every patch set replaced
 
     def score(self, draws: Draws, attribution: Attribution) -> dict[str, Any]:
         return estimate_row("faithfulness_estimate", "faithfulness", faithfulness_score(draws, attribution.signed))

@@ -102,6 +102,12 @@ class AssessmentMetric:
         """``{column: value}`` for one map (its first target) given what :meth:`prepare` returned."""
         raise NotImplementedError
 
+    def passes(self, differentiable: bool = True) -> dict[str, tuple[int, int]]:
+        """The model passes this metric costs per image, for the cost plan: ``{"draws": (forwards, backwards)}``
+        of :meth:`prepare` (once per image) and ``{"scores": ...}`` of :meth:`score` (once per map); default:
+        none (a metric computed from the map and the prediction alone)."""
+        return {}
+
 
 METRICS: Registry[type[AssessmentMetric]] = Registry("assessment metric")
 

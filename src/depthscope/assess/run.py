@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from tqdm.auto import tqdm
 
 from depthscope.assess.config import AssessConfig
 from depthscope.assess.perturbation import ORDERS
+from depthscope.assess.plan import CHUNK_PROBE, CostPlan, PhaseTimer, probe_config, scaled_plan
 from depthscope.assess.registry import Column, ImageContext
 from depthscope.config import flatten
 from depthscope.data.datasets import DepthDataset, check_limit, open_dataset
@@ -27,10 +29,10 @@ from depthscope.models import DepthModel, load_model
 from depthscope.ops.batching import tune_chunk_size
 from depthscope.output.figures import curves_figure
 from depthscope.output.files import CsvAppender, RunLock, write_csv, write_json
+from depthscope.output.tables import format_table
 
 KEY_COLUMNS = ("model", "method", "image")
 RUN_COLUMNS = (Column("seconds_per_map", higher_is_better=False, summarised=False, unit="s"),)  # by the runner
-CHUNK_PROBE = 32  # perturbed inputs per image the forward chunk size is tuned for (31 curve inputs by default)
 
 
 def assess_image(
@@ -54,8 +56,8 @@ def assess_image(
         gt: ground-truth depth ``(H, W)`` in metres, if any.
         seed: this image's seed (a dataset run uses ``config.seed + index``).
         chunk_size: perturbed inputs per forward (``"auto"``: measured).
-        on_phase: called with the name of each phase as it starts (a metric's draws, a method's map), so a
-            progress bar can say where an image's time goes.
+        on_phase: called with the name of each phase as it starts (``draws: METRIC``, ``map: METHOD``,
+            ``scores: METHOD``: the phases of the cost plan), so a caller can say where an image's time goes.
 
     Yields:
         ``(method, {column: value})`` as soon as that method is done, so a caller can save it before the next.
@@ -69,17 +71,72 @@ def assess_image(
     phase = on_phase or (lambda name: None)
     prepared = {}
     for name, m in metrics.items():
-        phase(f"{name}: draws")
+        phase(f"draws: {name}")
         prepared[name] = m.prepare(ctx)
     for method in config.methods:
-        phase(method)
+        phase(f"map: {method}")
         t0 = time.perf_counter()
         opts = config.method_options.get(method)
         attr = explain(model, x, method, "mean", {method: opts} if opts else None, seed=seed)[method]
         row: dict[str, Any] = {"seconds_per_map": time.perf_counter() - t0}
+        phase(f"scores: {method}")
         for name, m in metrics.items():
             row |= m.score(prepared[name], attr)
         yield method, row
+
+
+def plan(
+    config: AssessConfig,
+    model: DepthModel | str,
+    data: DepthDataset | str | os.PathLike,
+    limit: int | None = None,
+    device: str = "cpu",
+    images: int | None = None,
+    chunk_size: int | None = None,
+) -> CostPlan:
+    """The cost plan of assessing ``config`` on ``model`` over ``data``, before any of it runs.
+
+    Passes per phase come from each method's and metric's declared cost; seconds from running a cheaper probe of
+    the same phases (:func:`~depthscope.assess.plan.probe_config`: 16 draws, curves at 3 fractions) on the first
+    image on this device (once to warm up, once timed), scaled by each phase's passes, so input construction at
+    the image's resolution is counted along with the model.
+
+    Args:
+        config: the assessment's settings.
+        model: a :class:`DepthModel` or a model name.
+        data: a dataset or a path :func:`depthscope.open_dataset` reads.
+        limit: only the first ``limit`` images.
+        device: where to load ``model`` when it is a name.
+        images: how many images the run will compute (default: all within ``limit``).
+        chunk_size: perturbed inputs per forward (default: tuned as ``assess`` tunes it).
+
+    Returns:
+        A :class:`~depthscope.assess.plan.CostPlan`: ``rows()`` the table, ``summary()`` one line, ``seconds`` the
+        projected wall time.
+
+    Example:
+        >>> from depthscope.data import find_data
+        >>> cfg = AssessConfig(methods=("saliency", "random"), metrics=("curves",))
+        >>> p = plan(cfg, "meter-xxs-nyu", find_data(), limit=2)
+        >>> [(r["phase"], r["forwards"], r["backwards"]) for r in p.rows()]
+        [('map: saliency', 1, 1), ('scores: saliency', 31, 0), ('map: random', 0, 0), ('scores: random', 31, 0), ('total per image', 63, 1)]
+    """
+    check_limit(limit)
+    model = load_model(model, device=device) if isinstance(model, str) else model
+    ds = data if isinstance(data, DepthDataset) else open_dataset(data, model.info.eval.dataset)
+    n = len(ds) if limit is None else min(limit, len(ds))
+    if n == 0:
+        raise InputError("the dataset is empty: nothing to plan")
+    x = ds[0].image[None].to(next(model.parameters()).device)
+    chunk = chunk_size or tune_chunk_size(model, x, CHUNK_PROBE, backward=False)
+    probe = probe_config(config)
+    for _ in assess_image(model, x, probe, None, config.seed, chunk):  # warm-up: chunk tuning, allocator, caches
+        pass
+    timer = PhaseTimer()
+    for _ in assess_image(model, x, probe, None, config.seed, chunk, on_phase=timer):
+        timer.stop()
+    timer.stop()
+    return scaled_plan(model, config, x, n if images is None else images, timer.totals)
 
 
 def resume_settings(path: Path, settings: dict[str, Any]) -> tuple[dict[str, int], dict[str, str]]:
@@ -196,6 +253,7 @@ def _assess(
     sink = CsvAppender(out / "results.csv", columns)
     done = {(r["model"], r["method"], r["image"]) for r in sink.rows}
     methods = config.methods
+    plans: dict[str, Any] = {}
     for model in models:
         model = load_model(model, device=device) if isinstance(model, str) else model
         ds = data if isinstance(data, DepthDataset) else open_dataset(data, model.info.eval.dataset)
@@ -213,6 +271,11 @@ def _assess(
             x0 = ds[0].image[None].to(device)
             chunks[model.name] = tune_chunk_size(model, x0, CHUNK_PROBE, backward=False)
         write_json(out / "settings.json", {**settings, "forward_chunk_size": chunks, "model_weights": weights})
+        todo_images = sum(1 for i in range(n) if not all((model.name, m, ds.key(i)) in done for m in methods))
+        cost = plan(config, model, ds, limit, device, todo_images, chunks[model.name]) if todo_images else None
+        if cost is not None and progress:
+            print(f"plan: {cost.summary()}", file=sys.stderr)
+        timer = PhaseTimer()
         bar = tqdm(total=n * len(methods), desc=f"assess {model.name}", disable=not progress)
         for i in range(n):
             # Datasets know an image's key before decoding it: finished images are not read again.
@@ -225,15 +288,28 @@ def _assess(
             if todo:
                 image_config = config if len(todo) == len(methods) else _only(config, todo)
                 gt = None if s.depth is None else s.depth.to(device)
+
+                def on_phase(p: str, name: str = s.name, bar: Any = bar, timer: PhaseTimer = timer) -> None:
+                    timer(p)
+                    bar.set_postfix_str(f"{name}: {p}", refresh=True)
+
                 finished = assess_image(
-                    model, s.image.to(device), image_config, gt, config.seed + i, chunks[model.name],
-                    on_phase=lambda p, name=s.name, bar=bar: bar.set_postfix_str(f"{name}: {p}", refresh=True),
-                )  # fmt: skip
+                    model, s.image.to(device), image_config, gt, config.seed + i, chunks[model.name], on_phase
+                )
                 for method, scores in finished:  # one fsynced row per finished (model, method, image)
+                    timer.stop()  # writing the row is not part of a phase
                     sink.append({"model": model.name, "method": method, "image": s.name, **scores})
                     bar.update()
+                timer.images += len(todo) == len(methods)
             bar.update(len(methods) - len(todo))
         bar.close()
+        if cost is not None and timer.images:
+            measured = timer.per_image()
+            plans[model.name] = {**cost.to_dict(), "measured_per_image_s": measured, "images_measured": timer.images}
+            write_json(out / "plan.json", plans)
+            if progress:
+                print(f"planned vs measured per image ({timer.images} image(s)):", file=sys.stderr)
+                print(format_table(cost.rows(measured), digits=3), file=sys.stderr)
     summary = summarize(sink.rows, summary_columns(config))
     write_csv(out / "summary.csv", summary)
     if "curves" in config.metrics and sink.rows:

@@ -99,7 +99,12 @@ class Assess(Command):
     def configure(self, p: argparse.ArgumentParser) -> None:
         model_args(p, many=True)
         data_args(p)
-        p.add_argument("--limit", type=int, help="first N images only")
+        p.add_argument("--limit", type=int, help="first N images only (default: all)")
+        p.add_argument(
+            "--dry-run", action="store_true",
+            help="print the cost plan (forwards and backwards per phase, seconds measured on a probe of the first "
+            "image, projected wall time) and exit without writing anything",
+        )  # fmt: skip
         p.add_argument("--out", default="out/assess", help="output directory (default %(default)s)")
         html_arg(p)
         add_assess_config_args(p)
@@ -112,6 +117,17 @@ class Assess(Command):
         config = assess_config(args)  # every setting checked before a model loads
         models = [load(args, name) for name in split(args.model)]
         data = open_data(args, models[0].info.eval.dataset)
+        if args.dry_run:
+            from depthscope.assess import plan
+
+            total = 0.0
+            for m in models:
+                cost = plan(config, m, data, args.limit, args.device)
+                print(cost.summary())
+                print(format_table(cost.rows(), digits=3))
+                total += cost.seconds
+            print(f"projected wall time: {total:.0f} s ({total / 60:.1f} min); nothing was written")
+            return 0
         summary = assess(models, data, config, args.out, limit=args.limit, device=args.device, progress=True)
         print(format_table(display_summary(summary)))
         print(f"wrote {Path(args.out) / 'results.csv'}, summary.csv and curves.png")

@@ -59,6 +59,9 @@ class MethodSpec:
         seeded: it draws random numbers; ``explain(..., seed=s)`` passes ``seed`` to it, and a dataset run gives
             each image its own seed, each method its own stream (:mod:`depthscope.seeding`).
         uses_layer: it reads an inner layer (``layer`` option; default from the model's config).
+        cost: ``cost(options, h, w) -> (forwards, backwards)`` of one map of an ``h x w`` image with ``options``
+            (the defaults filled in): what ``assess --dry-run`` plans with. Default: one forward, and one backward
+            when ``needs_grad``.
     """
 
     name: str
@@ -66,6 +69,13 @@ class MethodSpec:
     needs_grad: bool
     seeded: bool = False
     uses_layer: bool = False
+    cost: Callable[[Mapping[str, Any], int, int], tuple[int, int]] | None = None
+
+    def passes(self, options: Mapping[str, Any] | None, h: int, w: int) -> tuple[int, int]:
+        """``(forwards, backwards)`` of one map of an ``h x w`` image with ``options`` (see ``cost``)."""
+        if self.cost is None:
+            return (1, int(self.needs_grad))
+        return self.cost({**self.defaults, **self.check_options(options or {})}, h, w)
 
     @property
     def description(self) -> str:
@@ -98,7 +108,12 @@ METHODS: Registry[MethodSpec] = Registry("attribution method")
 
 
 def register_method(
-    name: str, *, needs_grad: bool, seeded: bool = False, uses_layer: bool = False
+    name: str,
+    *,
+    needs_grad: bool,
+    seeded: bool = False,
+    uses_layer: bool = False,
+    cost: Callable[[Mapping[str, Any], int, int], tuple[int, int]] | None = None,
 ) -> Callable[[AttributionMethod], AttributionMethod]:
     """Decorator: register ``fn`` as attribution method ``name`` with its spec (see :class:`MethodSpec`).
 
@@ -107,6 +122,8 @@ def register_method(
         needs_grad: ``fn`` differentiates the model (refused on int8 models).
         seeded: ``fn`` takes ``seed`` and draws random numbers from it (its signature must match).
         uses_layer: ``fn`` reads an inner layer (``layer`` option).
+        cost: ``(options, h, w) -> (forwards, backwards)`` of one map (default: one forward, one backward when
+            ``needs_grad``): the cost plan of ``assess --dry-run``.
 
     Returns:
         A decorator that registers ``fn`` and returns it unchanged.
@@ -126,7 +143,7 @@ def register_method(
             raise TypeError(
                 f"method {name!r}: seeded={seeded} but its signature {'has' if seeded_arg else 'lacks'} seed"
             )
-        METHODS.register(name)(MethodSpec(name, fn, needs_grad, seeded, uses_layer))
+        METHODS.register(name)(MethodSpec(name, fn, needs_grad, seeded, uses_layer, cost))
         return fn
 
     return deco

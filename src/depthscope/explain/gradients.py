@@ -8,7 +8,8 @@ one backward of the batch. Chunk sizes are chosen by measurement (:func:`depthsc
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -177,7 +178,14 @@ def adaptive_path_integral(
         alphas, grads, outs = torch.cat([alphas, mids]), torch.cat([grads, g_new]), torch.cat([outs, o_new])
 
 
-@register_method("integrated_gradients", needs_grad=True, seeded=True)
+def _ig_cost(o: Mapping[str, Any], h: int, w: int) -> tuple[int, int]:
+    # F(x) and F(baseline) for the completeness check, then one forward+backward per node (adaptive: at most
+    # max_steps nodes; the plan takes the bound)
+    nodes = int(o["max_steps"] if o["tolerance"] is not None else o["n_steps"])
+    return nodes + 2, nodes
+
+
+@register_method("integrated_gradients", needs_grad=True, seeded=True, cost=_ig_cost)
 def integrated_gradients(
     fmodel: torch.nn.Module,
     x: torch.Tensor,
@@ -227,7 +235,7 @@ def completeness_error(attr: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     return (attr.sum(dim=(1, 2, 3)) - delta).abs() / delta.abs().clamp_min(1e-12)
 
 
-@register_method("smoothgrad", needs_grad=True, seeded=True)
+@register_method("smoothgrad", needs_grad=True, seeded=True, cost=lambda o, h, w: (int(o["n_samples"]),) * 2)
 def smoothgrad(
     fmodel: torch.nn.Module,
     x: torch.Tensor,

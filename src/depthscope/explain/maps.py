@@ -48,7 +48,16 @@ def gradcam(fmodel: torch.nn.Module, x: torch.Tensor, layer: str | None = None) 
     return Attribution("gradcam", cam, {"layer": layer})
 
 
-@register_method("occlusion", needs_grad=False, seeded=True)
+def _occlusion_windows(h: int, w: int, window: int | None, stride: int | None) -> int:
+    window = window or max(1, min(h, w) // 8)
+    stride = stride or max(1, window // 2)
+    return len(range(0, h - window + 1, stride)) * len(range(0, w - window + 1, stride))
+
+
+@register_method(
+    "occlusion", needs_grad=False, seeded=True,
+    cost=lambda o, h, w: (1 + _occlusion_windows(h, w, o["window"], o["stride"]), 0),
+)  # fmt: skip
 @torch.no_grad()
 def occlusion(
     fmodel: torch.nn.Module,
@@ -87,7 +96,7 @@ def occlusion(
     return Attribution("occlusion", total / count, {"window": window, "stride": stride, "n_windows": len(boxes)})
 
 
-@register_method("random", needs_grad=False, seeded=True)
+@register_method("random", needs_grad=False, seeded=True, cost=lambda o, h, w: (0, 0))
 def random_map(fmodel: torch.nn.Module, x: torch.Tensor, seed: int = 0) -> Attribution:
     """Uniform random map in [0, 1): the control every real method must beat."""
     n_t = fmodel.weights.shape[0]

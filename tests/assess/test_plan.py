@@ -1,0 +1,55 @@
+"""The cost plan: passes per phase counted by hand from each method's and metric's definition, the same phases
+a run measures (plan.json), and `assess --dry-run` writing nothing."""
+
+import json
+
+from depthscope.assess import AssessConfig
+from depthscope.assess.plan import phase_passes
+from depthscope.cli import main
+
+
+def test_passes_per_phase_by_hand():
+    cfg = AssessConfig(
+        methods=("saliency", "integrated_gradients", "occlusion", "random"),
+        metrics=("curves", "infidelity", "faithfulness_estimate", "af_depth_correlation"),
+        n_perturbations=8,
+        method_options={"integrated_gradients": {"n_steps": 16}},
+    )
+    got = phase_passes(cfg, 480, 640)
+    curves = 1 + 3 * 10  # the unperturbed image, then MoRF/LeRF/random at the 10 fractions 5 %..50 %
+    occlusion = 1 + len(range(0, 480 - 60 + 1, 30)) * len(range(0, 640 - 60 + 1, 30))  # window 480/8, stride 30
+    assert got == {
+        "draws: infidelity": (2 * 8 + 1, 1),  # x + noise and x - noise per draw; the control variate's gradient
+        "draws: faithfulness_estimate": (1 + 8, 0),  # f(x), then each patch set replaced
+        "map: saliency": (1, 1),
+        "scores: saliency": (curves, 0),
+        "map: integrated_gradients": (16 + 2, 16),  # F(x), F(baseline), then one forward+backward per node
+        "scores: integrated_gradients": (curves, 0),
+        "map: occlusion": (occlusion, 0),
+        "scores: occlusion": (curves, 0),
+        "map: random": (0, 0),
+        "scores: random": (curves, 0),
+    }
+    adaptive = cfg.with_options(["integrated_gradients.tolerance=0.02"])
+    assert phase_passes(adaptive, 480, 640)["map: integrated_gradients"] == (152, 150)  # the max_steps bound
+
+
+def test_a_run_measures_the_planned_phases(tmp_path, nyu_dir):
+    from depthscope.assess import assess
+
+    cfg = AssessConfig(methods=("saliency", "random"), metrics=("curves", "infidelity"), n_perturbations=8)
+    assess(["meter-xxs-nyu"], nyu_dir, cfg, tmp_path, limit=1)
+    saved = json.loads((tmp_path / "plan.json").read_text())["meter-xxs-nyu"]
+    planned = [r["phase"] for r in saved["phases"]][:-1]  # the last row is the total
+    assert planned == ["draws: infidelity", "map: saliency", "scores: saliency", "map: random", "scores: random"]
+    assert set(planned) <= set(saved["measured_per_image_s"]) and saved["images_measured"] == 1
+    assert saved["phases"][-1]["forwards"] == 17 + 1 + 31 + 0 + 31
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, nyu_dir, capsys):
+    out = tmp_path / "never"
+    rc = main(["assess", "--dry-run", "--data", str(nyu_dir), "--methods", "saliency", "--metrics", "curves",
+               "--limit", "4", "--out", str(out)])  # fmt: skip
+    text = capsys.readouterr().out
+    assert rc == 0 and not out.exists()
+    assert "4 image(s) of 480x640" in text and "scores: saliency" in text and "nothing was written" in text
