@@ -130,3 +130,39 @@ def test_click_drag_and_bad_upload_in_chromium(url, browser, meter_nyu, nyu, tmp
     if os.environ.get("DEPTHSCOPE_SCREENSHOTS"):  # how docs/view.jpg is made
         shutil.copy(tmp_path / "view.png", Path(os.environ["DEPTHSCOPE_SCREENSHOTS"]) / "view.png")
     assert (tmp_path / "view.png").stat().st_size > 50_000
+
+
+def test_cancel_stops_long_work_and_the_page_keeps_working(url, browser, meter_nyu, nyu):
+    """Three slow maps of the mean depth, Cancel during the first: the panel never appears, and the next click
+    gives its map (the server stopped before the next map instead of finishing all three)."""
+    import time
+
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    browser.get(url)
+    img = depth_image(browser)
+
+    def toggle(group: str, name: str) -> None:
+        browser.find_element(By.XPATH, f"//*[@id='{group}']//label[.//span[text()='{name}']]").click()
+
+    for name in ("saliency", "smoothgrad", "integrated_gradients", "occlusion"):
+        toggle("methods", name)  # saliency off, the three slow ones on
+    browser.find_element(By.CSS_SELECTOR, "#options textarea").send_keys(
+        "smoothgrad.n_samples=80\nintegrated_gradients.n_steps=80\nocclusion.window=8"  # occlusion: 18,921 windows
+    )
+    toggle("kind", "mean")
+    browser.find_element(By.ID, "explain_btn").click()
+    time.sleep(1.5)  # inside the first map (smoothgrad: 80 forward+backward passes)
+    browser.find_element(By.ID, "cancel_btn").click()
+    wait(browser, lambda d: "cancelled" in d.find_element(By.ID, "status").text)
+    for name in ("smoothgrad", "integrated_gradients", "occlusion", "saliency"):
+        toggle("methods", name)
+    browser.find_element(By.CSS_SELECTOR, "#options textarea").clear()
+    ox, oy = offset(browser, img, 300, 200)
+    ActionChains(browser).move_to_element_with_offset(img, ox, oy).click().perform()
+    wait(browser, lambda d: target_of(d).startswith("pixel:"))
+    shown = stats(browser)["models"]["meter-xxs-nyu"]
+    assert list(shown["maps"]) == ["saliency"]  # the cancelled mean-target panel never replaced it
+    y, x = (int(v) for v in shown["target"].removeprefix("pixel:").split(","))
+    check_panel(browser, meter_nyu, nyu[0].image, f"pixel:{y},{x}")

@@ -6,6 +6,7 @@ no CDN, no hub call; the server binds 127.0.0.1 unless told otherwise."""
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,12 @@ from depthscope.view.session import Explorer, png_bytes  # noqa: E402
 TARGETS = ["pixel (click the depth map)", "box (drag on the depth map, or type y0,x0,y1,x1)", "mean", "near", "far",
            "grid cell"]  # fmt: skip
 KIND = dict(zip(TARGETS, ["pixel", "box", "mean", "near", "far", "cell"], strict=True))
+
+
+class Cancelled(Exception):  # noqa: N818  (a user's request, not an error)
+    """The user pressed Cancel."""
+
+
 MAX_SESSIONS = 16  # browser tabs whose image and last panel are kept
 
 # A drag on the depth map writes its box (image pixels, end-exclusive) into the box field and presses "explain
@@ -94,6 +101,7 @@ def app(
             if len(sessions) >= MAX_SESSIONS:  # a long-running server forgets the oldest tab first
                 sessions.pop(next(iter(sessions)))
             sessions[key] = Explorer(base.models, base.data, device)
+            sessions[key].cancelled = threading.Event()
         return sessions[key]
 
     def views(ex: Explorer) -> list[Any]:
@@ -133,10 +141,19 @@ def app(
         return views(ex)
 
     def run(ex: Explorer, spec_of, methods, options_text, progress) -> list[Any]:  # noqa: ANN001
+        ex.cancelled.clear()
+
+        def step(fraction: float, desc: str = "") -> None:  # before each map: a Cancel stops here
+            if ex.cancelled.is_set():
+                raise Cancelled
+            progress(fraction, desc=desc)
+
         try:
             options = group_options([line for line in (options_text or "").splitlines() if line.strip()])
             spec = spec_of(ex)
-            panels = ex.explain(spec, methods, options, progress=progress)
+            panels = ex.explain(spec, methods, options, progress=step)
+        except Cancelled:
+            return [gr.update()] * 4 + ["cancelled: the maps shown are the previous target's"]
         except DepthscopeError as e:
             return [gr.update()] * 4 + [f"⚠ {e}"]
         ex.last = (panels, spec, list(methods), options)
@@ -176,6 +193,10 @@ def app(
         out = views(ex) if ex.image is not None else [gr.update()] * 7
         out[-1] = "showing " + " and ".join(shown)
         return out
+
+    def on_cancel(request: gr.Request) -> str:
+        session(request).cancelled.set()  # the running handler stops before its next map
+        return "cancelled: the maps shown are the previous target's"
 
     def on_curves(request: gr.Request, progress=gr.Progress()):  # noqa: B008
         from depthscope.output.figures import curves_figure
@@ -224,7 +245,7 @@ def app(
             cell = gr.Number(0, label="cell (row-major)", precision=0, minimum=0)
         with gr.Row():
             methods = gr.CheckboxGroup(METHODS.names(), value=["saliency"], label="methods", elem_id="methods")
-            options = gr.Textbox(label="options, one NAME.KEY=VALUE per line", lines=2,
+            options = gr.Textbox(label="options, one NAME.KEY=VALUE per line", lines=2, elem_id="options",
                                  placeholder="integrated_gradients.tolerance=0.02")  # fmt: skip
         with gr.Row():
             compare = gr.Textbox(label="compare with: a model name or an optimised .safetensors (empty: none)",
@@ -259,7 +280,7 @@ def app(
             go.click(on_explain, [kind, box, q, grid, cell, methods, options], panel_outputs, concurrency_limit=1),
             curves_btn.click(on_curves, None, [curves, af, status], concurrency_limit=1),
         ]
-        cancel.click(lambda: "cancelled", None, status, cancels=events)
+        cancel.click(on_cancel, None, status, cancels=events)
     demo.explorer = base
     demo.handlers = {"click": on_click, "box": on_box, "explain": on_explain, "curves": on_curves,
                      "upload": on_upload, "compare": on_compare, "session": session}  # fmt: skip
