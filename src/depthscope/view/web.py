@@ -101,7 +101,7 @@ def app(
             if len(sessions) >= MAX_SESSIONS:  # a long-running server forgets the oldest tab first
                 sessions.pop(next(iter(sessions)))
             sessions[key] = Explorer(base.models, base.data, device)
-            sessions[key].cancelled = threading.Event()
+            sessions[key].running = set()
         return sessions[key]
 
     def views(ex: Explorer) -> list[Any]:
@@ -141,10 +141,11 @@ def app(
         return views(ex)
 
     def run(ex: Explorer, spec_of, methods, options_text, progress) -> list[Any]:  # noqa: ANN001
-        ex.cancelled.clear()
+        token = threading.Event()  # this run's own: a Cancel sets the tokens of the runs going at that moment
+        ex.running.add(token)
 
         def step(fraction: float, desc: str = "") -> None:  # before each map: a Cancel stops here
-            if ex.cancelled.is_set():
+            if token.is_set():
                 raise Cancelled
             progress(fraction, desc=desc)
 
@@ -156,6 +157,8 @@ def app(
             return [gr.update()] * 4 + ["cancelled: the maps shown are the previous target's"]
         except DepthscopeError as e:
             return [gr.update()] * 4 + [f"⚠ {e}"]
+        finally:
+            ex.running.discard(token)
         ex.last = (panels, spec, list(methods), options)
         info = ex.panel_json(panels, methods, options)
         path = files_dir / f"{ex.name}_{spec.replace(':', '_').replace(',', '_').replace('#', '_')}"
@@ -195,7 +198,8 @@ def app(
         return out
 
     def on_cancel(request: gr.Request) -> str:
-        session(request).cancelled.set()  # the running handler stops before its next map
+        for token in list(session(request).running):  # the running handlers stop before their next map
+            token.set()
         return "cancelled: the maps shown are the previous target's"
 
     def on_curves(request: gr.Request, progress=gr.Progress()):  # noqa: B008
@@ -273,15 +277,19 @@ def app(
             demo.load(on_load, None, image_outputs)
         upload.upload(on_upload, upload, image_outputs)
         compare_btn.click(on_compare, compare, image_outputs)
+        # one model computation at a time (concurrency_id shared): a click after Cancel waits for the cancelled
+        # handler to stop at its next map instead of racing it for the CPU
+        work = {"concurrency_limit": 1, "concurrency_id": "model"}
         events = [
-            depth.select(on_click, [methods, options], panel_outputs, concurrency_limit=1),
-            box.submit(on_box, [box, methods, options], panel_outputs, concurrency_limit=1),
-            box_go.click(on_box, [box, methods, options], panel_outputs, concurrency_limit=1),
-            go.click(on_explain, [kind, box, q, grid, cell, methods, options], panel_outputs, concurrency_limit=1),
-            curves_btn.click(on_curves, None, [curves, af, status], concurrency_limit=1),
+            depth.select(on_click, [methods, options], panel_outputs, **work),
+            box.submit(on_box, [box, methods, options], panel_outputs, **work),
+            box_go.click(on_box, [box, methods, options], panel_outputs, **work),
+            go.click(on_explain, [kind, box, q, grid, cell, methods, options], panel_outputs, **work),
+            curves_btn.click(on_curves, None, [curves, af, status], **work),
         ]
         cancel.click(on_cancel, None, status, cancels=events)
     demo.explorer = base
+    demo.busy = lambda: any(getattr(ex, "running", ()) for ex in sessions.values())  # a map is being computed
     demo.handlers = {"click": on_click, "box": on_box, "explain": on_explain, "curves": on_curves,
                      "upload": on_upload, "compare": on_compare, "session": session}  # fmt: skip
     return demo
