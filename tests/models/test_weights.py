@@ -50,3 +50,15 @@ def test_missing_checkpoint_says_where_to_put_it(tmp_path, monkeypatch):
         resolve_weights(WeightSource("nothing.pth"))
     with pytest.raises(CheckpointError, match="does not exist"):
         resolve_weights(WeightSource("x.pth"), tmp_path / "nope.pth")
+
+
+def test_failed_download_says_how_to_point_at_a_local_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.delenv("DEPTHSCOPE_WEIGHTS", raising=False)
+    monkeypatch.setenv("DEPTHSCOPE_CACHE", str(tmp_path / "cache"))
+    gone = (tmp_path / "not-served" / "w.pth").as_uri()  # an unreachable URL, as offline
+    with pytest.raises(
+        CheckpointError,
+        match=r"could not download w.pth .*set DEPTHSCOPE_WEIGHTS to a directory "
+        r"containing w.pth.*--weights FILE .*load_model\(\.\.\., weights=FILE\)",
+    ):
+        resolve_weights(WeightSource("w.pth", gone, "0" * 64))

@@ -57,7 +57,11 @@ def _download(src: WeightSource, dest: Path) -> Path:
         try:
             urllib.request.urlretrieve(src.url, tmp)  # noqa: S310 (URL is registered data, not user input)
         except OSError as e:
-            raise CheckpointError(f"could not download {src.filename} from {src.url}: {e}") from None
+            raise CheckpointError(
+                f"could not download {src.filename} from {src.url}: {e}; to use a local copy, set "
+                f"{ENV_WEIGHTS} to a directory containing {src.filename}, put it in {dest.parent}, or pass "
+                "--weights FILE (Python: load_model(..., weights=FILE))"
+            ) from None
         if src.sha256 and (got := sha256_of(Path(tmp))) != src.sha256:
             raise CheckpointError(f"downloaded {src.filename} has sha256 {got}, expected {src.sha256}; file discarded")
         os.replace(tmp, dest)
@@ -107,7 +111,8 @@ def resolve_weights(src: WeightSource, path: str | os.PathLike | None = None, do
         return cached
     if download and src.url:
         return _download(src, cached)
-    where = f"set {ENV_WEIGHTS} to a directory containing it, or put it in {cache_dir()}"
+    where = (f"set {ENV_WEIGHTS} to a directory containing it, put it in {cache_dir()}, or pass --weights FILE "
+             "(Python: load_model(..., weights=FILE))")  # fmt: skip
     origin = f"; the official file comes from {src.url}" if src.url else ""
     if src.origin:
         origin += f"; {src.origin}"
