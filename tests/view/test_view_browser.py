@@ -159,7 +159,8 @@ def test_cancel_stops_long_work_and_the_page_keeps_working(served, browser, mete
     )
     toggle("kind", "mean")
     browser.find_element(By.ID, "explain_btn").click()
-    time.sleep(1.5)  # inside the first map (smoothgrad: 80 forward+backward passes)
+    wait(browser, lambda d: demo.busy())  # the handler is computing its first map (smoothgrad, 80 passes)
+    time.sleep(0.5)
     browser.find_element(By.ID, "cancel_btn").click()
     wait(browser, lambda d: "cancelled" in d.find_element(By.ID, "status").text)
     for name in ("smoothgrad", "integrated_gradients", "occlusion", "saliency"):
