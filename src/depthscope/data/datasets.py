@@ -60,6 +60,11 @@ class DepthDataset(Sequence[Sample]):
     def key(self, i: int) -> str:
         return self[i].name
 
+    def source(self, i: int) -> str | None:
+        """The image file of sample ``i`` (what a command line that reproduces work on it names), or None when
+        the image lives inside a container file (the NYU ``.mat``)."""
+        return None
+
     def __iter__(self) -> Iterator[Sample]:
         for i in range(len(self)):
             yield self[i]
@@ -136,6 +141,9 @@ class PairsDataset(DepthDataset):
 
     def key(self, i: int) -> str:
         return self.keys[i]
+
+    def source(self, i: int) -> str:
+        return str(self.pairs[i][0])
 
     def __getitem__(self, i: int) -> Sample:
         img, dep = self.pairs[i]
@@ -264,6 +272,9 @@ class KittiEigenDataset(DepthDataset):
 
     def key(self, i: int) -> str:
         return self.keys[i]
+
+    def source(self, i: int) -> str:
+        return str(self.pairs[i][0])
 
 
 def open_dataset(

@@ -25,11 +25,6 @@ from depthscope.report.html import Section, accuracy_table, figure, provenance, 
 FIGURE_OPTIONS = {"integrated_gradients": {"n_steps": 24, "tolerance": 0.02}}
 
 
-def _source(data: DepthDataset, i: int) -> str | None:
-    pairs = getattr(data, "pairs", None)
-    return str(pairs[i][0]) if pairs else None
-
-
 def report(
     model: DepthModel | str,
     data: DepthDataset | str | os.PathLike,
@@ -113,7 +108,7 @@ def report(
         out, model, first.image, attrs, "mean", first.depth, title=f"{model.name} · {first.name} · target: mean depth"
     )
     opt_args = [a for m, o in options.items() for k, v in o.items() for a in ("--option", f"{m}.{k}={v}")]
-    image = _source(data, 0)
+    image = data.source(0)
     sections.append(Section(
         "Explanations",
         figure(files["explain.png"], f"{first.name}: attribution of the mean predicted depth"),

@@ -26,6 +26,7 @@ from depthscope.explain import METHODS, explain
 from depthscope.explain.attribution import Attribution
 from depthscope.explain.targets import parse_target
 from depthscope.metrics.depth import evaluate_depth
+from depthscope.metrics.evaluate import resolve_crop
 from depthscope.models import DepthModel, load_model
 from depthscope.ops.stats import spearman
 from depthscope.output.depth import colorize, robust_range, with_colorbar
@@ -118,8 +119,7 @@ class Explorer:
         if self.data is None or not 0 <= index < len(self.data):
             raise InputError(f"image {index} is not in the dataset")
         s = self.data[index]
-        pairs = getattr(self.data, "pairs", None)
-        return self._set(s.image, s.depth, s.name, str(pairs[index][0]) if pairs else None)
+        return self._set(s.image, s.depth, s.name, self.data.source(index))
 
     def upload(self, path: str | os.PathLike) -> str:
         """Show an uploaded image file (no ground truth); a file that is not an RGB image is one clear error."""
@@ -149,7 +149,7 @@ class Explorer:
         if self.gt is None:
             return {}
         m = self.by_name[model]
-        crop = "eigen_kitti" if m.info.eval.crop == "eigen" and m.info.eval.dataset == "kitti" else m.info.eval.crop
+        crop = resolve_crop(None, m.info.eval.dataset, m)
         return evaluate_depth(self.prediction(model), self.gt, m.info.eval.min_depth, m.info.eval.max_depth, crop)
 
     # -- targets and maps -------------------------------------------------------------------------------------
