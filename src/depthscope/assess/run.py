@@ -23,9 +23,9 @@ from depthscope.assess.plan import CHUNK_PROBE, CostPlan, PhaseTimer, probe_conf
 from depthscope.assess.registry import Column, ImageContext
 from depthscope.config import flatten
 from depthscope.data.datasets import DepthDataset, check_limit, open_dataset
-from depthscope.errors import InputError, warn
+from depthscope.errors import InputError
 from depthscope.explain import explain, target_model
-from depthscope.models import DepthModel, load_model
+from depthscope.models import DepthModel, load_model, warn_if_untrained
 from depthscope.ops.batching import tune_chunk_size
 from depthscope.output.figures import curves_figure
 from depthscope.output.files import CsvAppender, RunLock, write_csv, write_json
@@ -258,13 +258,12 @@ def _assess(
         model = load_model(model, device=device) if isinstance(model, str) else model
         ds = data if isinstance(data, DepthDataset) else open_dataset(data, model.info.eval.dataset)
         n = len(ds) if limit is None else min(limit, len(ds))
-        used = model.info.weights or "random"  # recorded: rows of random weights never pass for a trained model's
+        used = model.weights_record  # recorded: rows of random weights never pass for a trained model's
         if (weights.setdefault(model.name, used) == "random") != (used == "random"):
             raise InputError(f"{out} holds rows of {model.name} with weights {weights[model.name]}, not {used}; "
                              "use another --out")  # fmt: skip
         weights[model.name] = used
-        if used == "random":
-            warn(f"{model.name} has random weights (no checkpoint was loaded): its maps explain no trained model")
+        warn_if_untrained(model, "its maps explain no trained model")
         if model.name not in chunks and n > 0:
             # Chosen by measurement once, then kept in settings.json: a resumed run batches exactly as the first
             # did, so its scores are the same to the last bit (batch composition changes float rounding).

@@ -87,23 +87,18 @@ def html_arg(p: argparse.ArgumentParser) -> None:
 
 
 def write_html(
-    args: argparse.Namespace, title: str, body: str, settings: dict | None = None, banners: Sequence[str] = ()
+    args: argparse.Namespace, title: str, body: str, settings: dict | None = None, models: Sequence = ()
 ) -> None:
-    """With ``--html FILE``: the command's results as a one-section page (depthscope.report.html)."""
+    """With ``--html FILE``: the command's results as a one-section page (depthscope.report.html), with the
+    random-weights banner of each of ``models`` (the models whose outputs the page shows) that has no checkpoint."""
     if not getattr(args, "html", None):
         return
-    from depthscope.report.html import Section, provenance, write_page
+    from depthscope.report.html import Section, provenance, random_weights_banner, write_page
 
+    banners = [b for m in models for b in random_weights_banner(m.name, m.info.weights)]
     seconds = time.perf_counter() - args.started if hasattr(args, "started") else None
     section = Section(title, body, ["depthscope", *getattr(args, "argv", [args.command])], seconds)
     device = getattr(args, "device", "cpu")
     page = write_page(args.html, f"depthscope {args.command}: {title}", [section], provenance(device), settings or {},
                       banners)  # fmt: skip
     print(f"wrote {page}")
-
-
-def random_weights_banner(name: str, weights: str | None) -> list[str]:
-    """The page banner for a model with random weights (none otherwise)."""
-    if weights not in (None, "random"):
-        return []
-    return [f"{name} has random weights (no checkpoint was loaded): these numbers describe an untrained network."]

@@ -15,7 +15,6 @@ from depthscope.cli._args import (
     model_args,
     open_data,
     option_arg,
-    random_weights_banner,
     write_html,
 )
 from depthscope.cli._base import Command, register_command
@@ -136,6 +135,5 @@ class Assess(Command):
         body = score_table(summary, config.descriptions()) + figure(
             Path(args.out) / "curves.png", "perturbation curves"
         )
-        banners = [b for m in models for b in random_weights_banner(m.name, m.info.weights)]
-        write_html(args, "assessment of attribution maps", body, config.to_dict(), banners)
+        write_html(args, "assessment of attribution maps", body, config.to_dict(), models)
         return 0

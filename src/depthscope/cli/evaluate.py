@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from depthscope.cli._args import data_args, html_arg, load, model_args, open_data, random_weights_banner, write_html
+from depthscope.cli._args import data_args, html_arg, load, model_args, open_data, write_html
 from depthscope.cli._base import Command, register_command
 
 
@@ -85,7 +85,6 @@ class Evaluate(Command):
             body = accuracy_table([{**row, **result.metrics}])
         else:
             body = "<p>No image had ground-truth depth: nothing was scored.</p>"
-        weights = None if args.predictions else result.settings["weights"]
-        write_html(args, "accuracy (depth in metres)", body, result.to_dict(),
-                   random_weights_banner(result.model, weights) if weights else [])  # fmt: skip
+        # scored saved predictions: the model only set the protocol, its weights made none of the numbers
+        write_html(args, "accuracy (depth in metres)", body, result.to_dict(), [] if args.predictions else [model])
         return 0

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from depthscope.cli._args import html_arg, load, model_args, option_arg, random_weights_banner, split, write_html
+from depthscope.cli._args import html_arg, load, model_args, option_arg, split, write_html
 from depthscope.cli._base import Command, register_command
 
 
@@ -99,5 +99,5 @@ class Explain(Command):
             print(f"wrote {args.out}/sanity.csv")
             body += "<h3>Sanity check (cascading randomisation)</h3>" + plain_table(rows)
         write_html(args, "explanation", body, {"methods": methods, "options": options, "target": args.target},
-                   random_weights_banner(model.name, model.info.weights))  # fmt: skip
+                   [model])  # fmt: skip
         return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from depthscope.cli._args import html_arg, load, model_args, random_weights_banner, write_html
+from depthscope.cli._args import html_arg, load, model_args, write_html
 from depthscope.cli._base import Command, register_command
 
 
@@ -74,7 +74,7 @@ class Predict(Command):
             if res.failed:
                 body += "<h3>Unreadable inputs</h3>" + plain_table([{"file": f, "reason": r} for f, r in res.failed])
             write_html(args, "predictions", body, {"formats": args.format, "depth_scale": args.depth_scale},
-                       random_weights_banner(model.name, model.info.weights))  # fmt: skip
+                       [model])  # fmt: skip
         if res.failed:
             print(f"{len(res.failed)} input(s) could not be read (listed above); the others are done")
             return 1

@@ -19,7 +19,7 @@ from depthscope.data.prefetch import prefetch
 from depthscope.errors import InputError, warn
 from depthscope.metrics.align import ALIGNMENTS
 from depthscope.metrics.depth import METRIC_NAMES, aggregate, evaluate_depth
-from depthscope.models import DepthModel, load_model
+from depthscope.models import DepthModel, load_model, warn_if_untrained
 from depthscope.ops.batching import reserve_one_core
 from depthscope.output.depth import encode_npy
 from depthscope.output.files import CsvAppender, RunLock, write_atomic, write_json
@@ -145,8 +145,8 @@ def evaluate(
     fitted = {"none": [], "median": ["scale"]}.get(align, ["scale", "shift"])
     columns = ["image", *METRIC_NAMES, "n_valid", *fitted]
     read_pred = None if predictions is None else saved_predictions(predictions, pred_scale)
-    if read_pred is None and model.info.weights is None and str(dev) != "meta":
-        warn(f"{model.name} has random weights (no checkpoint was loaded): its metrics describe no trained model")
+    if read_pred is None and str(dev) != "meta":
+        warn_if_untrained(model, "its metrics describe no trained model")
     # one run writes a folder at a time; a rerun starts from nothing, so a failure halfway cannot leave the last
     # run's metrics.json beside this run's per-image rows
     with RunLock(out) if out is not None else contextlib.nullcontext():
@@ -196,7 +196,7 @@ def evaluate(
         bar.close()
         settings = {
             "crop": crop, "min_depth": lo, "max_depth": hi, "align": align, "model_output": output,
-            "weights": model.info.weights or "random", "predictions": None if predictions is None else str(predictions),
+            "weights": model.weights_record, "predictions": None if predictions is None else str(predictions),
             "n_without_gt": len(without_gt),
         }  # fmt: skip
         if without_gt:

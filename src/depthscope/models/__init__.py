@@ -1,7 +1,15 @@
 """Depth models behind one interface: images in ``[0,1]`` in, metric depth in metres out."""
 
 from depthscope.models import meter, pixelformer  # noqa: F401  (registers the models)
-from depthscope.models.base import DepthModel, EvalDefaults, InputCrop, ModelInfo, Preprocessing, wrap
+from depthscope.models.base import (
+    DepthModel,
+    EvalDefaults,
+    InputCrop,
+    ModelInfo,
+    Preprocessing,
+    warn_if_untrained,
+    wrap,
+)
 from depthscope.models.loading import load_model
 from depthscope.models.registry import MODELS, ModelConfig, list_models, model_config, register_model
 from depthscope.models.weights import ENV_WEIGHTS, WeightSource, read_state_dict, resolve_weights
@@ -22,5 +30,6 @@ __all__ = [
     "read_state_dict",
     "register_model",
     "resolve_weights",
+    "warn_if_untrained",
     "wrap",
 ]

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from depthscope.errors import InputError
+from depthscope.errors import InputError, warn
 
 UNIT_TO_METRES = {"m": 1.0, "dm": 0.1, "cm": 0.01, "mm": 0.001}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -113,6 +113,11 @@ class DepthModel(nn.Module):
             self.register_buffer(name, None if val is None else torch.tensor(val).view(1, 3, 1, 1), persistent=False)
 
     @property
+    def weights_record(self) -> str:
+        """Where the weights came from, as every output records it: the checkpoint path, or ``random``."""
+        return self.info.weights or RANDOM_WEIGHTS
+
+    @property
     def differentiable(self) -> bool:
         """False for int8 kernels, which have no gradients (gradient attribution methods cannot run)."""
         return self.float_twin is None
@@ -189,6 +194,16 @@ class DepthModel(nn.Module):
     def with_info(self, **changes: object) -> DepthModel:
         """A wrapper sharing ``net`` with some fields of ``info`` replaced."""
         return DepthModel(self.net, replace(self.info, **changes))
+
+
+RANDOM_WEIGHTS = "random"
+
+
+def warn_if_untrained(model: DepthModel, consequence: str) -> None:
+    """The one warning, worded alike by every command, for a model without a checkpoint: ``consequence`` says
+    what its output then is not (e.g. ``"its metrics describe no trained model"``)."""
+    if model.info.weights is None:
+        warn(f"{model.name} has random weights (no checkpoint was loaded): {consequence}")
 
 
 def wrap(

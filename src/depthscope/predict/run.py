@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from depthscope.data.images import ImageSource, find_images, is_video
 from depthscope.data.io import read_image
 from depthscope.errors import InputError, warn
-from depthscope.models import DepthModel, load_model
+from depthscope.models import DepthModel, load_model, warn_if_untrained
 from depthscope.ops.batching import reserve_one_core
 from depthscope.output.depth import (
     FORMATS,
@@ -213,10 +213,9 @@ def predict(
     if "ply" in formats and not metric:
         raise InputError(f"--format ply needs metric depth; {model.name} predicts {model.preprocessing.output}")
     unit = "m" if metric else f"{model.preprocessing.output} (relative, unitless)"
-    if model.info.weights is None:
-        warn(f"{model.name} has random weights (no checkpoint was loaded): its depth maps describe no trained model")
+    warn_if_untrained(model, "its depth maps describe no trained model")
     settings = {
-        "model": model.name, "weights": model.info.weights or "random", "unit": unit,
+        "model": model.name, "weights": model.weights_record, "unit": unit,
         "depth_scale": depth_scale if metric else "per-image min-max to 0..65535",
         "intrinsics": None if intrinsics is None else [intrinsics.fx, intrinsics.fy, intrinsics.cx, intrinsics.cy],
         "fov_deg": fov, "formats": list(formats),

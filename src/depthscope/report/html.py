@@ -37,6 +37,14 @@ class Section:
     notes: list[str] = field(default_factory=list)
 
 
+def random_weights_banner(name: str, weights: str | None) -> list[str]:
+    """The page banner for a model whose weights record is ``random`` or None (none otherwise)."""
+    if weights not in (None, "random"):
+        return []
+    return [f"{name} has random weights (no checkpoint was loaded): every number on this page describes an "
+            "untrained network."]  # fmt: skip
+
+
 def esc(value: Any) -> str:
     return html.escape(str(value))
 

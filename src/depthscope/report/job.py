@@ -19,7 +19,15 @@ from depthscope.metrics.evaluate import evaluate
 from depthscope.models import DepthModel, load_model
 from depthscope.output.figures import gallery_figure
 from depthscope.output.tables import format_table
-from depthscope.report.html import Section, accuracy_table, figure, provenance, score_table, write_page
+from depthscope.report.html import (
+    Section,
+    accuracy_table,
+    figure,
+    provenance,
+    random_weights_banner,
+    score_table,
+    write_page,
+)
 
 # The figure's IG is adaptive (2 % completeness error): one image, so accuracy is worth the extra steps.
 FIGURE_OPTIONS = {"integrated_gradients": {"n_steps": 24, "tolerance": 0.02}}
@@ -75,7 +83,7 @@ def report(
 
     t0 = time.perf_counter()
     result = evaluate(model, data, out=out / "evaluate", progress=progress)
-    weights = model.info.weights or "random"
+    weights = model.weights_record
     metrics_rows = [{"model": result.model, "weights": weights, "n": len(result.per_image), **result.metrics}]
     if echo:
         print(format_table(metrics_rows, ["model", "n", *METRIC_NAMES]))
@@ -134,10 +142,7 @@ def report(
         time.perf_counter() - t0,
         [f"Protocol {config.protocol!r}; image i uses seed {config.seed} + i."],
     ))  # fmt: skip
-    banners = []
-    if weights == "random":
-        banners.append(f"{model.name} has random weights (no checkpoint was loaded): every number on this page "
-                       "describes an untrained network.")  # fmt: skip
+    banners = random_weights_banner(model.name, weights)
     settings = {"model": model.name, "weights": weights, "dataset": data.name, "evaluate": result.settings,
                 "explain": {"target": "mean", "methods": list(config.methods), "options": options},
                 "assess": {**config.to_dict(), "limit": limit}}  # fmt: skip

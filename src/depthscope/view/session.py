@@ -315,7 +315,7 @@ class Explorer:
         return {
             "image": self.name, "source": self.source,
             "models": {k: {"target": p.target, "target_depth_m": p.target_depth_m, "maps": p.stats(),
-                           "metrics": self.metrics(k), "weights": self.by_name[k].info.weights or "random",
+                           "metrics": self.metrics(k), "weights": self.by_name[k].weights_record,
                            "command": self.command(p.target, methods, options, k)}
                        for k, p in panels.items()},
             "agreement": self.agreement(panels),
