@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -17,6 +16,7 @@ from depthscope.data.io import (
     DEPTH_SUFFIXES,
     IMAGE_SUFFIXES,
     check_depth_scale,
+    csv_rows,
     read_depth,
     read_depth_scaled,
     read_image,
@@ -125,10 +125,7 @@ class PairsDataset(DepthDataset):
 
     @staticmethod
     def _read_csv(path: Path) -> list[tuple[Path, Path | None]]:
-        with open(path, newline="") as f:
-            rows = [r for r in csv.reader(f) if r and not r[0].startswith("#")]
-        if rows and rows[0][0].strip().lower() in ("image_path", "image", "rgb"):
-            rows = rows[1:]
+        rows = csv_rows(path, ("image_path", "image", "rgb"))
         if not rows:
             raise InputError(f"{path}: CSV lists no pairs (empty dataset)")
         return [

@@ -4,14 +4,13 @@ which ``predict`` mirrors in its output folder."""
 
 from __future__ import annotations
 
-import csv
 import glob
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from depthscope.data.datasets import unique_keys
-from depthscope.data.io import IMAGE_SUFFIXES
+from depthscope.data.io import IMAGE_SUFFIXES, csv_rows
 from depthscope.errors import InputError
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
@@ -79,11 +78,8 @@ def find_images(spec: str | os.PathLike) -> ImageSource:
             raise InputError(f"--images {p}: the folder holds no image ({', '.join(IMAGE_SUFFIXES)})")
     elif p.is_file() and p.suffix.lower() == ".csv":
         root = p.parent
-        with open(p, newline="") as f:
-            rows = [r for r in csv.reader(f) if r and r[0].strip() and not r[0].startswith("#")]
-        if rows and rows[0][0].strip().lower() in ("image", "image_path", "rgb", "path"):
-            rows = rows[1:]
-        files = [root / r[0].strip() for r in rows]
+        rows = csv_rows(p, ("image", "image_path", "rgb", "path"))
+        files = [root / r[0].strip() for r in rows if r[0].strip()]
         if not files:
             raise InputError(f"--images {p}: the CSV lists no image")
     elif p.is_file():

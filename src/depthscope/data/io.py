@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +111,16 @@ def read_depth_scaled(path: str | os.PathLike, depth_scale: float = 1000.0) -> t
     if (depth < 0).any():
         raise InputError(f"{p}: depth map has negative values")
     return torch.from_numpy(np.ascontiguousarray(depth)), scaled
+
+
+def csv_rows(path: str | os.PathLike, headers: Sequence[str]) -> list[list[str]]:
+    """The rows of a list file (CSV), without empty and ``#`` comment lines and without a header row, which is
+    a first row whose first cell is one of ``headers`` (case-insensitive)."""
+    with open(path, newline="") as f:
+        rows = [r for r in csv.reader(f) if r and not r[0].startswith("#")]
+    if rows and rows[0][0].strip().lower() in headers:
+        rows = rows[1:]
+    return rows
 
 
 def check_image_tensor(x: object, where: str = "image") -> torch.Tensor:

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from depthscope.output.depth import robust_range  # noqa: E402
 from depthscope.output.files import write_atomic  # noqa: E402
 
 
@@ -39,9 +40,7 @@ def _extend(values: np.ndarray, vmin: float, vmax: float) -> str:
 def depth_range(*maps: np.ndarray) -> tuple[float, float]:
     """One colour scale (metres) for several depth maps: the 1st..99th percentile of all their valid pixels, so
     a far prediction beyond the ground truth's range shows as clipped (with an arrow), not as a new scale."""
-    v = np.concatenate([m[np.isfinite(m) & (m > 0)].ravel() for m in maps])
-    lo, hi = np.percentile(v, [100 - CLIP_PERCENTILE, CLIP_PERCENTILE]) if v.size else (0.0, 1.0)
-    return float(lo), float(max(hi, lo + 1e-6))
+    return robust_range(np.concatenate([m.ravel() for m in maps]), 100 - CLIP_PERCENTILE, CLIP_PERCENTILE)
 
 
 def share_of_total(m: np.ndarray) -> np.ndarray:

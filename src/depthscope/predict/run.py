@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from depthscope.data.images import ImageSource, find_images, is_video
-from depthscope.data.io import read_image
+from depthscope.data.io import check_depth_scale, read_image
 from depthscope.errors import InputError, warn
 from depthscope.models import DepthModel, load_model, warn_if_untrained
 from depthscope.ops.batching import reserve_one_core
@@ -201,8 +201,8 @@ def predict(
         raise InputError("--format ply needs the camera: --intrinsics fx,fy,cx,cy (pixels) or --fov DEG")
     if fov is not None:
         Intrinsics.from_fov(fov, 2, 2)  # checks the range before any work
-    if "png16" in formats and not (np.isfinite(depth_scale) and depth_scale > 0):
-        raise InputError(f"--depth-scale must be a number > 0 (PNG value per metre), got {depth_scale}")
+    if "png16" in formats:
+        check_depth_scale(depth_scale)
     src = images if isinstance(images, ImageSource) else find_images(images)
     out = Path(out)
     _check_out(out, src)
