@@ -72,7 +72,7 @@ def save_explanation(
         info["methods"][name] = dict(a.info)
     with torch.no_grad():
         pred = model(x)[0, 0]
-    n_targets = next(iter(attrs.values())).magnitude.shape[0] if attrs else 1
+    n_targets = next(iter(attrs.values())).raw.shape[0] if attrs else 1
     if not 0 <= cell < n_targets:
         raise InputError(f"--cell {cell}: the target has {n_targets} cell(s), 0..{n_targets - 1}")
     weights = parse_target(target, *pred.shape, pred)[cell] if isinstance(target, str) else None

@@ -288,7 +288,6 @@ def app(
             curves_btn.click(on_curves, None, [curves, af, status], **work),
         ]
         cancel.click(on_cancel, None, status, cancels=events)
-    demo.explorer = base
     demo.busy = lambda: any(getattr(ex, "running", ()) for ex in sessions.values())  # a map is being computed
     demo.handlers = {"click": on_click, "box": on_box, "explain": on_explain, "curves": on_curves,
                      "upload": on_upload, "compare": on_compare, "session": session}  # fmt: skip
