@@ -3,7 +3,11 @@ attribution methods is the same across seeds (issue 4: Spearman >= 0.9, per imag
 
 Run: python benchmarks/perturbation_count.py [--images 10] [--seeds 3] [--counts 8 ... 256] [--size H W]
      [--infidelity-sigma S] [--[no-]symmetric-infidelity] [--[no-]infidelity-control-variate] [--margin M]
-     [--show-misses]
+     [--show-misses] [--adaptive [--budget 256 ...] [--round 16 ...] [--tolerance 0.02 ...]]
+
+``--adaptive``: instead of fixed counts, each image x seed draws with the library's adaptive estimator
+(``sequential_draws``: rounds until every pair of the 7 maps is resolved, at most ``--budget`` draws), and the
+same Spearman criterion is applied to the scores at the stop; it prints the mean draws and forwards per image.
 (Infidelity settings default to the library's: std 0.01, symmetric drops, gradient control variate.)
 
 For each image the maps of every method are computed once; for each seed the largest number of draws is run once
@@ -30,14 +34,21 @@ import torch
 from _common import setup
 
 from depthscope.assess.fidelity import (
+    DEFAULT_ROUND,
+    DEFAULT_TOLERANCE,
     Draws,
+    NoiseStream,
+    SubsetStream,
     control_moments,
+    faithfulness_influence,
     faithfulness_score,
+    infidelity_influence,
     infidelity_terms,
     noise_dots,
     noise_draws,
     patch_set_draws,
     pearson,
+    sequential_draws,
     subset_draws,
 )
 from depthscope.assess.metrics import InfidelityConfig
@@ -92,6 +103,14 @@ def exhaustive_faithfulness(fm, x: torch.Tensor, signed: dict[str, torch.Tensor]
     return {m: faithfulness_score(draws, a[None]).value for m, a in signed.items()}
 
 
+def image_maps(model, ds, i: int, size: list[int] | None):
+    """Image ``i`` (resized to ``size`` if given), every method's map of it and its whole-map mean target model."""
+    x = ds[i].image[None]
+    if size:
+        x = torch.nn.functional.interpolate(x, size=tuple(size), mode="bilinear", antialias=True)
+    return x, explain(model, x, METHODS), target_model(model, x, "mean")
+
+
 def margin_ranks(scores: torch.Tensor, margin: float) -> np.ndarray:
     """Ranks (1 = best = lowest score) in which methods tie when their scores form a chain of gaps <= ``margin``
     (sorted scores split where a gap exceeds it); tied methods share their average rank. Methods whose expected
@@ -128,7 +147,14 @@ def main() -> None:
         help="also print, per image, the unsampled Faithfulness Estimate over every single square of this size",
     )
     ap.add_argument("--show-misses", action="store_true", help="print the scores of pairs below 0.9 at the top count")
+    ap.add_argument("--adaptive", action="store_true", help="the library's adaptive estimator instead of fixed counts")
+    ap.add_argument("--budget", type=int, nargs="+", default=[256], help="adaptive: most draws per image (default 256)")
+    ap.add_argument("--round", type=int, nargs="+", default=[DEFAULT_ROUND], help="adaptive: draws per round")
+    ap.add_argument("--tolerance", type=float, nargs="+", default=[DEFAULT_TOLERANCE],
+                    help="adaptive: tolerances to compare (default: the library's)")  # fmt: skip
     args = ap.parse_args()
+    if args.adaptive:
+        return adaptive_main(args)
     inf = build_config(InfidelityConfig, config_values(args, InfidelityConfig, "infidelity_"), "infidelity")
     model, ds = setup()
     counts, n_max = sorted(args.counts), max(args.counts)
@@ -136,11 +162,7 @@ def main() -> None:
     results = {m: {"plain": {}, "tie-aware": {}} for m in ("infidelity", "faithfulness")}
     levels: dict[str, dict[int, list[int]]] = {m: {} for m in results}
     for i in range(min(args.images, len(ds))):
-        x = ds[i].image[None]
-        if args.size:
-            x = torch.nn.functional.interpolate(x, size=tuple(args.size), mode="bilinear", antialias=True)
-        attrs = explain(model, x, METHODS)
-        fm = target_model(model, x, "mean")
+        x, attrs, fm = image_maps(model, ds, i, args.size)
         if args.exhaustive_patch:
             fe = exhaustive_faithfulness(fm, x, {m: attrs[m].signed[0] for m in METHODS}, args.exhaustive_patch)
             print(f"image {i}: exhaustive Faithfulness Estimate, {args.exhaustive_patch}-px squares:")
@@ -202,6 +224,61 @@ def main() -> None:
             print(
                 f"  smallest count with Spearman >= 0.9 for every image and seed pair (and beyond): {chosen or 'none'}"
             )
+
+
+def adaptive_main(args: argparse.Namespace) -> None:
+    """The adaptive estimator against the same criterion: tie-aware Spearman >= 0.9 between seeds, per image.
+
+    Each image x seed draws the largest ``--budget`` once; the library's stopping rule (``sequential_draws``) then
+    runs at each budget x ``--round`` x ``--tolerance`` over that stream, round by round (a stream continued round
+    by round is what an adaptive run draws), so the settings are compared on the same draws."""
+    inf = build_config(InfidelityConfig, config_values(args, InfidelityConfig, "infidelity_"), "infidelity")
+    model, ds = setup()
+    settings = list(itertools.product(("infidelity", "faithfulness"), args.budget, args.round, args.tolerance))
+    rho: dict[tuple, list[float]] = {k: [] for k in settings}
+    used: dict[tuple, list[int]] = {k: [] for k in settings}
+    for i in range(min(args.images, len(ds))):
+        x, attrs, fm = image_maps(model, ds, i, args.size)
+        maps = torch.stack([attrs[m].raw[0].expand_as(x[0]) for m in METHODS])  # (M, 3, H, W)
+        signed = torch.stack([attrs[m].signed[0] for m in METHODS])  # (M, H, W)
+        stats = {
+            "infidelity": lambda d: infidelity_influence(d, maps),  # noqa: B023
+            "faithfulness": lambda d: faithfulness_influence(d, signed),  # noqa: B023
+        }
+        ranks: dict[tuple, list[np.ndarray]] = {k: [] for k in settings}
+        for seed in range(args.seeds):
+            s = 1000 * seed + i
+            noise = NoiseStream(fm, x, inf.sigma, s, symmetric=inf.symmetric, control_variate=inf.control_variate)
+            most = max(args.budget)
+            pools = {"infidelity": noise.draw(most), "faithfulness": SubsetStream(fm, x, seed=s).draw(most)}
+            for metric, budget, round_size, t in settings:
+                pool, taken = pools[metric], [0]
+
+                def draw(k: int, pool: Draws = pool, taken: list[int] = taken) -> Draws:
+                    taken[0] += k
+                    return pool[taken[0] - k : taken[0]]
+
+                draws = sequential_draws(draw, stats[metric], budget, round_size, t)
+                if metric == "infidelity":
+                    point = infidelity_stat(maps, draws)(len(draws))
+                else:
+                    point = -faithfulness_influence(draws, signed)[0]
+                ranks[metric, budget, round_size, t].append(margin_ranks(point, args.margin))
+                used[metric, budget, round_size, t].append(len(draws))
+        for k, per_seed in ranks.items():
+            rho[k].extend(rank_agreement(a, b) for a, b in itertools.combinations(per_seed, 2))
+        print(f"image {i}: draws " + "; ".join(f"{k}: {used[k][-args.seeds :]}" for k in settings), flush=True)
+    per_draw = 2 if inf.symmetric else 1
+    print(f"\nadaptive: {args.images} images x {args.seeds * (args.seeds - 1) // 2} seed pairs, {len(METHODS)} methods, "
+          f"tie margin {args.margin}; fixed: today's {args.budget[-1]} draws")  # fmt: skip
+    for (metric, budget, round_size, t), r in rho.items():
+        r, n = np.array(r), np.array(used[metric, budget, round_size, t])
+        k = per_draw if metric == "infidelity" else 1
+        forwards, fixed = n * k + 1, max(args.budget) * k + 1
+        print(f"{metric}, budget {budget}, rounds of {round_size}, tolerance {t}: Spearman between seeds min "
+              f"{r.min():.3f} median {np.median(r):.3f} share >= 0.9 {(r >= 0.9).mean():.2f}; draws per image mean "
+              f"{n.mean():.1f} (min {n.min()}, max {n.max()}); forwards per image mean {forwards.mean():.1f} vs "
+              f"{fixed} fixed ({fixed / forwards.mean():.1f}x fewer)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ LAYERS = [
     {"models"},
     {"metrics", "explain", "predict"},
     {"assess", "efficiency"},
-    {"optimize"},
+    {"optimize", "engine"},
     {"report", "view"},
     {"cli"},
 ]

@@ -1,4 +1,3 @@
-import csv
 import json
 import os
 import signal
@@ -7,6 +6,7 @@ import sys
 import time
 
 import pytest
+from results_compare import assert_same_rows, rows
 
 CMD = [
     sys.executable,
@@ -17,32 +17,11 @@ CMD = [
     "saliency,random",
     "--limit",
     "3",
+    "--chunk-size",  # fixed: runs that each measured their own batch differently would round differently
+    "4",
     "--n-perturbations",
     "4",
 ]
-
-
-def rows(path):
-    return list(csv.DictReader(open(path))) if path.exists() else []
-
-
-def assert_same_rows(got, want, skip=()):
-    key = lambda r: (r["model"], r["method"], r.get("image", ""))  # noqa: E731
-    assert sorted(map(key, got)) == sorted(map(key, want))
-    for a, b in zip(sorted(got, key=key), sorted(want, key=key), strict=True):
-        for k, v in b.items():
-            if k in skip:
-                continue
-            # float32 batches of another size round differently (~1e-7 of a 3 m prediction). Infidelity's drops
-            # at noise std 0.01 are ~4 mm differences of such predictions, and a good map's infidelity is ~5 % of
-            # their energy, so its columns move by up to 1.7e-3 relative between chunk sizes 1, 3 and 8 (measured
-            # on NYU image 0); the other scores by <= 1e-4 (seen in CI). A wrong image or setting moves them by
-            # percents.
-            rel = 5e-3 if k.startswith("infidelity") else 1e-4
-            try:
-                assert json.loads(a[k]) == pytest.approx(json.loads(v), rel=rel, abs=1e-9), k
-            except json.JSONDecodeError:
-                assert a[k] == v, k
 
 
 def test_killed_run_resumes_to_the_same_summary(tmp_path, nyu_dir):
@@ -62,8 +41,7 @@ def test_killed_run_resumes_to_the_same_summary(tmp_path, nyu_dir):
     got, want = rows(killed / "results.csv"), rows(clean / "results.csv")
     keys = [(r["model"], r["method"], r["image"]) for r in got]
     assert len(keys) == len(set(keys)) == 6  # no duplicates, nothing missing
-    # The same scores, row for row. Each run picks its forward chunk size by measurement (a resumed run reuses
-    # its own from settings.json); different batch compositions may change the last float bits, hence approx.
+    # The same scores, row for row (the same chunk size; approx for the float tolerance the helper states).
     assert_same_rows(got, want, skip={"seconds_per_map"})
     assert_same_rows(rows(killed / "summary.csv"), rows(clean / "summary.csv"), skip={"seconds_per_map_mean"})
     assert (killed / "curves.png").stat().st_size > 0
@@ -71,6 +49,10 @@ def test_killed_run_resumes_to_the_same_summary(tmp_path, nyu_dir):
         [*CMD[:-1], "5", "--data", str(nyu_dir), "--out", str(killed)], capture_output=True, text=True
     )
     assert other.returncode == 2 and "other settings (n_perturbations)" in other.stderr
+    rebatched = subprocess.run(
+        [*CMD[:-3], "3", *CMD[-2:], "--data", str(nyu_dir), "--out", str(killed)], capture_output=True, text=True
+    )
+    assert rebatched.returncode == 2 and "computed 4 inputs per forward, not 3" in rebatched.stderr
 
 
 def test_unknown_method_fails_before_work(tmp_path, nyu_dir):
@@ -132,7 +114,6 @@ def test_assess_image_infidelity_uses_the_given_noise(meter_nyu, small_image):
 
 
 def test_random_weights_are_recorded_and_never_mixed_with_trained_rows(tmp_path, nyu_dir, meter_nyu, capsys):
-    import json
 
     from depthscope.assess import AssessConfig, assess
     from depthscope.errors import InputError

@@ -4,7 +4,7 @@ Infidelity (Yeh et al., as in Captum) and the Faithfulness Estimate (Alvarez-Mel
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -80,6 +80,15 @@ class Draws:
         linear = None if self.linear is None else self.linear[n]
         return Draws(self.perturbation[n], self.drop[n], linear, self.gradient, self.sigma)
 
+    def __len__(self) -> int:
+        return self.drop.numel()
+
+    def cat(self, more: Draws) -> Draws:
+        """These draws followed by ``more`` (a later round of the same stream; the gradient is shared)."""
+        linear = None if self.linear is None else torch.cat([self.linear, more.linear])
+        perturbation = torch.cat([self.perturbation, more.perturbation])
+        return Draws(perturbation, torch.cat([self.drop, more.drop]), linear, self.gradient, self.sigma)
+
 
 @torch.no_grad()
 def noise_draws(
@@ -102,20 +111,49 @@ def noise_draws(
     ``control_variate``: also one backward pass for the target's gradient g, whose predicted drops ``<I, g>``
     let :func:`infidelity_terms` take the drops' linear part exactly instead of by sampling (needs a
     differentiable ``fmodel``; an int8 model is not)."""
-    g = generator(seed, "infidelity")
-    noise = sigma * torch.randn((n, *x.shape[1:]), generator=g).to(x)
-    buf = ChunkBuffer(x)
-    down = predict_chunks(fmodel, n, lambda s: torch.sub(x, noise[s], out=buf(len(noise[s]))), chunk_size)[:, 0]
-    if symmetric:
-        up = predict_chunks(fmodel, n, lambda s: torch.add(x, noise[s], out=buf(len(noise[s]))), chunk_size)[:, 0]
-        drop = (up.double() - down.double()) / 2
-    else:
-        drop = (fmodel(x)[0, 0] - down).double()
-    if not control_variate:
-        return Draws(noise, drop)
-    with torch.enable_grad():
-        grad = weighted_input_gradients(fmodel, x, chunk_size=1)[0]  # (3, H, W), metres per unit of [0, 1]
-    return Draws(noise, drop, _dots(noise, grad), grad, sigma)
+    return NoiseStream(fmodel, x, sigma, seed, chunk_size, symmetric, control_variate).draw(n)
+
+
+class NoiseStream:
+    """Infidelity draws of one image in rounds: each :meth:`draw` continues the seeded stream, so the draws of an
+    adaptive run are a prefix of one fixed sequence (see :func:`noise_draws` for the arguments)."""
+
+    def __init__(
+        self,
+        fmodel: torch.nn.Module,
+        x: torch.Tensor,
+        sigma: float = DEFAULT_INFIDELITY_SIGMA,
+        seed: int = 0,
+        chunk_size: int | str = "auto",
+        symmetric: bool = DEFAULT_SYMMETRIC_INFIDELITY,
+        control_variate: bool = True,
+    ) -> None:
+        self.fmodel, self.x, self.sigma, self.chunk_size = fmodel, x, sigma, chunk_size
+        self.symmetric, self.control_variate = symmetric, control_variate
+        self.gen = generator(seed, "infidelity")
+        self.buf = ChunkBuffer(x)
+        self.grad: torch.Tensor | None = None
+        self.f0: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def draw(self, n: int) -> Draws:
+        """The next ``n`` draws and their drops (forwards: ``2 n`` symmetric, else ``n``, + 1 the first time)."""
+        x, buf, fm = self.x, self.buf, self.fmodel
+        noise = self.sigma * torch.randn((n, *x.shape[1:]), generator=self.gen).to(x)
+        down = predict_chunks(fm, n, lambda s: torch.sub(x, noise[s], out=buf(len(noise[s]))), self.chunk_size)[:, 0]
+        if self.symmetric:
+            up = predict_chunks(fm, n, lambda s: torch.add(x, noise[s], out=buf(len(noise[s]))), self.chunk_size)
+            drop = (up[:, 0].double() - down.double()) / 2
+        else:
+            if self.f0 is None:
+                self.f0 = fm(x)[0, 0]
+            drop = (self.f0 - down).double()
+        if not self.control_variate:
+            return Draws(noise, drop)
+        if self.grad is None:
+            with torch.enable_grad():
+                self.grad = weighted_input_gradients(fm, x, chunk_size=1)[0]  # (3, H, W), m per unit of [0, 1]
+        return Draws(noise, drop, _dots(noise, self.grad), self.grad, self.sigma)
 
 
 def infidelity_score(draws: Draws, attr: torch.Tensor) -> Estimate:
@@ -215,12 +253,38 @@ def subset_draws(
 ) -> Draws:
     """``n`` random sets of ``patch``-sized squares covering ``subset_fraction`` of the image, replaced by
     ``replacement`` (default: the image mean), and the drops of ``fmodel``'s first target."""
-    gh, gw = (math.ceil(d / patch) for d in x.shape[-2:])
-    g = generator(seed, "faithfulness")
-    k = max(1, int(subset_fraction * gh * gw))
-    cells = torch.stack([torch.randperm(gh * gw, generator=g)[:k] for _ in range(n)])
-    grid = torch.zeros(n, gh * gw, dtype=torch.bool).scatter_(1, cells, True).view(n, 1, gh, gw)
-    return patch_set_draws(fmodel, x, grid, patch, replacement, chunk_size)
+    return SubsetStream(fmodel, x, subset_fraction, patch, replacement, seed, chunk_size).draw(n)
+
+
+class SubsetStream:
+    """Faithfulness draws of one image in rounds, each :meth:`draw` continuing the seeded stream (see
+    :func:`subset_draws` for the arguments)."""
+
+    def __init__(
+        self,
+        fmodel: torch.nn.Module,
+        x: torch.Tensor,
+        subset_fraction: float = 0.1,
+        patch: int = 16,
+        replacement: torch.Tensor | None = None,
+        seed: int = 0,
+        chunk_size: int | str = "auto",
+    ) -> None:
+        self.fmodel, self.x, self.patch, self.replacement, self.chunk_size = fmodel, x, patch, replacement, chunk_size
+        self.grid = tuple(math.ceil(d / patch) for d in x.shape[-2:])
+        self.k = max(1, int(subset_fraction * self.grid[0] * self.grid[1]))
+        self.gen = generator(seed, "faithfulness")
+        self.f0: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def draw(self, n: int) -> Draws:
+        """The next ``n`` patch sets and their drops (``n`` forwards, + 1 the first time)."""
+        gh, gw = self.grid
+        cells = torch.stack([torch.randperm(gh * gw, generator=self.gen)[: self.k] for _ in range(n)])
+        grid = torch.zeros(n, gh * gw, dtype=torch.bool).scatter_(1, cells, True).view(n, 1, gh, gw)
+        if self.f0 is None:
+            self.f0 = self.fmodel(self.x)[0, 0]
+        return patch_set_draws(self.fmodel, self.x, grid, self.patch, self.replacement, self.chunk_size, self.f0)
 
 
 @torch.no_grad()
@@ -231,15 +295,18 @@ def patch_set_draws(
     patch: int,
     replacement: torch.Tensor | None = None,
     chunk_size: int | str = "auto",
+    f0: torch.Tensor | None = None,
 ) -> Draws:
     """Faithfulness draws for given sets of squares: ``grid`` ``(N, 1, gh, gw)`` marks each draw's
-    ``patch``-sized squares, replaced by ``replacement`` (default: the image mean)."""
+    ``patch``-sized squares, replaced by ``replacement`` (default: the image mean); ``f0`` the target on ``x``
+    (computed when not given)."""
     h, w = x.shape[-2:]
     masks = grid.repeat_interleave(patch, 2).repeat_interleave(patch, 3)[..., :h, :w].to(x.device)
     rep = fill_image(x, "mean") if replacement is None else replacement
     buf = ChunkBuffer(x)
     make = lambda s: replace_masked(x, masks[s], rep, buf(len(masks[s])))  # noqa: E731
-    drop = fmodel(x)[0, 0] - predict_chunks(fmodel, len(masks), make, chunk_size)[:, 0]
+    f0 = fmodel(x)[0, 0] if f0 is None else f0
+    drop = f0 - predict_chunks(fmodel, len(masks), make, chunk_size)[:, 0]
     return Draws(masks, drop)
 
 
@@ -272,3 +339,101 @@ def faithfulness_estimate(
     :func:`subset_draws` and :func:`faithfulness_score`."""
     draws = subset_draws(fmodel, x, n_subsets, subset_fraction, patch, replacement, seed, chunk_size)
     return faithfulness_score(draws, signed)
+
+
+# Adaptive Monte Carlo (issue 17): draw in rounds until the scores of an image's maps are resolved.
+DEFAULT_ROUND = 16  # draws per round
+DEFAULT_TOLERANCE = 0.02  # scale-free: unexplained fraction (Infidelity), correlation (Faithfulness Estimate)
+MIN_DRAWS = 32  # the first look at the variance needs some draws
+
+
+def infidelity_influence(draws: Draws, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """``(values (M,), influence (M, n), scale)`` of the normalised infidelity of maps ``(M, C, H, W)`` on
+    ``draws`` (:func:`infidelity_terms`); ``scale`` is the zero map's infidelity (the drops' energy), so
+    ``value / scale`` is the fraction of it a map leaves unexplained."""
+    values, influence = infidelity_terms(
+        noise_dots(draws, maps), draws.drop, draws.linear, control_moments(draws, maps)
+    )
+    zero = torch.zeros_like(maps[:1])
+    nothing, _ = infidelity_terms(noise_dots(draws, zero), draws.drop, draws.linear, control_moments(draws, zero))
+    return values, influence, float(nothing[0])
+
+
+def faithfulness_influence(draws: Draws, signed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """``(r (M,), influence (M, n), 1.0)``: the Faithfulness Estimate of signed maps ``(M, H, W)`` on ``draws``
+    and each draw's influence on it (:func:`pearson_influence` of the maps' sums over each set and the drops)."""
+    sums = torch.einsum("nhw,mhw->mn", draws.perturbation[:, 0].to(signed.dtype), signed).double()
+    return *pearson_influence(sums, draws.drop.double()), 1.0
+
+
+def pearson_influence(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pearson's r of each row of ``a`` ``(M, n)`` with ``b`` ``(n,)``, and each observation's influence on it,
+    ``u v - r (u^2 + v^2) / 2`` with ``u``, ``v`` the standardised values (the correlation's influence function:
+    its std / sqrt(n) is r's standard error, (1 - r^2) / sqrt(n) for normal data)."""
+    u = (a - a.mean(-1, keepdim=True)) / a.std(-1, correction=0, keepdim=True).clamp_min(1e-30)
+    v = (b - b.mean()) / b.std(correction=0).clamp_min(1e-30)
+    r = (u * v).mean(-1)
+    return r, u * v - r.unsqueeze(-1) * (u * u + v * v) / 2
+
+
+def resolved(
+    values: torch.Tensor,
+    influence: torch.Tensor,
+    scale: float,
+    tolerance: float,
+    budget: int | None = None,
+    z: float = 1.96,
+) -> bool:
+    """Whether drawing more can stop: every pair of maps is resolved at ``z`` (1.96: 95 %), from the interval of
+    their paired difference (the same draws score both, so the noise they share cancels):
+
+    - ordered: the interval excludes 0;
+    - known: its half-width is within ``tolerance x scale`` (whether they tie is settled below the tolerance);
+    - futile (with a ``budget``): even at the budget (the half-width shrinking as 1 / sqrt(n)) it would be neither,
+      so the pair stays unresolved whatever is drawn: maps the draws cannot tell apart, whose order is a coin flip.
+
+    One map alone: its own half-width is within the tolerance.
+    """
+    n = influence.shape[-1]
+    t = tolerance * abs(scale)
+    if len(values) == 1:
+        return bool(z * influence[0].std() / math.sqrt(n) <= t)
+    d = (values[:, None] - values[None, :]).abs()
+    half = z * (influence[:, None] - influence[None, :]).std(-1) / math.sqrt(n)
+    ok = (d > half) | (half <= t)
+    if budget is not None and budget > n:
+        at_budget = half * math.sqrt(n / budget)
+        ok |= (at_budget > t) & (d <= at_budget)
+    return bool(ok.all())
+
+
+def sequential_draws(
+    draw: Callable[[int], Draws],
+    stat: Callable[[Draws], tuple[torch.Tensor, torch.Tensor, float]],
+    budget: int,
+    round_size: int = DEFAULT_ROUND,
+    tolerance: float = DEFAULT_TOLERANCE,
+    min_draws: int = MIN_DRAWS,
+) -> Draws:
+    """Draws in rounds of ``round_size`` (``draw(k)`` gives the next ``k``) until the maps' scores are
+    :func:`resolved` (looked at from ``min_draws`` on: every pair ordered, known to the tolerance, or beyond what
+    the budget could resolve) or ``budget`` draws are spent.
+
+    Args:
+        draw: the next ``k`` draws of the image's stream.
+        stat: ``draws -> (values, influence, scale)`` of every map (:func:`infidelity_influence`,
+            :func:`faithfulness_influence`).
+        budget: the most draws.
+        round_size: draws per round.
+        tolerance: the scale-free gap below which two maps count as tied.
+        min_draws: draws before the first look.
+
+    Returns:
+        All the draws made; ``len(result)`` is the count used.
+    """
+    draws = draw(min(round_size, budget))
+    while len(draws) < budget:
+        if len(draws) >= min(min_draws, budget) and resolved(*stat(draws), tolerance, budget):
+            break
+        draws = draws.cat(draw(min(round_size, budget - len(draws))))
+    return draws

@@ -5,21 +5,29 @@ Infidelity and the Faithfulness Estimate."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
+
+import torch
 
 from depthscope.assess.fidelity import (
     DEFAULT_INFIDELITY_SIGMA,
+    DEFAULT_ROUND,
     DEFAULT_SYMMETRIC_INFIDELITY,
+    DEFAULT_TOLERANCE,
     Draws,
     Estimate,
+    NoiseStream,
+    SubsetStream,
     af_depth_correlation,
     af_perturbation,
     check_draws,
+    faithfulness_influence,
     faithfulness_score,
+    infidelity_influence,
     infidelity_score,
-    noise_draws,
-    subset_draws,
+    sequential_draws,
 )
 from depthscope.assess.perturbation import DEFAULT_FRACTIONS, ORDERS, perturbation_curves
 from depthscope.assess.registry import AssessmentMetric, Column, ImageContext, register_metric
@@ -46,7 +54,86 @@ def estimate_row(head: str, prefix: str, e: Estimate) -> dict[str, Any]:
 
 
 # field metadata: "help" for --help; "aliases" are the CLI flags this option had before it had a generated one
-N_HELP = "random draws (default: the run's --n-perturbations)"
+N_HELP = "random draws, the most an adaptive run spends (default: the run's --n-perturbations)"
+
+
+@dataclass(frozen=True)
+class MonteCarloConfig:
+    """The draw options of a Monte-Carlo metric: a budget, and the adaptive stopping rule
+    (:func:`~depthscope.assess.fidelity.sequential_draws`)."""
+
+    n_perturbations: int | None = field(default=None, metadata={"help": N_HELP})
+    adaptive: bool = field(
+        default=True,
+        metadata={"help": "draw in rounds until every pair of the image's maps is resolved at 95 %% (apart by more "
+                  "than --*-tolerance, or surely within it), at most n_perturbations draws; off: always all"},
+    )  # fmt: skip
+    tolerance: float = field(
+        default=DEFAULT_TOLERANCE,
+        metadata={"help": "adaptive: the scale-free gap below which two maps tie (share of the drops' energy left "
+                  "unexplained for Infidelity, correlation for the Faithfulness Estimate)"},
+    )  # fmt: skip
+    round_size: int = field(default=DEFAULT_ROUND, metadata={"help": "adaptive: draws per round"})
+    metric_name: ClassVar[str] = "monte_carlo"
+
+    def __post_init__(self) -> None:
+        name = self.metric_name
+        check_draws(f"{name}_n_perturbations", self.n_perturbations)
+        if not 0 < self.tolerance < 1:
+            raise InputError(f"{name}_tolerance must be in (0, 1), got {self.tolerance}")
+        if self.round_size < 2:
+            raise InputError(f"{name}_round_size must be >= 2 draws, got {self.round_size}")
+
+
+class MonteCarloMetric(AssessmentMetric):
+    """A metric scored on random draws that do not depend on the map. Fixed draws: ``prepare`` once per image,
+    ``score`` per map. Adaptive (``config.adaptive``): the maps of the image decide when to stop drawing, so all of
+    them are scored together (:meth:`score_maps`)."""
+
+    head: str
+    prefix: str
+
+    @property
+    def joint(self) -> bool:
+        return self.config.adaptive
+
+    def stream(self, ctx: ImageContext) -> NoiseStream | SubsetStream:
+        """The image's draws, round by round."""
+        raise NotImplementedError
+
+    def stat(self, draws: Draws, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """``(values, influence, scale)`` of the stacked maps on ``draws`` (the stopping rule's input)."""
+        raise NotImplementedError
+
+    def map_of(self, attribution: Attribution) -> torch.Tensor:
+        """What the metric scores of a map (its first target)."""
+        raise NotImplementedError
+
+    def prepare(self, ctx: ImageContext) -> Draws:
+        return self.stream(ctx).draw(self.config.n_perturbations)
+
+    def score(self, draws: Draws, attribution: Attribution) -> dict[str, Any]:
+        return estimate_row(self.head, self.prefix, self.estimate(draws, attribution))
+
+    def estimate(self, draws: Draws, attribution: Attribution) -> Estimate:
+        raise NotImplementedError
+
+    def score_maps(self, ctx: ImageContext, attributions: Mapping[str, Attribution]) -> dict[str, dict[str, Any]]:
+        if not self.joint:
+            return super().score_maps(ctx, attributions)
+        c, stream = self.config, self.stream(ctx)
+        maps = torch.stack([self.map_of(a) for a in attributions.values()])
+        draws = sequential_draws(stream.draw, lambda d: self.stat(d, maps), c.n_perturbations, c.round_size,
+                                 c.tolerance)  # fmt: skip
+        return {m: estimate_row(self.head, self.prefix, self.estimate(draws, a)) for m, a in attributions.items()}
+
+    def draw_passes(self, n: int) -> int:
+        """Forwards of ``n`` draws."""
+        raise NotImplementedError
+
+    def passes(self, differentiable: bool = True, row: Mapping[str, Any] | None = None) -> dict[str, tuple[int, int]]:
+        n = int(row[f"{self.prefix}_n"]) if row is not None else self.config.n_perturbations
+        return {"draws": (self.draw_passes(n), 0)}
 
 
 @dataclass(frozen=True)
@@ -108,7 +195,7 @@ class PerturbationCurves(AssessmentMetric):
         Column("fractions", summarised=False),
     )
 
-    def passes(self, differentiable: bool = True) -> dict[str, tuple[int, int]]:
+    def passes(self, differentiable: bool = True, row: Mapping[str, Any] | None = None) -> dict[str, tuple[int, int]]:
         moved = sum(1 for f in self.config.fractions if f > 0)
         return {"scores": (1 + len(ORDERS) * moved, 0)}  # the unperturbed image, then every order x fraction
 
@@ -148,8 +235,7 @@ class DepthCorrelation(AssessmentMetric):
 
 
 @dataclass(frozen=True)
-class InfidelityConfig:
-    n_perturbations: int | None = field(default=None, metadata={"help": N_HELP})
+class InfidelityConfig(MonteCarloConfig):
     sigma: float = field(
         default=DEFAULT_INFIDELITY_SIGMA, metadata={"help": "noise std in units of the [0, 1] pixel range"}
     )
@@ -166,21 +252,24 @@ class InfidelityConfig:
         metadata={"help": "the target's gradient as a control variate (one backward; same expectation, narrower CI); "
                   "off: Captum's plain Monte Carlo"},
     )  # fmt: skip
+    metric_name: ClassVar[str] = "infidelity"
 
     def __post_init__(self) -> None:
         if not self.sigma > 0:
             raise InputError(f"infidelity_sigma must be > 0 (noise std in the [0, 1] pixel range), got {self.sigma}")
-        check_draws("infidelity_n_perturbations", self.n_perturbations)
+        super().__post_init__()
 
 
 @register_metric
-class Infidelity(AssessmentMetric):
-    """Normalised Infidelity (Yeh et al., Captum's definition), m^2, with its draw count and 95 % CI."""
+class Infidelity(MonteCarloMetric):
+    """Normalised Infidelity (Yeh et al., Captum's definition), m^2, with its draw count and 95 % CI; adaptive by
+    default (draws until the image's maps are resolved, see :class:`MonteCarloConfig`)."""
 
     name = "infidelity"
     category = "faithfulness"
     higher_is_better = False
     Config = InfidelityConfig
+    head = prefix = "infidelity"
     columns = estimate_columns(
         "infidelity",
         "infidelity",
@@ -190,46 +279,57 @@ class Infidelity(AssessmentMetric):
         "actual target change under Gaussian input noise",
     )
 
-    def prepare(self, ctx: ImageContext) -> Draws:
-        c = self.config
-        control_variate = c.control_variate and ctx.model.differentiable  # int8: plain Monte Carlo
-        return noise_draws(
-            ctx.fmodel, ctx.x, c.n_perturbations, c.sigma, ctx.seed, ctx.chunk_size, c.symmetric, control_variate
-        )
+    def _control_variate(self, differentiable: bool) -> bool:
+        return self.config.control_variate and differentiable  # int8: plain Monte Carlo
 
-    def passes(self, differentiable: bool = True) -> dict[str, tuple[int, int]]:
+    def stream(self, ctx: ImageContext) -> NoiseStream:
         c = self.config
-        forwards = c.n_perturbations * (2 if c.symmetric else 1) + (0 if c.symmetric else 1)  # + f(x)
-        gradient = int(c.control_variate and differentiable)  # the control variate's forward + backward
+        cv = self._control_variate(ctx.model.differentiable)
+        return NoiseStream(ctx.fmodel, ctx.x, c.sigma, ctx.seed, ctx.chunk_size, c.symmetric, cv)
+
+    def map_of(self, attribution: Attribution) -> torch.Tensor:
+        return attribution.raw[0].expand(3, *attribution.raw.shape[-2:])  # a one-channel map: every channel
+
+    def stat(self, draws: Draws, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+        return infidelity_influence(draws, maps)
+
+    def estimate(self, draws: Draws, attribution: Attribution) -> Estimate:
+        return infidelity_score(draws, attribution.raw)
+
+    def draw_passes(self, n: int) -> int:
+        return n * (2 if self.config.symmetric else 1) + (0 if self.config.symmetric else 1)  # + f(x)
+
+    def passes(self, differentiable: bool = True, row: Mapping[str, Any] | None = None) -> dict[str, tuple[int, int]]:
+        ((forwards, _),) = super().passes(differentiable, row).values()
+        gradient = int(self._control_variate(differentiable))  # the control variate's forward + backward
         return {"draws": (forwards + gradient, gradient)}
-
-    def score(self, draws: Draws, attribution: Attribution) -> dict[str, Any]:
-        return estimate_row("infidelity", "infidelity", infidelity_score(draws, attribution.raw))
 
 
 @dataclass(frozen=True)
-class FaithfulnessConfig:
-    n_perturbations: int | None = field(default=None, metadata={"help": N_HELP})
+class FaithfulnessConfig(MonteCarloConfig):
     subset_fraction: float = field(default=0.1, metadata={"help": "share of the image each random set covers"})
     patch: int = field(default=16, metadata={"help": "side of the squares the sets are made of, in pixels"})
+    metric_name: ClassVar[str] = "faithfulness_estimate"
 
     def __post_init__(self) -> None:
         if not 0 < self.subset_fraction <= 1:
             raise InputError(f"faithfulness_estimate_subset_fraction must be in (0, 1], got {self.subset_fraction}")
         if self.patch < 1:
             raise InputError(f"faithfulness_estimate_patch must be >= 1 pixel, got {self.patch}")
-        check_draws("faithfulness_estimate_n_perturbations", self.n_perturbations)
+        super().__post_init__()
 
 
 @register_metric
-class FaithfulnessEstimate(AssessmentMetric):
+class FaithfulnessEstimate(MonteCarloMetric):
     """Faithfulness Estimate (Alvarez-Melis & Jaakkola): Pearson correlation between the map's sum over random
-    patch sets and the drop of the target when they are replaced by the image mean, with a Fisher-z 95 % CI."""
+    patch sets and the drop of the target when they are replaced by the image mean, with a Fisher-z 95 % CI;
+    adaptive by default, as Infidelity."""
 
     name = "faithfulness_estimate"
     category = "faithfulness"
     higher_is_better = True
     Config = FaithfulnessConfig
+    head, prefix = "faithfulness_estimate", "faithfulness"
     columns = estimate_columns(
         "faithfulness_estimate",
         "faithfulness",
@@ -238,14 +338,18 @@ class FaithfulnessEstimate(AssessmentMetric):
         "removed with the target change, over random pixel subsets",
     )
 
-    def prepare(self, ctx: ImageContext) -> Draws:
+    def stream(self, ctx: ImageContext) -> SubsetStream:
         c = self.config
-        return subset_draws(
-            ctx.fmodel, ctx.x, c.n_perturbations, c.subset_fraction, c.patch, seed=ctx.seed, chunk_size=ctx.chunk_size
-        )
+        return SubsetStream(ctx.fmodel, ctx.x, c.subset_fraction, c.patch, seed=ctx.seed, chunk_size=ctx.chunk_size)
 
-    def passes(self, differentiable: bool = True) -> dict[str, tuple[int, int]]:
-        return {"draws": (1 + self.config.n_perturbations, 0)}  # f(x), then every patch set replaced
+    def map_of(self, attribution: Attribution) -> torch.Tensor:
+        return attribution.signed[0]
 
-    def score(self, draws: Draws, attribution: Attribution) -> dict[str, Any]:
-        return estimate_row("faithfulness_estimate", "faithfulness", faithfulness_score(draws, attribution.signed))
+    def stat(self, draws: Draws, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+        return faithfulness_influence(draws, maps)
+
+    def estimate(self, draws: Draws, attribution: Attribution) -> Estimate:
+        return faithfulness_score(draws, attribution.signed)
+
+    def draw_passes(self, n: int) -> int:
+        return 1 + n  # f(x), then every patch set replaced

@@ -7,6 +7,7 @@ phase."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,8 @@ class CostPlan:
     device: str
     timings: dict[str, float]
     phases: list[PhaseCost] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    workers: int = 1  # images run this many at a time (the Ray engine's workers)
 
     @property
     def seconds_per_image(self) -> float:
@@ -49,8 +52,8 @@ class CostPlan:
 
     @property
     def seconds(self) -> float:
-        """Projected wall time of the run (all images)."""
-        return self.seconds_per_image * self.images
+        """Projected wall time of the run (all images, ``workers`` at a time)."""
+        return self.seconds_per_image * math.ceil(self.images / self.workers)
 
     def rows(self, measured: dict[str, float] | None = None) -> list[dict[str, Any]]:
         """Table rows per phase (per image), with the measured seconds per image when given."""
@@ -73,29 +76,32 @@ class CostPlan:
         per = self.rows()[-1]
         return (f"{self.model}: {self.images} image(s) of {self.image_size[0]}x{self.image_size[1]} (network "
                 f"{self.network_input[0]}x{self.network_input[1]}) on {self.device}; per image {per['forwards']:,} "
-                f"forwards and {per['backwards']:,} backwards, {self.seconds_per_image:.1f} s; projected "
-                f"{_duration(self.seconds)} for the run")  # fmt: skip
+                f"forwards and {per['backwards']:,} backwards, {self.seconds_per_image:.1f} s"
+                f"{f' on each of {self.workers} workers' if self.workers > 1 else ''}; projected "
+                f"{_duration(self.seconds)} for the run") + "".join(f"\n  {n}" for n in self.notes)  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "images": self.images, "image_size": list(self.image_size),
                 "network_input": list(self.network_input), "device": self.device, "timings_s": self.timings,
-                "phases": self.rows(), "projected_s": self.seconds}  # fmt: skip
+                "phases": self.rows(), "projected_s": self.seconds, "notes": self.notes, "workers": self.workers}  # fmt: skip
 
 
 def _duration(s: float) -> str:
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
 
 
-def phase_passes(config: AssessConfig, h: int, w: int, differentiable: bool = True) -> dict[str, tuple[int, int]]:
-    """``{phase: (forwards, backwards)}`` per image of an ``h x w`` image, in the order ``assess_image`` runs
-    them: each metric's draws, then per method its map and its scores (from each method's and metric's declared
-    cost; no model is run)."""
+def phase_passes(
+    config: AssessConfig, h: int, w: int, differentiable: bool = True, row: dict[str, Any] | None = None
+) -> dict[str, tuple[int, int]]:
+    """``{phase: (forwards, backwards)}`` per image of an ``h x w`` image: each metric's draws, then per method
+    its map and its scores (from each method's and metric's declared cost; no model is run). ``row``: a finished
+    image's results, whose draw counts an adaptive metric's draws are planned at (default: its budget)."""
     metrics = config.build_metrics()
     out: dict[str, tuple[int, int]] = {}
     for name, metric in metrics.items():
-        if "draws" in (p := metric.passes(differentiable)):
+        if "draws" in (p := metric.passes(differentiable, row)):
             out[f"draws: {name}"] = p["draws"]
-    scores = [metric.passes(differentiable).get("scores", (0, 0)) for metric in metrics.values()]
+    scores = [metric.passes(differentiable, row).get("scores", (0, 0)) for metric in metrics.values()]
     for m in config.methods:
         fwd, bwd = METHODS.get(m).passes(config.method_options.get(m), h, w)
         if bwd and not differentiable:
@@ -105,27 +111,36 @@ def phase_passes(config: AssessConfig, h: int, w: int, differentiable: bool = Tr
     return out
 
 
-def probe_config(config: AssessConfig) -> AssessConfig:
-    """A cheaper config of the same phases, run once on one image to time them: the same methods, 16 draws per
-    sampling metric, curves at 3 fractions (10 forwards per map instead of 31)."""
+def probe_config(config: AssessConfig, warmup: bool = False) -> AssessConfig:
+    """A cheaper config of the same phases, run once on one image to time them: the same methods, curves at 3
+    fractions (10 forwards per map instead of 31), 16 draws per fixed-count Monte-Carlo metric; adaptive ones keep
+    their settings, so their draws on the probe image are the run's (``warmup``: 16 draws for every metric)."""
     options = {k: dict(v) for k, v in config.metric_options.items()}
     if "curves" in config.metrics:
         options.setdefault("curves", {})["fractions"] = [0.0, 0.1, 0.2, 0.3]
     for name in config.metrics:
-        if "n_perturbations" in options.get(name, {}):
-            options[name]["n_perturbations"] = 16
-    return dataclasses.replace(config, n_perturbations=16, metric_options=options)
+        mc = config.metric_config(name)
+        if hasattr(mc, "n_perturbations"):
+            keep = getattr(mc, "adaptive", False) and not warmup
+            options.setdefault(name, {})["n_perturbations"] = mc.n_perturbations if keep else 16
+    return dataclasses.replace(config, metric_options=options)
 
 
 def scaled_plan(
-    model: DepthModel, config: AssessConfig, x: torch.Tensor, images: int, probe_seconds: dict[str, float]
+    model: DepthModel,
+    config: AssessConfig,
+    x: torch.Tensor,
+    images: int,
+    probe_seconds: dict[str, float],
+    probe_row: dict[str, Any] | None = None,
 ) -> CostPlan:
     """The plan of ``config`` from the seconds a :func:`probe_config` run spent per phase on image ``x``: a
     phase's seconds per model pass in the probe, times its passes in the full run (a phase without passes, such
-    as the random map, takes what it took)."""
+    as the random map, takes what it took). An adaptive metric is planned at the draws it used on the probe image
+    (``probe_row``, one of its results rows), which the note on the plan states."""
     h, w = x.shape[-2:]
-    full = phase_passes(config, h, w, model.differentiable)
-    probe = phase_passes(probe_config(config), h, w, model.differentiable)
+    full = phase_passes(config, h, w, model.differentiable, probe_row)
+    probe = phase_passes(probe_config(config), h, w, model.differentiable, probe_row)
     phases = []
     for phase, (fwd, bwd) in full.items():
         seen, passes = probe_seconds.get(phase, 0.0), sum(probe[phase])
@@ -133,7 +148,13 @@ def scaled_plan(
         phases.append(PhaseCost(phase, fwd, bwd, seconds))
     timings = {f"probe {k}": round(v, 4) for k, v in probe_seconds.items()}
     net = tuple(model.preprocessing.input_size)
-    return CostPlan(model.name, images, (h, w), net, str(x.device), timings, phases)
+    notes = []
+    for name, metric in config.build_metrics().items():
+        if getattr(metric, "joint", False) and probe_row is not None:
+            used = probe_row[f"{metric.prefix}_n"]
+            notes.append(f"{name}: adaptive, planned at the {used} draws it used on the first image (at most "
+                         f"{metric.config.n_perturbations}; each image stops when its maps are resolved)")  # fmt: skip
+    return CostPlan(model.name, images, (h, w), net, str(x.device), timings, phases, notes)
 
 
 class PhaseTimer:

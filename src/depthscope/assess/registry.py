@@ -3,13 +3,15 @@
 A metric declares its ``name``, its ``headline`` column (default: the name), ``category`` (fidelity, faithfulness, robustness...), ``higher_is_better`` for
 its headline score, a ``Config`` dataclass of its options and the :class:`Column` s it writes. A dataset run
 calls ``prepare`` once per image (the random draws and the model's responses to them, shared by every method's
-map of that image, so methods are compared on the same draws) and ``score`` once per map. ``results.csv``,
+map of that image, so methods are compared on the same draws) and ``score`` once per map; a ``joint`` metric
+(adaptive draws that stop when the image's maps are resolved) scores them all at once in ``score_maps``. ``results.csv``,
 ``summary.csv``, the CLI's options and ``settings.json`` are all derived from the registry.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -102,10 +104,23 @@ class AssessmentMetric:
         """``{column: value}`` for one map (its first target) given what :meth:`prepare` returned."""
         raise NotImplementedError
 
-    def passes(self, differentiable: bool = True) -> dict[str, tuple[int, int]]:
+    @property
+    def joint(self) -> bool:
+        """Whether the metric scores an image's maps together (:meth:`score_maps`, e.g. draws that stop once the
+        maps' scores are resolved) instead of :meth:`prepare` once and :meth:`score` per map."""
+        return False
+
+    def score_maps(self, ctx: ImageContext, attributions: Mapping[str, Attribution]) -> dict[str, dict[str, Any]]:
+        """``{method: {column: value}}`` for every map of one image; default: :meth:`prepare`, then :meth:`score`
+        each map."""
+        prepared = self.prepare(ctx)
+        return {m: self.score(prepared, a) for m, a in attributions.items()}
+
+    def passes(self, differentiable: bool = True, row: Mapping[str, Any] | None = None) -> dict[str, tuple[int, int]]:
         """The model passes this metric costs per image, for the cost plan: ``{"draws": (forwards, backwards)}``
-        of :meth:`prepare` (once per image) and ``{"scores": ...}`` of :meth:`score` (once per map); default:
-        none (a metric computed from the map and the prediction alone)."""
+        of :meth:`prepare` (or :meth:`score_maps`, once per image) and ``{"scores": ...}`` of :meth:`score` (once
+        per map); ``row``, a finished image's results, tells an adaptive metric how many draws that image used.
+        Default: none (a metric computed from the map and the prediction alone)."""
         return {}
 
 

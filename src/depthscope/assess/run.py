@@ -5,6 +5,7 @@ Columns, summary and settings all come from the chosen metrics (:mod:`depthscope
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -22,7 +23,7 @@ from depthscope.assess.perturbation import ORDERS
 from depthscope.assess.plan import CHUNK_PROBE, CostPlan, PhaseTimer, probe_config, scaled_plan
 from depthscope.assess.registry import Column, ImageContext
 from depthscope.config import flatten
-from depthscope.data.datasets import DepthDataset, check_limit, open_dataset
+from depthscope.data.datasets import DataSpec, DepthDataset, as_dataset, check_limit
 from depthscope.errors import InputError
 from depthscope.explain import explain, target_model
 from depthscope.models import DepthModel, load_model, warn_if_untrained
@@ -32,7 +33,10 @@ from depthscope.output.files import CsvAppender, RunLock, write_csv, write_json
 from depthscope.output.tables import format_table
 
 KEY_COLUMNS = ("model", "method", "image")
-RUN_COLUMNS = (Column("seconds_per_map", higher_is_better=False, summarised=False, unit="s"),)  # by the runner
+RUN_COLUMNS = (  # written by the runner
+    Column("seconds_per_map", higher_is_better=False, summarised=False, unit="s"),
+    Column("device", summarised=False),
+)
 
 
 def assess_image(
@@ -47,7 +51,8 @@ def assess_image(
     """Scores of every method's map (whole-map mean target) on one image, method by method.
 
     Each metric's ``prepare`` runs once for the image (its random draws and the model's responses to them do not
-    depend on the map), so every method is scored on the same draws.
+    depend on the map), so every method is scored on the same draws; an adaptive (``joint``) metric draws once all
+    maps are made, until their scores are resolved.
 
     Args:
         model: the model.
@@ -71,17 +76,26 @@ def assess_image(
     phase = on_phase or (lambda name: None)
     prepared = {}
     for name, m in metrics.items():
-        phase(f"draws: {name}")
-        prepared[name] = m.prepare(ctx)
+        if not m.joint:
+            phase(f"draws: {name}")
+            prepared[name] = m.prepare(ctx)
+    attrs, seconds = {}, {}
     for method in config.methods:
         phase(f"map: {method}")
         t0 = time.perf_counter()
         opts = config.method_options.get(method)
-        attr = explain(model, x, method, "mean", {method: opts} if opts else None, seed=seed)[method]
-        row: dict[str, Any] = {"seconds_per_map": time.perf_counter() - t0}
+        attrs[method] = explain(model, x, method, "mean", {method: opts} if opts else None, seed=seed)[method]
+        seconds[method] = time.perf_counter() - t0
+    joint: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, m in metrics.items():
+        if m.joint:  # adaptive draws: every map of the image decides when they stop
+            phase(f"draws: {name}")
+            joint[name] = m.score_maps(ctx, attrs)
+    for method, attr in attrs.items():
         phase(f"scores: {method}")
+        row: dict[str, Any] = {"seconds_per_map": seconds[method]}
         for name, m in metrics.items():
-            row |= m.score(prepared[name], attr)
+            row |= joint[name][method] if name in joint else m.score(prepared[name], attr)
         yield method, row
 
 
@@ -97,9 +111,10 @@ def plan(
     """The cost plan of assessing ``config`` on ``model`` over ``data``, before any of it runs.
 
     Passes per phase come from each method's and metric's declared cost; seconds from running a cheaper probe of
-    the same phases (:func:`~depthscope.assess.plan.probe_config`: 16 draws, curves at 3 fractions) on the first
-    image on this device (once to warm up, once timed), scaled by each phase's passes, so input construction at
-    the image's resolution is counted along with the model.
+    the same phases (:func:`~depthscope.assess.plan.probe_config`: curves at 3 fractions, 16 draws for a fixed
+    count; an adaptive metric draws as in the run) on the first image on this device (once to warm up, once
+    timed), scaled by each phase's passes, so input construction at the image's resolution is counted along with
+    the model. An adaptive metric is planned at the draws it needed on that image.
 
     Args:
         config: the assessment's settings.
@@ -123,20 +138,20 @@ def plan(
     """
     check_limit(limit)
     model = load_model(model, device=device) if isinstance(model, str) else model
-    ds = data if isinstance(data, DepthDataset) else open_dataset(data, model.info.eval.dataset)
+    ds = as_dataset(data, model.info.eval.dataset)
     n = len(ds) if limit is None else min(limit, len(ds))
     if n == 0:
         raise InputError("the dataset is empty: nothing to plan")
     x = ds[0].image[None].to(next(model.parameters()).device)
     chunk = chunk_size or tune_chunk_size(model, x, CHUNK_PROBE, backward=False)
-    probe = probe_config(config)
-    for _ in assess_image(model, x, probe, None, config.seed, chunk):  # warm-up: chunk tuning, allocator, caches
-        pass
-    timer = PhaseTimer()
-    for _ in assess_image(model, x, probe, None, config.seed, chunk, on_phase=timer):
+    for _ in assess_image(model, x, probe_config(config, warmup=True), None, config.seed, chunk):
+        pass  # warm-up: allocator, caches, lazy initialisation
+    timer, rows = PhaseTimer(), []
+    for _, row in assess_image(model, x, probe_config(config), None, config.seed, chunk, on_phase=timer):
         timer.stop()
+        rows.append(row)
     timer.stop()
-    return scaled_plan(model, config, x, n if images is None else images, timer.totals)
+    return scaled_plan(model, config, x, n if images is None else images, timer.totals, rows[0])
 
 
 def resume_settings(path: Path, settings: dict[str, Any]) -> tuple[dict[str, int], dict[str, str]]:
@@ -200,12 +215,15 @@ def display_summary(summary: Sequence[dict[str, Any]], digits: int = 3) -> list[
 
 def assess(
     models: Sequence[DepthModel | str],
-    data: DepthDataset | str | os.PathLike,
+    data: DepthDataset | DataSpec | str | os.PathLike,
     config: AssessConfig | None = None,
     out: str | os.PathLike = "out/assess",
     limit: int | None = None,
     device: str = "cpu",
     progress: bool = False,
+    weights: str | None = None,
+    engine: Any = None,
+    chunk_size: int | None = None,
 ) -> list[dict[str, Any]]:
     """Assess attribution methods on models over a dataset, resumably.
 
@@ -219,6 +237,12 @@ def assess(
         limit: only the first ``limit`` images.
         device: where to load models given by name.
         progress: show a progress bar.
+        weights: an explicit checkpoint for the models given by name.
+        engine: where the images run: None, this process; a :class:`depthscope.engine.RayEngine`, Ray workers
+            (models by name, data as a path or :class:`~depthscope.data.DataSpec`). Either way this process alone
+            appends ``results.csv``, so resume and the settings checks are the same.
+        chunk_size: perturbed inputs per forward (default: the fastest, measured once per model and kept in
+            ``settings.json``); fixing it makes runs on different machines or engines batch alike.
 
     Returns:
         The summary rows (mean, std, direction and unit of each score per model and method).
@@ -233,82 +257,144 @@ def assess(
     """
     config = config or AssessConfig()
     check_limit(limit)
+    if chunk_size is not None and chunk_size < 1:
+        raise InputError(f"--chunk-size must be >= 1, got {chunk_size}")
     out = Path(out)
     with RunLock(out):  # two runs never append to one results.csv
-        return _assess(models, data, config, out, limit, device, progress)
+        return _assess(models, data, config, out, limit, device, progress, weights, engine, chunk_size)
+
+
+class LocalRunner:
+    """One model's assessment in this process. The engine interface ``_assess`` drives (``depthscope.engine.ray``
+    implements it with Ray workers): ``name``, ``weights_record``, ``keys``, ``tune``, ``plan``, ``run``,
+    ``timer`` (phase seconds of the images run) and ``close``.
+
+    Args:
+        model: a :class:`DepthModel` or a name :func:`~depthscope.models.load_model` takes.
+        data: a dataset, a :class:`~depthscope.data.DataSpec` or a path.
+        device: where to load a model given by name.
+        weights: an explicit checkpoint for a model given by name.
+    """
+
+    workers = 1
+
+    def __init__(self, model: DepthModel | str, data: Any, device: str = "cpu", weights: str | None = None) -> None:
+        self.model = load_model(model, weights=weights, device=device) if isinstance(model, str) else model
+        self.ds = as_dataset(data, self.model.info.eval.dataset)
+        self.name, self.weights_record = self.model.name, self.model.weights_record
+        self.device = str(next(self.model.parameters()).device)
+        self.timer = PhaseTimer()
+        warn_if_untrained(self.model, "its maps explain no trained model")
+
+    def keys(self, limit: int | None) -> list[str]:
+        """The keys of the first ``limit`` images (all when None), known before any image is decoded."""
+        n = len(self.ds) if limit is None else min(limit, len(self.ds))
+        return [self.ds.key(i) for i in range(n)]
+
+    def tune(self) -> int:
+        """The fastest forward chunk size for this model on the first image."""
+        return tune_chunk_size(self.model, self.ds[0].image[None].to(self.device), CHUNK_PROBE, backward=False)
+
+    def plan(self, config: AssessConfig, limit: int | None, images: int, chunk: int) -> CostPlan:
+        return plan(config, self.model, self.ds, limit, self.device, images, chunk)
+
+    def run(
+        self, jobs: Sequence[tuple[int, AssessConfig, bool]], seed: int, chunk: int, status: Callable[[str], None]
+    ) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        """``(image key, method, row)`` of each ``(image index, config, whole)`` job (``whole``: all methods,
+        timed for the plan), one method at a time as it is done; ``status`` is told where the work is."""
+        for i, image_config, whole in jobs:
+            s = self.ds[i]
+            gt = None if s.depth is None else s.depth.to(self.device)
+
+            def on_phase(p: str, name: str = s.name) -> None:
+                self.timer(p)
+                status(f"{name}: {p}")
+
+            x = s.image.to(self.device)
+            for method, row in assess_image(self.model, x, image_config, gt, seed + i, chunk, on_phase):
+                self.timer.stop()  # writing the row is not part of a phase
+                yield s.name, method, {**row, "device": self.device}
+            self.timer.images += whole
+
+    def close(self) -> None:
+        pass
 
 
 def _assess(
     models: Sequence[DepthModel | str],
-    data: DepthDataset | str | os.PathLike,
+    data: Any,
     config: AssessConfig,
     out: Path,
     limit: int | None,
     device: str,
     progress: bool,
+    weights: str | None,
+    engine: Any,
+    chunk_size: int | None,
 ) -> list[dict[str, Any]]:
     settings = config.settings()
-    chunks, weights = resume_settings(out / "settings.json", settings)
+    chunks, recorded = resume_settings(out / "settings.json", settings)
     columns = [*KEY_COLUMNS, *(c.name for c in config.columns()), *(c.name for c in RUN_COLUMNS)]
     sink = CsvAppender(out / "results.csv", columns)
     done = {(r["model"], r["method"], r["image"]) for r in sink.rows}
     methods = config.methods
+    # An adaptive metric's draws stop when all of an image's maps are resolved: an unfinished image is then
+    # computed whole (its rows equal a clean run's); otherwise only its missing methods run.
+    joint = any(m.joint for m in config.build_metrics().values())
     plans: dict[str, Any] = {}
     for model in models:
-        model = load_model(model, device=device) if isinstance(model, str) else model
-        ds = data if isinstance(data, DepthDataset) else open_dataset(data, model.info.eval.dataset)
-        n = len(ds) if limit is None else min(limit, len(ds))
-        used = model.weights_record  # recorded: rows of random weights never pass for a trained model's
-        if (weights.setdefault(model.name, used) == "random") != (used == "random"):
-            raise InputError(f"{out} holds rows of {model.name} with weights {weights[model.name]}, not {used}; "
-                             "use another --out")  # fmt: skip
-        weights[model.name] = used
-        warn_if_untrained(model, "its maps explain no trained model")
-        if model.name not in chunks and n > 0:
-            # Chosen by measurement once, then kept in settings.json: a resumed run batches exactly as the first
-            # did, so its scores are the same to the last bit (batch composition changes float rounding).
-            x0 = ds[0].image[None].to(device)
-            chunks[model.name] = tune_chunk_size(model, x0, CHUNK_PROBE, backward=False)
-        write_json(out / "settings.json", {**settings, "forward_chunk_size": chunks, "model_weights": weights})
-        todo_images = sum(1 for i in range(n) if not all((model.name, m, ds.key(i)) in done for m in methods))
-        cost = plan(config, model, ds, limit, device, todo_images, chunks[model.name]) if todo_images else None
-        if cost is not None and progress:
-            print(f"plan: {cost.summary()}", file=sys.stderr)
-        timer = PhaseTimer()
-        bar = tqdm(total=n * len(methods), desc=f"assess {model.name}", disable=not progress)
-        for i in range(n):
-            # Datasets know an image's key before decoding it: finished images are not read again.
-            known = ds.key(i)
-            if all((model.name, m, known) in done for m in methods):
-                bar.update(len(methods))
-                continue
-            s = ds[i]
-            todo = [m for m in methods if (model.name, m, s.name) not in done]
-            if todo:
-                image_config = config if len(todo) == len(methods) else _only(config, todo)
-                gt = None if s.depth is None else s.depth.to(device)
-
-                def on_phase(p: str, name: str = s.name, bar: Any = bar, timer: PhaseTimer = timer) -> None:
-                    timer(p)
-                    bar.set_postfix_str(f"{name}: {p}", refresh=True)
-
-                finished = assess_image(
-                    model, s.image.to(device), image_config, gt, config.seed + i, chunks[model.name], on_phase
-                )
-                for method, scores in finished:  # one fsynced row per finished (model, method, image)
-                    timer.stop()  # writing the row is not part of a phase
-                    sink.append({"model": model.name, "method": method, "image": s.name, **scores})
+        runner = (
+            engine.runner(model, data, device, weights)
+            if engine is not None
+            else LocalRunner(model, data, device, weights)
+        )
+        try:
+            keys = runner.keys(limit)
+            used = runner.weights_record  # recorded: rows of random weights never pass for a trained model's
+            if (recorded.setdefault(runner.name, used) == "random") != (used == "random"):
+                raise InputError(f"{out} holds rows of {runner.name} with weights {recorded[runner.name]}, not "
+                                 f"{used}; use another --out")  # fmt: skip
+            recorded[runner.name] = used
+            if chunk_size is not None and chunks.setdefault(runner.name, chunk_size) != chunk_size:
+                raise InputError(f"{out} holds rows of {runner.name} computed {chunks[runner.name]} inputs per forward, "
+                                 f"not {chunk_size}; use the same --chunk-size or another --out")  # fmt: skip
+            if runner.name not in chunks and keys:
+                # Chosen by measurement once, then kept in settings.json: a resumed run batches exactly as the
+                # first did, so its scores are the same to the last bit (batch composition changes float rounding).
+                chunks[runner.name] = runner.tune()
+            write_json(out / "settings.json", {**settings, "forward_chunk_size": chunks, "model_weights": recorded})
+            jobs = []
+            for i, key in enumerate(keys):
+                todo = [m for m in methods if (runner.name, m, key) not in done]
+                if todo:
+                    whole = len(todo) == len(methods) or joint
+                    jobs.append((i, config if whole else _only(config, todo), whole))
+            cost = runner.plan(config, limit, len(jobs), chunks[runner.name]) if jobs else None
+            if cost is not None and progress:
+                print(f"plan: {cost.summary()}", file=sys.stderr)
+            bar = tqdm(total=len(keys) * len(methods), desc=f"assess {runner.name}", disable=not progress)
+            bar.update(len(keys) * len(methods) - sum(len(c.methods) for _, c, _ in jobs))
+            t0 = time.perf_counter()
+            status = functools.partial(bar.set_postfix_str, refresh=True)
+            for key, method, row in runner.run(jobs, config.seed, chunks[runner.name], status):
+                if (runner.name, method, key) not in done:  # one fsynced row per finished (model, method, image)
+                    sink.append({"model": runner.name, "method": method, "image": key, **row})
+                    done.add((runner.name, method, key))
                     bar.update()
-                timer.images += len(todo) == len(methods)
-            bar.update(len(methods) - len(todo))
-        bar.close()
-        if cost is not None and timer.images:
-            measured = timer.per_image()
-            plans[model.name] = {**cost.to_dict(), "measured_per_image_s": measured, "images_measured": timer.images}
+            bar.close()
+            wall = time.perf_counter() - t0
+        finally:
+            runner.close()
+        if cost is not None and runner.timer.images:
+            measured = runner.timer.per_image()
+            plans[runner.name] = {**cost.to_dict(), "measured_per_image_s": measured,
+                                  "images_measured": runner.timer.images, "measured_wall_s": wall}  # fmt: skip
             write_json(out / "plan.json", plans)
             if progress:
-                print(f"planned vs measured per image ({timer.images} image(s)):", file=sys.stderr)
+                print(f"planned vs measured per image ({runner.timer.images} image(s)):", file=sys.stderr)
                 print(format_table(cost.rows(measured), digits=3), file=sys.stderr)
+                print(f"wall time: planned {cost.seconds:.1f} s, measured {wall:.1f} s", file=sys.stderr)
     summary = summarize(sink.rows, summary_columns(config))
     write_csv(out / "summary.csv", summary)
     if "curves" in config.metrics and sink.rows:

@@ -102,3 +102,41 @@ def write_html(
     page = write_page(args.html, f"depthscope {args.command}: {title}", [section], provenance(device), settings or {},
                       banners)  # fmt: skip
     print(f"wrote {page}")
+
+
+def engine_args(p: argparse.ArgumentParser) -> None:
+    """``--engine local|ray`` and the Ray engine's options (depthscope.engine.RayEngine)."""
+    g = p.add_argument_group("engine (where the images run)")
+    g.add_argument(
+        "--engine", choices=["local", "ray"], default="local",
+        help="local: this process (default); ray: Ray workers, each loading the model once (extra: pip install -e "
+        "'.[ray]'); this process alone writes the results, so resume works the same",
+    )  # fmt: skip
+    g.add_argument("--address", help="ray: auto, ray://HOST:PORT or HOST:PORT (default: start a Ray on this machine "
+                   "and stop it at the end)")  # fmt: skip
+    g.add_argument("--workers", type=int, default=2, help="ray: workers (default %(default)s)")
+    g.add_argument("--cpus-per-worker", type=float, default=1.0, help="ray: CPUs per worker (default %(default)s)")
+    g.add_argument("--gpus-per-worker", type=float, default=0.0,
+                   help="ray: GPUs per worker; a worker given one runs its model there (default %(default)s)")  # fmt: skip
+
+
+def engine_from(args: argparse.Namespace):
+    """The engine the parsed options ask for (None: this process), and the models and data as it takes them:
+    loaded here for the local engine, names and a DataSpec for Ray's workers to load themselves."""
+    if args.engine == "local":
+        for option in ("address",):
+            if getattr(args, option) is not None:
+                raise InputError(f"--{option} is an option of --engine ray")
+        return None
+    from depthscope.engine import RayEngine
+
+    return RayEngine(args.address, args.workers, args.cpus_per_worker, args.gpus_per_worker)
+
+
+def data_spec(args: argparse.Namespace):
+    """The data options as a :class:`~depthscope.data.DataSpec` (what a Ray worker opens itself)."""
+    from depthscope.data import DataSpec
+    from depthscope.data.sources import find_data
+
+    split_file = None if args.split_file is None else str(args.split_file)
+    return DataSpec(str(args.data or find_data()), args.dataset, args.depth_scale, split_file)

@@ -10,6 +10,9 @@ from depthscope.cli._args import (
     add_config_args,
     config_values,
     data_args,
+    data_spec,
+    engine_args,
+    engine_from,
     html_arg,
     load,
     model_args,
@@ -105,15 +108,24 @@ class Assess(Command):
             "image, projected wall time) and exit without writing anything",
         )  # fmt: skip
         p.add_argument("--out", default="out/assess", help="output directory (default %(default)s)")
+        p.add_argument("--chunk-size", type=int, help="perturbed inputs per forward (default: the fastest, measured "
+                       "once per model and kept in settings.json)")  # fmt: skip
         html_arg(p)
+        engine_args(p)
         add_assess_config_args(p)
 
     def run(self, args: argparse.Namespace) -> int:
-        from depthscope.assess import assess, display_summary
+        from depthscope.assess import assess
         from depthscope.cli._args import split
         from depthscope.output.tables import format_table
 
         config = assess_config(args)  # every setting checked before a model loads
+        engine = engine_from(args)
+        if engine is not None and not args.dry_run:  # Ray's workers load the models and open the data themselves
+            summary = assess(split(args.model), data_spec(args), config, args.out, limit=args.limit,
+                             device=args.device, progress=True, weights=args.weights, engine=engine,
+                             chunk_size=args.chunk_size)  # fmt: skip
+            return self._show(args, config, summary, [])
         models = [load(args, name) for name in split(args.model)]
         data = open_data(args, models[0].info.eval.dataset)
         if args.dry_run:
@@ -121,13 +133,21 @@ class Assess(Command):
 
             total = 0.0
             for m in models:
-                cost = plan(config, m, data, args.limit, args.device)
+                cost = plan(config, m, data, args.limit, args.device, chunk_size=args.chunk_size)
+                cost.workers = 1 if engine is None else engine.workers  # projected as the run would spread it
                 print(cost.summary())
                 print(format_table(cost.rows(), digits=3))
                 total += cost.seconds
             print(f"projected wall time: {total:.0f} s ({total / 60:.1f} min); nothing was written")
             return 0
-        summary = assess(models, data, config, args.out, limit=args.limit, device=args.device, progress=True)
+        summary = assess(models, data, config, args.out, limit=args.limit, device=args.device, progress=True,
+                         chunk_size=args.chunk_size)  # fmt: skip
+        return self._show(args, config, summary, models)
+
+    def _show(self, args: argparse.Namespace, config, summary: list, models: list) -> int:
+        from depthscope.assess import display_summary
+        from depthscope.output.tables import format_table
+
         print(format_table(display_summary(summary)))
         print(f"wrote {Path(args.out) / 'results.csv'}, summary.csv and curves.png")
         from depthscope.report.html import figure, score_table

@@ -5,7 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from depthscope.cli._args import data_args, html_arg, load, model_args, open_data, write_html
+from depthscope.cli._args import (
+    data_args,
+    data_spec,
+    engine_args,
+    engine_from,
+    html_arg,
+    load,
+    model_args,
+    open_data,
+    write_html,
+)
 from depthscope.cli._base import Command, register_command
 
 
@@ -46,6 +56,7 @@ class Evaluate(Command):
         )  # fmt: skip
         p.add_argument("--limit", type=int, help="evaluate only the first N images (default: all)")
         html_arg(p)
+        engine_args(p)
         p.add_argument(
             "--out",
             default="out/evaluate",
@@ -57,10 +68,18 @@ class Evaluate(Command):
         from depthscope.metrics.evaluate import evaluate
         from depthscope.output.tables import format_table
 
-        model = load(args, args.model)
+        engine = engine_from(args)
+        if engine is None:
+            model = load(args, args.model)
+            data = open_data(args, model.info.eval.dataset)
+        else:  # Ray's workers load the model and open the data themselves
+            model, data = args.model, data_spec(args)
         result = evaluate(
             model,
-            open_data(args, model.info.eval.dataset),
+            data,
+            weights=args.weights,
+            engine=engine,
+            device=args.device,
             crop=args.crop,
             min_depth=args.min_depth,
             max_depth=args.max_depth,
@@ -86,5 +105,6 @@ class Evaluate(Command):
         else:
             body = "<p>No image had ground-truth depth: nothing was scored.</p>"
         # scored saved predictions: the model only set the protocol, its weights made none of the numbers
-        write_html(args, "accuracy (depth in metres)", body, result.to_dict(), [] if args.predictions else [model])
+        shown = [] if args.predictions or engine is not None else [model]
+        write_html(args, "accuracy (depth in metres)", body, result.to_dict(), shown)
         return 0

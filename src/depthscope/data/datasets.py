@@ -312,3 +312,39 @@ def open_dataset(
     if dataset == "pairs":
         return PairsDataset(p, 1000.0 if depth_scale is None else depth_scale)
     raise InputError(f"unknown dataset {dataset!r}; valid datasets: kitti, nyu, pairs")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where a dataset is and how to read it, as plain data: what a worker process or machine is sent so that it
+    opens the same dataset itself (nothing of the caller's session is pickled).
+
+    Attributes:
+        path: as :func:`open_dataset` takes it (a path every worker can read).
+        dataset: ``nyu``, ``kitti`` or ``pairs`` (None: the model's protocol).
+        depth_scale: integer depth PNG value / scale = metres (None: the dataset's).
+        split_file: the NYU ``splits.mat`` or KITTI Eigen list.
+
+    Example:
+        >>> from depthscope.data import find_data
+        >>> len(DataSpec(str(find_data())).open("nyu"))
+        10
+    """
+
+    path: str
+    dataset: str | None = None
+    depth_scale: float | None = None
+    split_file: str | None = None
+
+    def open(self, default_dataset: str = "pairs") -> DepthDataset:
+        """The dataset, read as ``self.dataset`` or else ``default_dataset`` (the model's protocol)."""
+        return open_dataset(self.path, self.dataset or default_dataset, self.depth_scale, self.split_file)
+
+
+def as_dataset(data: DepthDataset | DataSpec | str | os.PathLike, default_dataset: str) -> DepthDataset:
+    """``data`` as a dataset: itself, a :class:`DataSpec` opened, or a path opened as ``default_dataset``."""
+    if isinstance(data, DepthDataset):
+        return data
+    if isinstance(data, DataSpec):
+        return data.open(default_dataset)
+    return open_dataset(data, default_dataset)

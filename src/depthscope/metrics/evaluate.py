@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from depthscope.data.datasets import DepthDataset, check_limit, open_dataset
+from depthscope.data.datasets import DataSpec, DepthDataset, check_limit, open_dataset
 from depthscope.data.io import read_depth
 from depthscope.data.prefetch import prefetch
 from depthscope.errors import InputError, warn
 from depthscope.metrics.align import ALIGNMENTS
 from depthscope.metrics.depth import METRIC_NAMES, aggregate, evaluate_depth
-from depthscope.models import DepthModel, load_model, warn_if_untrained
+from depthscope.models import DepthModel, load_model, warn_if_untrained, warn_untrained
 from depthscope.ops.batching import reserve_one_core
 from depthscope.output.depth import encode_npy
 from depthscope.output.files import CsvAppender, RunLock, write_atomic, write_json
@@ -89,6 +91,8 @@ def evaluate(
     progress: bool = False,
     predictions: str | os.PathLike | None = None,
     pred_scale: float | None = None,
+    weights: str | None = None,
+    engine: Any = None,
 ) -> EvaluationResult:
     """Evaluate ``model`` on ``data`` with the standard metrics (depth in metres), as BTS/AdaBins/NeWCRFs do.
 
@@ -112,6 +116,9 @@ def evaluate(
             caps): ``predictions/<key>.npy`` (metres) or ``<key>.png`` (16-bit), as ``depthscope predict`` writes.
         pred_scale: the 16-bit predictions' value per metre (default: the ``depth_scale`` in
             ``predictions/predict.json``, else 1000).
+        weights: an explicit checkpoint for a model given by name.
+        engine: None: this process; a :class:`depthscope.engine.RayEngine`: Ray workers predict and score the
+            images (model by name, data by path or :class:`~depthscope.data.DataSpec`), this process writes.
 
     Returns:
         An :class:`EvaluationResult`: ``metrics`` (mae, rmse, rmse_log, abs_rel, sq_rel, log10, silog, delta1-3)
@@ -124,13 +131,27 @@ def evaluate(
         >>> round(res.metrics["rmse"], 4), round(res.metrics["abs_rel"], 4), len(res.per_image)
         (0.5604, 0.1763, 10)
     """
-    if isinstance(model, str):
-        model = load_model(model, device=device or "cpu")
+    model_name = model
+    if engine is not None:  # the workers load the model; here only its protocol and outputs are needed
+        if not isinstance(model, str) or isinstance(data, DepthDataset) or predictions is not None:
+            raise InputError("--engine ray evaluates a model given by name on data given by path (each worker loads "
+                             "its own copy), not saved --predictions")  # fmt: skip
+        data = data if isinstance(data, DataSpec) else DataSpec(str(data), dataset, depth_scale)
+        model = load_model(model, weights=weights, device="meta")
+    elif isinstance(model, str):
+        model = load_model(model, weights=weights, device=device or "cpu")
     elif device is not None:
         model = model.to(device)
     model.eval()
     dev = next(model.parameters()).device
-    ds = data if isinstance(data, DepthDataset) else open_dataset(data, dataset or model.info.eval.dataset, depth_scale)
+    if isinstance(data, DataSpec):
+        ds = data.open(dataset or model.info.eval.dataset)
+    else:
+        ds = (
+            data
+            if isinstance(data, DepthDataset)
+            else open_dataset(data, dataset or model.info.eval.dataset, depth_scale)
+        )
     crop = resolve_crop(crop, ds.name, model)
     lo = model.info.eval.min_depth if min_depth is None else min_depth
     hi = model.info.eval.max_depth if max_depth is None else max_depth
@@ -158,12 +179,18 @@ def evaluate(
         rows: list[dict[str, float | str]] = []
         without_gt: list[str] = []
 
+        scoring = {"min_depth": lo, "max_depth": hi, "crop": crop, "align": align, "output": output}
+
+        def keep(name: str, pred: Any) -> None:  # an image without ground truth: predicted, kept, not scored
+            without_gt.append(name)
+            if out is not None:
+                write_atomic(Path(out) / "predictions" / f"{name}.npy", encode_npy(pred))
+
         def score(name: str, pred: torch.Tensor, gt: torch.Tensor | None) -> dict[str, float | str] | None:
-            if gt is None:  # predicted, kept, not scored
-                if out is not None:
-                    write_atomic(Path(out) / "predictions" / f"{name}.npy", encode_npy(pred.numpy()))
-                return None
-            return {"image": name, **evaluate_depth(pred, gt, lo, hi, crop, align=align, output=output)}
+            row = score_prediction(name, pred, gt, scoring)
+            if row is None:
+                keep(name, pred.numpy())
+            return row
 
         def collect(fut: Future) -> None:
             row = fut.result()
@@ -173,12 +200,30 @@ def evaluate(
                     sink.append(row)
             bar.update()
 
+        bar = tqdm(total=n, desc=f"evaluate {model.name}", disable=not progress)
+        weights_record = model.weights_record
+        if engine is not None:  # Ray workers predict and score; this process alone writes
+            status = functools.partial(bar.set_postfix_str, refresh=True)
+            run = engine.evaluate(model_name, weights, data, device or "cpu", n, scoring, status)
+            try:
+                weights_record = run.info["weights"]
+                if weights_record == "random":
+                    warn_untrained(model.name, "its metrics describe no trained model")
+                for name, row, pred in run:
+                    if row is None:
+                        keep(name, pred)
+                    else:
+                        rows.append(row)
+                        if sink is not None:
+                            sink.append(row)
+                    bar.update()
+            finally:
+                run.close()
         # Pipeline over two cores: one worker thread decodes upcoming images and scores finished predictions while
         # the main thread runs the forward pass (PNG decoding and metrics release the GIL).
-        bar = tqdm(total=n, desc=f"evaluate {model.name}", disable=not progress)
         with ThreadPoolExecutor(max_workers=1) as worker, reserve_one_core(dev):
             pending: Future | None = None
-            for i, sample in enumerate(prefetch(ds.__getitem__, n, pool=worker)):
+            for i, sample in enumerate(prefetch(ds.__getitem__, n if engine is None else 0, pool=worker)):
                 if read_pred is not None:
                     pred = read_pred(sample.name, tuple(sample.image.shape[-2:]))
                 else:
@@ -186,8 +231,6 @@ def evaluate(
                         pred = model(sample.image.unsqueeze(0).to(dev))[0, 0].cpu()
                 if i == 0:
                     check_prediction(model, pred, sample.name)
-                if sample.depth is None:
-                    without_gt.append(sample.name)
                 if pending is not None:
                     collect(pending)
                 pending = worker.submit(score, sample.name, pred, sample.depth)
@@ -196,7 +239,7 @@ def evaluate(
         bar.close()
         settings = {
             "crop": crop, "min_depth": lo, "max_depth": hi, "align": align, "model_output": output,
-            "weights": model.weights_record, "predictions": None if predictions is None else str(predictions),
+            "weights": weights_record, "predictions": None if predictions is None else str(predictions),
             "n_without_gt": len(without_gt),
         }  # fmt: skip
         if without_gt:
@@ -207,6 +250,18 @@ def evaluate(
         if out is not None:
             write_json(Path(out) / "metrics.json", result.to_dict())
         return result
+
+
+def score_prediction(
+    name: str, pred: torch.Tensor, gt: torch.Tensor | None, scoring: dict[str, Any]
+) -> dict[str, float | str] | None:
+    """The per-image row of ``pred`` against ``gt`` (None without ground truth) under ``scoring`` (``min_depth``,
+    ``max_depth``, ``crop``, ``align``, ``output``): what both engines compute for one image."""
+    if gt is None:
+        return None
+    s = scoring
+    return {"image": name, **evaluate_depth(pred, gt, s["min_depth"], s["max_depth"], s["crop"], align=s["align"],
+                                            output=s["output"])}  # fmt: skip
 
 
 def saved_predictions(

@@ -8,6 +8,7 @@ from depthscope.models.base import (
     ModelInfo,
     Preprocessing,
     warn_if_untrained,
+    warn_untrained,
     wrap,
 )
 from depthscope.models.loading import load_model
@@ -31,5 +32,6 @@ __all__ = [
     "register_model",
     "resolve_weights",
     "warn_if_untrained",
+    "warn_untrained",
     "wrap",
 ]

@@ -203,7 +203,12 @@ def warn_if_untrained(model: DepthModel, consequence: str) -> None:
     """The one warning, worded alike by every command, for a model without a checkpoint: ``consequence`` says
     what its output then is not (e.g. ``"its metrics describe no trained model"``)."""
     if model.info.weights is None:
-        warn(f"{model.name} has random weights (no checkpoint was loaded): {consequence}")
+        warn_untrained(model.name, consequence)
+
+
+def warn_untrained(name: str, consequence: str) -> None:
+    """:func:`warn_if_untrained`'s warning for a model known by ``name`` only (e.g. loaded by Ray workers)."""
+    warn(f"{name} has random weights (no checkpoint was loaded): {consequence}")
 
 
 def wrap(
