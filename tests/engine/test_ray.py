@@ -122,6 +122,8 @@ def test_ray_bad_input_is_one_line(tmp_path, nyu_dir, ray_module):
     with pytest.raises(InputError, match=r"no Ray worker started within 5 s: each needs 1 CPU\(s\) and 1 GPU"):
         ds.evaluate("meter-xxs-nyu", nyu_dir, engine=RayEngine(gpus_per_worker=1, start_timeout=5))
     assert not ray_module.is_initialized()
+    with pytest.raises(InputError, match="--address 127.0.0.1:9: nothing answers there"):
+        ds.evaluate("meter-xxs-nyu", nyu_dir, engine=RayEngine(address="127.0.0.1:9"))
     cli = [sys.executable, "-m", "depthscope.cli", "assess", "--data", str(nyu_dir), "--out", str(tmp_path / "c")]
     r = subprocess.run([*cli, "--address", "auto"], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.strip() == "depthscope assess: error: --address is an option of --engine ray"

@@ -65,13 +65,14 @@ class MonteCarloConfig:
     n_perturbations: int | None = field(default=None, metadata={"help": N_HELP})
     adaptive: bool = field(
         default=True,
-        metadata={"help": "draw in rounds until every pair of the image's maps is resolved at 95 %% (apart by more "
-                  "than --*-tolerance, or surely within it), at most n_perturbations draws; off: always all"},
+        metadata={"help": "draw in rounds until every pair of the image's maps is resolved at 95 percent (ordered, "
+                  "their difference known to the tolerance, or beyond what the budget could resolve), at most "
+                  "n_perturbations draws; off: always n_perturbations"},
     )  # fmt: skip
     tolerance: float = field(
         default=DEFAULT_TOLERANCE,
-        metadata={"help": "adaptive: the scale-free gap below which two maps tie (share of the drops' energy left "
-                  "unexplained for Infidelity, correlation for the Faithfulness Estimate)"},
+        metadata={"help": "adaptive: the half-width to which a pair's difference counts as known (share of the "
+                  "drops' energy for Infidelity, correlation for the Faithfulness Estimate)"},
     )  # fmt: skip
     round_size: int = field(default=DEFAULT_ROUND, metadata={"help": "adaptive: draws per round"})
     metric_name: ClassVar[str] = "monte_carlo"

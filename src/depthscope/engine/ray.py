@@ -17,6 +17,7 @@ import contextlib
 import math
 import os
 import re
+import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -112,6 +113,8 @@ class _RaySession:
                 kwargs |= {"num_cpus": max(os.cpu_count() or 1, math.ceil(need))}
                 if torch.cuda.is_available():
                     kwargs["num_gpus"] = torch.cuda.device_count()
+            if engine.address not in (None, "auto"):
+                _check_reachable(engine.address)
             try:
                 ray.init(address=engine.address, runtime_env={"env_vars": env} if env else None, **kwargs)
             except (ConnectionError, RuntimeError, ValueError) as e:
@@ -124,6 +127,17 @@ class _RaySession:
         if self.started:
             self.ray.shutdown()
             self.started = False
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """One clear error for a cluster address nothing answers at (``ray.init`` would retry for minutes)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise InputError(
+            f"--address {address}: nothing answers there ({e.strerror or e}); is the Ray head running?"
+        ) from None
 
 
 def _cause(error: BaseException) -> BaseException:
