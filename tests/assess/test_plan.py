@@ -3,6 +3,8 @@ a run measures (plan.json), and `assess --dry-run` writing nothing."""
 
 import json
 
+import pytest
+
 from depthscope.assess import AssessConfig
 from depthscope.assess.plan import phase_passes
 from depthscope.cli import main
@@ -53,3 +55,19 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, nyu_dir, capsys):
     text = capsys.readouterr().out
     assert rc == 0 and not out.exists()
     assert "4 image(s) of 480x640" in text and "scores: saliency" in text and "nothing was written" in text
+
+
+def test_adaptive_metrics_are_planned_at_the_first_images_draws_with_the_budget_as_bound(meter_nyu, nyu):
+    from depthscope.assess import AssessConfig, plan
+
+    cfg = AssessConfig(methods=("saliency", "random"), metrics=("infidelity",))
+    cost = plan(cfg, meter_nyu, nyu, limit=2, chunk_size=8)
+    draws = next(p for p in cost.phases if p.phase == "draws: infidelity")
+    n = (draws.forwards - 1) // 2  # symmetric: 2 forwards a draw, + the control variate's forward
+    assert 32 <= n < 256 and n % 8 == 0  # the first look at 32 draws, then rounds of 8, below the budget
+    assert f"planned at the {n} draws it used on the first image" in cost.summary()
+    # the bound: the same phases with 256 draws, the draws' seconds scaled by their passes
+    assert cost.most_seconds_per_image > cost.seconds_per_image
+    assert cost.most_seconds_per_image - cost.seconds_per_image == pytest.approx(
+        draws.seconds / (draws.forwards + draws.backwards) * (513 - draws.forwards), rel=1e-6
+    )

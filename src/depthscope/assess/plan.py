@@ -45,6 +45,7 @@ class CostPlan:
     phases: list[PhaseCost] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     workers: int = 1  # images run this many at a time (the Ray engine's workers)
+    most_seconds_per_image: float | None = None  # adaptive metrics at their budget: the plan's upper bound
 
     @property
     def seconds_per_image(self) -> float:
@@ -83,7 +84,8 @@ class CostPlan:
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "images": self.images, "image_size": list(self.image_size),
                 "network_input": list(self.network_input), "device": self.device, "timings_s": self.timings,
-                "phases": self.rows(), "projected_s": self.seconds, "notes": self.notes, "workers": self.workers}  # fmt: skip
+                "phases": self.rows(), "projected_s": self.seconds, "notes": self.notes, "workers": self.workers,
+                "most_seconds_per_image": self.most_seconds_per_image}  # fmt: skip
 
 
 def _duration(s: float) -> str:
@@ -141,11 +143,12 @@ def scaled_plan(
     h, w = x.shape[-2:]
     full = phase_passes(config, h, w, model.differentiable, probe_row)
     probe = phase_passes(probe_config(config), h, w, model.differentiable, probe_row)
-    phases = []
-    for phase, (fwd, bwd) in full.items():
+
+    def cost(phase: str, fwd: int, bwd: int) -> float:
         seen, passes = probe_seconds.get(phase, 0.0), sum(probe[phase])
-        seconds = seen if passes == 0 or probe[phase] == (fwd, bwd) else seen / passes * (fwd + bwd)
-        phases.append(PhaseCost(phase, fwd, bwd, seconds))
+        return seen if passes == 0 or probe[phase] == (fwd, bwd) else seen / passes * (fwd + bwd)
+
+    phases = [PhaseCost(phase, fwd, bwd, cost(phase, fwd, bwd)) for phase, (fwd, bwd) in full.items()]
     timings = {f"probe {k}": round(v, 4) for k, v in probe_seconds.items()}
     net = tuple(model.preprocessing.input_size)
     notes = []
@@ -154,7 +157,13 @@ def scaled_plan(
             used = probe_row[f"{metric.prefix}_n"]
             notes.append(f"{name}: adaptive, planned at the {used} draws it used on the first image (at most "
                          f"{metric.config.n_perturbations}; each image stops when its maps are resolved)")  # fmt: skip
-    return CostPlan(model.name, images, (h, w), net, str(x.device), timings, phases, notes)
+    plan = CostPlan(model.name, images, (h, w), net, str(x.device), timings, phases, notes)
+    if notes:  # the bound: every image drawing its budget
+        worst = sum(cost(p, f, b) for p, (f, b) in phase_passes(config, h, w, model.differentiable).items())
+        plan.most_seconds_per_image = worst
+        most = plan.seconds * worst / max(plan.seconds_per_image, 1e-9)  # the same images and workers
+        notes.append(f"if every image drew the budget: {worst:.1f} s per image, {_duration(most)} for the run")
+    return plan
 
 
 class PhaseTimer:
