@@ -276,8 +276,6 @@ class LocalRunner:
         weights: an explicit checkpoint for a model given by name.
     """
 
-    workers = 1
-
     def __init__(self, model: DepthModel | str, data: Any, device: str = "cpu", weights: str | None = None) -> None:
         self.model = load_model(model, weights=weights, device=device) if isinstance(model, str) else model
         self.ds = as_dataset(data, self.model.info.eval.dataset)

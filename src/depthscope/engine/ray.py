@@ -31,6 +31,7 @@ from depthscope.assess.plan import CostPlan, PhaseTimer
 from depthscope.data.datasets import DataSpec, DepthDataset
 from depthscope.errors import InputError, warn
 from depthscope.models import warn_untrained
+from depthscope.models.base import RANDOM_WEIGHTS
 
 RAY_EXTRA = 'pip install -e ".[ray]"'
 ENV_PASSED = ("DEPTHSCOPE_WEIGHTS", "DEPTHSCOPE_DATA", "DEPTHSCOPE_CACHE")  # the project's lookups, to every worker
@@ -146,34 +147,39 @@ def _cause(error: BaseException) -> BaseException:
     return cause if isinstance(cause, InputError) else error
 
 
-class _AssessWorker:
-    """The actor: one model and the dataset, loaded once; scores one image per call."""
+class _Worker:
+    """What every actor does first: its torch threads, its device (a GPU if Ray gave it one: Ray has set
+    CUDA_VISIBLE_DEVICES to the actor's GPUs), and an ``InputError`` of loading kept for the first call to raise,
+    so the driver gets it as one line."""
 
-    def __init__(self, model: str, weights: str | None, data: DataSpec | str, device: str, threads: float) -> None:
+    def __init__(self, threads: float, device: str) -> None:
         import ray
 
-        from depthscope.assess.run import LocalRunner
-
         torch.set_num_threads(max(1, int(threads)))
+        self.device = "cuda" if ray.get_gpu_ids() else device
         self.error: InputError | None = None
-        gpu = bool(ray.get_gpu_ids())  # Ray has set CUDA_VISIBLE_DEVICES to this actor's GPUs
-        try:
-            self.local = LocalRunner(model, data, "cuda" if gpu else device, weights)
-        except InputError as e:  # reported by the first call, as one line on the driver
-            self.error = e
 
     def _ok(self) -> None:
         if self.error is not None:
             raise self.error
 
-    def info(self) -> dict[str, Any]:
-        import ray
 
+class _AssessWorker(_Worker):
+    """The actor of ``assess``: one model and the dataset, loaded once; scores one image per call."""
+
+    def __init__(self, model: str, weights: str | None, data: DataSpec | str, device: str, threads: float) -> None:
+        from depthscope.assess.run import LocalRunner
+
+        super().__init__(threads, device)
+        try:
+            self.local = LocalRunner(model, data, self.device, weights)
+        except InputError as e:
+            self.error = e
+
+    def info(self) -> dict[str, Any]:
         self._ok()
         loc = self.local
-        keys = loc.keys(None)
-        node = ray.get_runtime_context().get_node_id()
-        return {"name": loc.name, "weights": loc.weights_record, "device": loc.device, "keys": keys, "node": node}
+        return {"name": loc.name, "weights": loc.weights_record, "device": loc.device, "keys": loc.keys(None)}
 
     def tune(self) -> int:
         self._ok()
@@ -320,15 +326,11 @@ class RayAssessRunner:
         self.workers = engine.workers
         spec = data if isinstance(data, DataSpec) else str(data)
         self.ray = _Workers(engine, _AssessWorker, (model, weights, spec, device, engine.cpus_per_worker))
-        info = self.ray.pool.info
-        self.name, self.weights_record, self.device, self._keys = (
-            info["name"],
-            info["weights"],
-            info["device"],
-            info["keys"],
-        )
+        info = self.ray.pool.info  # the first worker's: every worker loads the same model and data
+        self.name, self.weights_record, self.device = info["name"], info["weights"], info["device"]
+        self._keys: list[str] = info["keys"]
         self.timer = PhaseTimer()
-        if self.weights_record == "random":
+        if self.weights_record == RANDOM_WEIGHTS:
             warn_untrained(self.name, "its maps explain no trained model")
 
     def keys(self, limit: int | None) -> list[str]:
@@ -358,34 +360,30 @@ class RayAssessRunner:
         self.ray.close()
 
 
-class _EvaluateWorker:
+class _EvaluateWorker(_Worker):
     """The actor of ``evaluate``: one model and the dataset; predicts and scores one image per call."""
 
     def __init__(self, model: str, weights: str | None, data: DataSpec, device: str, threads: float) -> None:
-        import ray
-
         from depthscope.models import load_model
 
-        torch.set_num_threads(max(1, int(threads)))
-        self.error: InputError | None = None
+        super().__init__(threads, device)
         try:
-            self.model = load_model(model, weights=weights, device="cuda" if ray.get_gpu_ids() else device)
+            self.model = load_model(model, weights=weights, device=self.device)
             self.ds = data.open(self.model.info.eval.dataset)
         except InputError as e:
             self.error = e
 
     def info(self) -> dict[str, Any]:
-        if self.error is not None:
-            raise self.error
+        self._ok()
         m = self.model
-        return {"name": m.name, "weights": m.weights_record, "device": str(next(m.parameters()).device)}
+        return {"name": m.name, "weights": m.weights_record, "device": self.device}
 
     def image(self, i: int, settings: dict[str, Any]) -> tuple[str, dict[str, Any] | None, Any]:
         from depthscope.metrics.evaluate import check_prediction, score_prediction
 
         s = self.ds[i]
         with torch.no_grad():
-            pred = self.model(s.image[None].to(next(self.model.parameters()).device))[0, 0].cpu()
+            pred = self.model(s.image[None].to(self.device))[0, 0].cpu()
         if i == 0:
             check_prediction(self.model, pred, s.name)
         row = score_prediction(s.name, pred, s.depth, settings)

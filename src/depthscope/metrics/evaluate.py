@@ -22,6 +22,7 @@ from depthscope.errors import InputError, warn
 from depthscope.metrics.align import ALIGNMENTS
 from depthscope.metrics.depth import METRIC_NAMES, aggregate, evaluate_depth
 from depthscope.models import DepthModel, load_model, warn_if_untrained, warn_untrained
+from depthscope.models.base import RANDOM_WEIGHTS
 from depthscope.ops.batching import reserve_one_core
 from depthscope.output.depth import encode_npy
 from depthscope.output.files import CsvAppender, RunLock, write_atomic, write_json
@@ -166,8 +167,6 @@ def evaluate(
     fitted = {"none": [], "median": ["scale"]}.get(align, ["scale", "shift"])
     columns = ["image", *METRIC_NAMES, "n_valid", *fitted]
     read_pred = None if predictions is None else saved_predictions(predictions, pred_scale)
-    if read_pred is None and str(dev) != "meta":
-        warn_if_untrained(model, "its metrics describe no trained model")
     # one run writes a folder at a time; a rerun starts from nothing, so a failure halfway cannot leave the last
     # run's metrics.json beside this run's per-image rows
     with RunLock(out) if out is not None else contextlib.nullcontext():
@@ -186,6 +185,11 @@ def evaluate(
             if out is not None:
                 write_atomic(Path(out) / "predictions" / f"{name}.npy", encode_npy(pred))
 
+        def add(row: dict[str, float | str]) -> None:
+            rows.append(row)
+            if sink is not None:
+                sink.append(row)
+
         def score(name: str, pred: torch.Tensor, gt: torch.Tensor | None) -> dict[str, float | str] | None:
             row = score_prediction(name, pred, gt, scoring)
             if row is None:
@@ -195,47 +199,46 @@ def evaluate(
         def collect(fut: Future) -> None:
             row = fut.result()
             if row is not None:
-                rows.append(row)
-                if sink is not None:
-                    sink.append(row)
+                add(row)
             bar.update()
 
         bar = tqdm(total=n, desc=f"evaluate {model.name}", disable=not progress)
-        weights_record = model.weights_record
         if engine is not None:  # Ray workers predict and score; this process alone writes
             status = functools.partial(bar.set_postfix_str, refresh=True)
             run = engine.evaluate(model_name, weights, data, device or "cpu", n, scoring, status)
             try:
-                weights_record = run.info["weights"]
-                if weights_record == "random":
+                weights_record = run.info["weights"]  # the workers' model: the meta copy here has none
+                if weights_record == RANDOM_WEIGHTS:
                     warn_untrained(model.name, "its metrics describe no trained model")
                 for name, row, pred in run:
                     if row is None:
                         keep(name, pred)
                     else:
-                        rows.append(row)
-                        if sink is not None:
-                            sink.append(row)
+                        add(row)
                     bar.update()
             finally:
                 run.close()
-        # Pipeline over two cores: one worker thread decodes upcoming images and scores finished predictions while
-        # the main thread runs the forward pass (PNG decoding and metrics release the GIL).
-        with ThreadPoolExecutor(max_workers=1) as worker, reserve_one_core(dev):
-            pending: Future | None = None
-            for i, sample in enumerate(prefetch(ds.__getitem__, n if engine is None else 0, pool=worker)):
-                if read_pred is not None:
-                    pred = read_pred(sample.name, tuple(sample.image.shape[-2:]))
-                else:
-                    with torch.no_grad():
-                        pred = model(sample.image.unsqueeze(0).to(dev))[0, 0].cpu()
-                if i == 0:
-                    check_prediction(model, pred, sample.name)
+        else:
+            weights_record = model.weights_record
+            if read_pred is None and str(dev) != "meta":
+                warn_if_untrained(model, "its metrics describe no trained model")
+            # Pipeline over two cores: one worker thread decodes upcoming images and scores finished predictions
+            # while the main thread runs the forward pass (PNG decoding and metrics release the GIL).
+            with ThreadPoolExecutor(max_workers=1) as worker, reserve_one_core(dev):
+                pending: Future | None = None
+                for i, sample in enumerate(prefetch(ds.__getitem__, n, pool=worker)):
+                    if read_pred is not None:
+                        pred = read_pred(sample.name, tuple(sample.image.shape[-2:]))
+                    else:
+                        with torch.no_grad():
+                            pred = model(sample.image.unsqueeze(0).to(dev))[0, 0].cpu()
+                    if i == 0:
+                        check_prediction(model, pred, sample.name)
+                    if pending is not None:
+                        collect(pending)
+                    pending = worker.submit(score, sample.name, pred, sample.depth)
                 if pending is not None:
                     collect(pending)
-                pending = worker.submit(score, sample.name, pred, sample.depth)
-            if pending is not None:
-                collect(pending)
         bar.close()
         settings = {
             "crop": crop, "min_depth": lo, "max_depth": hi, "align": align, "model_output": output,
