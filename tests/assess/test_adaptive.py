@@ -125,3 +125,17 @@ def test_meter_adaptive_infidelity_uses_fewer_draws_and_one_count_per_image(mete
     fixed = AssessConfig(methods=("saliency", "random"), metrics=("infidelity",), n_perturbations=64,
                          metric_options={"infidelity": {"adaptive": False}})  # fmt: skip
     assert {r["infidelity_n"] for _, r in assess_image(meter_nyu, small_image, fixed, chunk_size=8)} == {64}
+
+
+def test_growing_products_equal_the_products_of_all_draws_at_every_look():
+    from depthscope.assess.fidelity import GrowingProducts, noise_dots, subset_sums
+
+    g = torch.Generator().manual_seed(2)
+    noise = Draws(torch.randn(40, 3, 8, 6, generator=g), torch.zeros(40))
+    masks = Draws(torch.rand(40, 1, 8, 6, generator=g) < 0.3, torch.zeros(40))
+    maps, signed = torch.randn(3, 3, 8, 6, generator=g), torch.randn(3, 8, 6, generator=g)
+    for draws, m, product in ((noise, maps, noise_dots), (masks, signed, subset_sums)):
+        grow = GrowingProducts(m, product)
+        for n in (16, 24, 24, 40):  # rounds of 8 after a first look at 16; a repeated look adds nothing
+            assert torch.allclose(grow(draws[:n]), product(draws[:n], m), rtol=1e-6, atol=1e-9)
+        assert grow.known.shape == (3, 40)

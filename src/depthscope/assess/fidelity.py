@@ -349,23 +349,56 @@ DEFAULT_TOLERANCE = 0.02  # scale-free: unexplained fraction (Infidelity), corre
 MIN_DRAWS = 32  # the first look at the variance needs some draws
 
 
-def infidelity_influence(draws: Draws, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+def infidelity_influence(
+    draws: Draws, maps: torch.Tensor, dots: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, float]:
     """``(values (M,), influence (M, n), scale)`` of the normalised infidelity of maps ``(M, C, H, W)`` on
     ``draws`` (:func:`infidelity_terms`); ``scale`` is the zero map's infidelity (the drops' energy), so
-    ``value / scale`` is the fraction of it a map leaves unexplained."""
-    values, influence = infidelity_terms(
-        noise_dots(draws, maps), draws.drop, draws.linear, control_moments(draws, maps)
-    )
-    zero = torch.zeros_like(maps[:1])
-    nothing, _ = infidelity_terms(noise_dots(draws, zero), draws.drop, draws.linear, control_moments(draws, zero))
+    ``value / scale`` is the fraction of it a map leaves unexplained. ``dots``: ``noise_dots(draws, maps)`` if
+    already known (:class:`GrowingProducts`)."""
+    dots = noise_dots(draws, maps) if dots is None else dots
+    values, influence = infidelity_terms(dots, draws.drop, draws.linear, control_moments(draws, maps))
+    zero = torch.zeros_like(maps[:1])  # its dots with every draw are 0: no product to compute
+    nothing, _ = infidelity_terms(torch.zeros_like(dots[:1]), draws.drop, draws.linear, control_moments(draws, zero))
     return values, influence, float(nothing[0])
 
 
-def faithfulness_influence(draws: Draws, signed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+def subset_sums(draws: Draws, signed: torch.Tensor) -> torch.Tensor:
+    """``(M, n)``: each signed map's ``(M, H, W)`` sum over each draw's patch set (float64)."""
+    return torch.einsum("nhw,mhw->mn", draws.perturbation[:, 0].to(signed.dtype), signed).double()
+
+
+def faithfulness_influence(
+    draws: Draws, signed: torch.Tensor, sums: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, float]:
     """``(r (M,), influence (M, n), 1.0)``: the Faithfulness Estimate of signed maps ``(M, H, W)`` on ``draws``
-    and each draw's influence on it (:func:`pearson_influence` of the maps' sums over each set and the drops)."""
-    sums = torch.einsum("nhw,mhw->mn", draws.perturbation[:, 0].to(signed.dtype), signed).double()
+    and each draw's influence on it (:func:`pearson_influence` of the maps' sums over each set and the drops);
+    ``sums``: :func:`subset_sums` if already known."""
+    sums = subset_sums(draws, signed) if sums is None else sums
     return *pearson_influence(sums, draws.drop.double()), 1.0
+
+
+class GrowingProducts:
+    """``product(draws, maps)`` ``(M, n)`` over draws that grow round by round (each call's draws begin with the
+    last call's, as in :func:`sequential_draws`): each draw's products are computed once, not at every look.
+
+    Example:
+        >>> d = Draws(torch.randn(5, 3, 2, 2), torch.zeros(5))
+        >>> grow = GrowingProducts(torch.ones(1, 3, 2, 2), noise_dots)
+        >>> grow(d[:2]).shape, torch.allclose(grow(d), noise_dots(d, torch.ones(1, 3, 2, 2)))
+        (torch.Size([1, 2]), True)
+    """
+
+    def __init__(self, maps: torch.Tensor, product: Callable[[Draws, torch.Tensor], torch.Tensor]) -> None:
+        self.maps, self.product = maps, product
+        self.known: torch.Tensor | None = None
+
+    def __call__(self, draws: Draws) -> torch.Tensor:
+        k = 0 if self.known is None else self.known.shape[-1]
+        if len(draws) > k:
+            new = self.product(draws[k:], self.maps)
+            self.known = new if self.known is None else torch.cat([self.known, new], dim=-1)
+        return self.known[..., : len(draws)]
 
 
 def pearson_influence(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,6 +18,7 @@ from depthscope.assess.fidelity import (
     DEFAULT_TOLERANCE,
     Draws,
     Estimate,
+    GrowingProducts,
     NoiseStream,
     SubsetStream,
     af_depth_correlation,
@@ -27,7 +28,9 @@ from depthscope.assess.fidelity import (
     faithfulness_score,
     infidelity_influence,
     infidelity_score,
+    noise_dots,
     sequential_draws,
+    subset_sums,
 )
 from depthscope.assess.perturbation import DEFAULT_FRACTIONS, ORDERS, perturbation_curves
 from depthscope.assess.registry import AssessmentMetric, Column, ImageContext, register_metric
@@ -102,8 +105,16 @@ class MonteCarloMetric(AssessmentMetric):
         """The image's draws, round by round."""
         raise NotImplementedError
 
-    def stat(self, draws: Draws, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """``(values, influence, scale)`` of the stacked maps on ``draws`` (the stopping rule's input)."""
+    def product(self, draws: Draws, maps: torch.Tensor) -> torch.Tensor:
+        """``(M, n)``: what each stacked map contributes per draw (the part of :meth:`stat` that grows with the
+        draws, computed once per draw across looks)."""
+        raise NotImplementedError
+
+    def stat(
+        self, draws: Draws, maps: torch.Tensor, products: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """``(values, influence, scale)`` of the stacked maps on ``draws`` given their :meth:`product` s (the
+        stopping rule's input)."""
         raise NotImplementedError
 
     def map_of(self, attribution: Attribution) -> torch.Tensor:
@@ -124,8 +135,9 @@ class MonteCarloMetric(AssessmentMetric):
             return super().score_maps(ctx, attributions)
         c, stream = self.config, self.stream(ctx)
         maps = torch.stack([self.map_of(a) for a in attributions.values()])
-        draws = sequential_draws(stream.draw, lambda d: self.stat(d, maps), c.n_perturbations, c.round_size,
-                                 c.tolerance)  # fmt: skip
+        products = GrowingProducts(maps, self.product)
+        draws = sequential_draws(stream.draw, lambda d: self.stat(d, maps, products(d)), c.n_perturbations,
+                                 c.round_size, c.tolerance)  # fmt: skip
         return {m: estimate_row(self.head, self.prefix, self.estimate(draws, a)) for m, a in attributions.items()}
 
     def draw_passes(self, n: int) -> int:
@@ -291,8 +303,13 @@ class Infidelity(MonteCarloMetric):
     def map_of(self, attribution: Attribution) -> torch.Tensor:
         return attribution.raw[0].expand(3, *attribution.raw.shape[-2:])  # a one-channel map: every channel
 
-    def stat(self, draws: Draws, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
-        return infidelity_influence(draws, maps)
+    def product(self, draws: Draws, maps: torch.Tensor) -> torch.Tensor:
+        return noise_dots(draws, maps)
+
+    def stat(
+        self, draws: Draws, maps: torch.Tensor, products: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, float]:
+        return infidelity_influence(draws, maps, products)
 
     def estimate(self, draws: Draws, attribution: Attribution) -> Estimate:
         return infidelity_score(draws, attribution.raw)
@@ -346,8 +363,13 @@ class FaithfulnessEstimate(MonteCarloMetric):
     def map_of(self, attribution: Attribution) -> torch.Tensor:
         return attribution.signed[0]
 
-    def stat(self, draws: Draws, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
-        return faithfulness_influence(draws, maps)
+    def product(self, draws: Draws, maps: torch.Tensor) -> torch.Tensor:
+        return subset_sums(draws, maps)
+
+    def stat(
+        self, draws: Draws, maps: torch.Tensor, products: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, float]:
+        return faithfulness_influence(draws, maps, products)
 
     def estimate(self, draws: Draws, attribution: Attribution) -> Estimate:
         return faithfulness_score(draws, attribution.signed)
