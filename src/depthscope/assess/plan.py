@@ -79,7 +79,15 @@ class CostPlan:
                 f"{self.network_input[0]}x{self.network_input[1]}) on {self.device}; per image {per['forwards']:,} "
                 f"forwards and {per['backwards']:,} backwards, {self.seconds_per_image:.1f} s"
                 f"{f' on each of {self.workers} workers' if self.workers > 1 else ''}; projected "
-                f"{_duration(self.seconds)} for the run") + "".join(f"\n  {n}" for n in self.notes)  # fmt: skip
+                f"{_duration(self.seconds)} for the run") + "".join(f"\n  {n}" for n in self._notes())  # fmt: skip
+
+    def _notes(self) -> list[str]:
+        """The notes, and the bound of every image drawing its budget (for the images and workers as they are)."""
+        if self.most_seconds_per_image is None:
+            return self.notes
+        most = self.most_seconds_per_image * math.ceil(self.images / self.workers)
+        return [*self.notes, f"if every image drew the budget: {self.most_seconds_per_image:.1f} s per image, "
+                f"{_duration(most)} for the run"]  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "images": self.images, "image_size": list(self.image_size),
@@ -161,8 +169,6 @@ def scaled_plan(
     if notes:  # the bound: every image drawing its budget
         worst = sum(cost(p, f, b) for p, (f, b) in phase_passes(config, h, w, model.differentiable).items())
         plan.most_seconds_per_image = worst
-        most = plan.seconds * worst / max(plan.seconds_per_image, 1e-9)  # the same images and workers
-        notes.append(f"if every image drew the budget: {worst:.1f} s per image, {_duration(most)} for the run")
     return plan
 
 

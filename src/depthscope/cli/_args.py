@@ -121,12 +121,11 @@ def engine_args(p: argparse.ArgumentParser) -> None:
 
 
 def engine_from(args: argparse.Namespace):
-    """The engine the parsed options ask for (None: this process), and the models and data as it takes them:
-    loaded here for the local engine, names and a DataSpec for Ray's workers to load themselves."""
+    """The engine the parsed options ask for: None for this process (where ``--address`` is one error), else a
+    :class:`~depthscope.engine.RayEngine` (the command then passes model names and :func:`data_spec`)."""
     if args.engine == "local":
-        for option in ("address",):
-            if getattr(args, option) is not None:
-                raise InputError(f"--{option} is an option of --engine ray")
+        if args.address is not None:
+            raise InputError("--address is an option of --engine ray")
         return None
     from depthscope.engine import RayEngine
 
