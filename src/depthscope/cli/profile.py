@@ -49,6 +49,13 @@ class Profile(Command):
         p.add_argument(
             "--explain-methods", default="", help="also time one map of each of these methods (default: none)"
         )
+        p.add_argument(
+            "--backend",
+            default="torch",
+            help="comma-separated runtimes: torch (default), onnxruntime (the network alone, exported to ONNX and "
+            "timed on ONNX Runtime's CPU execution provider beside eager PyTorch, same input and threads)",
+        )
+        p.add_argument("--onnx", help="with --backend onnxruntime and one model: time this exported file instead")
         p.add_argument("--out", default="out/profile", help="output directory (default %(default)s)")
         html_arg(p)
 
@@ -64,8 +71,16 @@ class Profile(Command):
             if args.threads < 1:
                 raise InputError(f"--threads must be >= 1, got {args.threads}")
             torch.set_num_threads(args.threads)
-        pretrained = args.pretrained or args.weights is not None  # an explicit checkpoint is meant to be loaded
+        # an explicit checkpoint is meant to be loaded; an ONNX file computes trained weights, checked against the model's
+        pretrained = args.pretrained or args.weights is not None or args.onnx is not None
         device = "meta" if args.counts_only else args.device
+        backends = split(args.backend)
+        if args.onnx and "onnxruntime" not in backends:
+            raise InputError("--onnx FILE is timed by --backend onnxruntime; add it")
+        if args.onnx and len(split(args.model)) != 1:
+            raise InputError("--onnx FILE is one model's graph: give one --model")
+        if "onnxruntime" in backends and args.counts_only:
+            raise InputError("--backend onnxruntime times the graph; it cannot be combined with --counts-only")
         models = [load_model(n, weights=args.weights, device=device, pretrained=pretrained) for n in split(args.model)]
         rows = profile(
             models,
@@ -76,11 +91,18 @@ class Profile(Command):
             batches=split_ints(args.batches, "--batches"),
             explain_methods=split(args.explain_methods),
             counts_only=args.counts_only,
+            backends=backends,
+            onnx=args.onnx,
         )
         cols = ["model", "params", "macs", "flops"]
         if not args.counts_only:
             cols += ["peak_memory_bytes", "latency_ms_median", "latency_ms_p90", "device"]
         print(format_table(list(rows.values()), cols))
+        if "onnxruntime" in backends:
+            net_cols = ["model", "net_latency_ms_median", "onnxruntime_latency_ms_median", "onnxruntime_speedup",
+                        "onnxruntime_max_relative_error"]  # fmt: skip
+            print(f"network alone, {torch.get_num_threads()} threads (eager PyTorch | ONNX Runtime CPU):")
+            print(format_table(list(rows.values()), net_cols))
         print("FLOPs = 2 x MACs; weights:", next(iter(rows.values()))["weights"])
         print(f"wrote {Path(args.out) / 'profile.json'}")
         from depthscope.report.html import plain_table

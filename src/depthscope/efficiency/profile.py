@@ -41,9 +41,16 @@ def profile_model(
     batches: Sequence[int] = (1, 2, 4, 8),
     explain_methods: Sequence[str] = (),
     counts_only: bool = False,
+    backends: Sequence[str] = ("torch",),
+    onnx: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Params, bytes, MACs/FLOPs, peak activation memory, latency, throughput (and seconds per explanation) of
     ``model`` on an RGB image of ``input_size`` (default: the network's own input size) on the model's device.
+
+    ``backends`` with ``"onnxruntime"`` also times the *network alone* on that image's network input, in eager
+    PyTorch and in ONNX Runtime (CPU execution provider, same threads): ``onnx`` is the exported file to time
+    (checked against the model), else the network is exported to a temporary file first
+    (:func:`~depthscope.efficiency.onnx.export_onnx`).
 
     The model applies its own preprocessing, so an image of another size is cropped/resized to the network's
     input (recorded as ``network_input_size``) and that resizing is part of the cost. ``counts_only`` keeps the
@@ -87,7 +94,58 @@ def profile_model(
     }
     if explain_methods:
         row["explain_seconds"] = explain_seconds(model, x, explain_methods)
+    unknown = sorted(set(backends) - set(BACKENDS))
+    if unknown:
+        raise InputError(f"--backend {', '.join(unknown)}: unknown; choose from {', '.join(BACKENDS)}")
+    if "onnxruntime" in backends:
+        row |= onnxruntime_latency(model, model.prepare(x), onnx, warmup, repeats)
     return row
+
+
+BACKENDS = ("torch", "onnxruntime")
+
+
+def onnxruntime_latency(
+    model: DepthModel, xn: torch.Tensor, onnx: str | os.PathLike | None, warmup: int, repeats: int
+) -> dict[str, Any]:
+    """The network alone on network input ``xn``: eager PyTorch and ONNX Runtime latency (ms, same input, same
+    threads; the two alternate in rounds so machine drift hits both alike) and their outputs' agreement."""
+    import tempfile
+
+    from depthscope.efficiency.onnx import DEFAULT_RTOL, OnnxNetwork, export_onnx, relative_error
+
+    if xn.device.type != "cpu":
+        raise InputError("--backend onnxruntime times the CPU execution provider: use --device cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(onnx) if onnx is not None else Path(export_onnx(model, Path(tmp) / "net.onnx")["path"])
+        session = OnnxNetwork(path)
+        session.check_matches(model)
+        with torch.no_grad():
+            agreement = relative_error(session(xn).numpy(), model.net(xn).numpy())
+        if agreement > DEFAULT_RTOL:
+            raise InputError(
+                f"ONNX file {path} does not compute {model.name}'s network: max relative error {agreement:.2e} on "
+                f"the same input (> {DEFAULT_RTOL:g}); it was exported from weights "
+                f"{session.metadata.get('depthscope.weights', 'unknown')}, the model has {model.weights_record}"
+            )
+        rounds = max(1, min(5, repeats))
+        per = max(1, repeats // rounds)
+        eager, ort = [], []
+        for _ in range(rounds):  # interleaved: drift of the machine hits both runtimes alike
+            eager.append(measure_latency(model.net, xn, warmup, per))
+            ort.append(measure_latency(session, xn, warmup, per))
+    eager_ms, ort_ms = _median_of_rounds(eager), _median_of_rounds(ort)
+    return {
+        "net_latency_ms_median": eager_ms,
+        "onnxruntime_latency_ms_median": ort_ms,
+        "onnxruntime_speedup": eager_ms / ort_ms,
+        "onnxruntime_max_relative_error": agreement,
+        "onnx_file": str(onnx) if onnx is not None else "exported to a temporary file",
+    }
+
+
+def _median_of_rounds(latencies: Sequence[Any]) -> float:
+    return float(sorted(lat.median_ms for lat in latencies)[len(latencies) // 2])
 
 
 def profile(
@@ -110,7 +168,7 @@ def profile(
         device: where names are loaded (``"meta"``: counts only).
         pretrained: load the weights of names.
         **kwargs: :func:`profile_model` options (``warmup``, ``repeats``, ``batches``, ``explain_methods``,
-            ``counts_only``).
+            ``counts_only``, ``backends``, ``onnx``).
 
     Returns:
         ``{model name: {params, macs, flops, latency_ms_median, ...}}``.
