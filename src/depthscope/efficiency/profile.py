@@ -18,6 +18,8 @@ from depthscope.errors import InputError
 from depthscope.models import DepthModel, load_model
 from depthscope.output.files import write_json
 
+BACKENDS = ("torch", "onnxruntime")  # runtimes profile times: eager PyTorch; ONNX Runtime (the network alone)
+
 
 def explain_seconds(model: DepthModel, x: torch.Tensor, methods: Sequence[str]) -> dict[str, float]:
     """Seconds per attribution map (whole-map target) for each method: one untimed run (it also tunes chunk
@@ -56,6 +58,9 @@ def profile_model(
     input (recorded as ``network_input_size``) and that resizing is part of the cost. ``counts_only`` keeps the
     shape-only metrics (params, bytes, MACs/FLOPs), which also work for a model on the ``meta`` device: a deep
     model's costs in seconds without allocating its weights."""
+    unknown = sorted(set(backends) - set(BACKENDS))
+    if unknown:  # before anything is timed
+        raise InputError(f"--backend {', '.join(unknown)}: unknown; choose from {', '.join(BACKENDS)}")
     h, w = input_size or model.preprocessing.input_size
     if h < 1 or w < 1:
         raise InputError(f"--input-size must be positive, got {h} {w}")
@@ -94,15 +99,9 @@ def profile_model(
     }
     if explain_methods:
         row["explain_seconds"] = explain_seconds(model, x, explain_methods)
-    unknown = sorted(set(backends) - set(BACKENDS))
-    if unknown:
-        raise InputError(f"--backend {', '.join(unknown)}: unknown; choose from {', '.join(BACKENDS)}")
     if "onnxruntime" in backends:
         row |= onnxruntime_latency(model, model.prepare(x), onnx, warmup, repeats)
     return row
-
-
-BACKENDS = ("torch", "onnxruntime")
 
 
 def onnxruntime_latency(

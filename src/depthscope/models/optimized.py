@@ -23,7 +23,14 @@ from depthscope.errors import CheckpointError, DepthscopeError
 from depthscope.models.base import DepthModel
 from depthscope.models.channels import resize_like
 from depthscope.models.mixers import replace_attention
-from depthscope.models.quantized import convert_int8, int8_skeleton, int8_state, load_int8_state, prepare_int8
+from depthscope.models.quantized import (
+    convert_int8,
+    int8_skeleton,
+    int8_state,
+    load_int8_state,
+    packed,
+    prepare_int8,
+)
 from depthscope.models.weights import load_into
 from depthscope.output.files import write_atomic
 from depthscope.registry import Registry
@@ -50,7 +57,7 @@ def save_optimized(path: str | os.PathLike, net: nn.Module, base: str, steps: li
     if steps and steps[-1].get("storage") == "int8":  # int8 weights and scales only
         state = int8_state(net)
     else:
-        state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}  # clone: shared observers alias
+        state = {k: packed(v) for k, v in net.state_dict().items()}  # a copy each: shared observers alias
     meta = {"format": FORMAT, "base": base, "steps": json.dumps(steps), "name": name}
     return write_atomic(path, save(state, metadata=meta))
 

@@ -70,6 +70,12 @@ SCALES, ZERO_POINTS, AXIS = ".__int8_scales", ".__int8_zero_points", ".__int8_ax
 PER_CHANNEL = (torch.per_channel_affine, torch.per_channel_symmetric)
 
 
+def packed(t: torch.Tensor) -> torch.Tensor:
+    """A contiguous CPU copy of ``t``: what safetensors stores (it refuses strided views, e.g. the channels-last
+    weights the x86 int8 kernels keep, and a copy never aliases another entry)."""
+    return t.detach().cpu().clone(memory_format=torch.contiguous_format)
+
+
 def int8_state(converted: nn.Module) -> dict[str, torch.Tensor]:
     """The tensors inference needs of a converted int8 network, as plain tensors (safetensors stores no quantised
     dtype): int8 weights with their scales and zero points, float biases and the graph's activation scales. No
@@ -79,16 +85,16 @@ def int8_state(converted: nn.Module) -> dict[str, torch.Tensor]:
         if v is None:  # a convolution without bias
             continue
         if v.is_quantized:
-            out[k] = v.int_repr().clone()
+            out[k] = packed(v.int_repr())
             if v.qscheme() in PER_CHANNEL:
-                out[k + SCALES] = v.q_per_channel_scales().clone()
-                out[k + ZERO_POINTS] = v.q_per_channel_zero_points().clone()
+                out[k + SCALES] = packed(v.q_per_channel_scales())
+                out[k + ZERO_POINTS] = packed(v.q_per_channel_zero_points())
                 out[k + AXIS] = torch.tensor(v.q_per_channel_axis())
             else:
                 out[k + SCALES] = torch.tensor([v.q_scale()], dtype=torch.float64)
                 out[k + ZERO_POINTS] = torch.tensor([v.q_zero_point()])
         else:
-            out[k] = v.detach().cpu().clone()
+            out[k] = packed(v)
     return out
 
 
