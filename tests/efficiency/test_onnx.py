@@ -10,8 +10,8 @@ import json
 import re
 
 import numpy as np
-import onnx  # noqa: E402  (the [test] extra installs onnx and onnxruntime: never skipped)
-import onnxruntime as ort  # noqa: E402
+import onnx  # the [test] extra installs onnx and onnxruntime: never skipped
+import onnxruntime as ort
 import pytest
 import torch
 from torch import nn

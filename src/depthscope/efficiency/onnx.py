@@ -90,10 +90,6 @@ class OnnxNetwork:
         meta = self.session.get_modelmeta().custom_metadata_map
         self.metadata = {k: json.loads(v) for k, v in meta.items() if k.startswith("depthscope.")}
 
-    @property
-    def device(self) -> torch.device:
-        return torch.device("cpu")
-
     def check_matches(self, model: DepthModel) -> None:
         """One error naming the file if its input is not ``model``'s network input ``(B, 3, H, W)``."""
         want = [3, *model.preprocessing.input_size]
