@@ -11,7 +11,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "depthscope"
 
 # Lowest first. A module may import its own layer and the ones below; errors/seeding < data < models <
-# metrics, explain < assess, efficiency < optimize < report < cli (the order), with the shared helpers
+# metrics, explain < assess, efficiency < optimize, compare < report < cli (the order), with the shared helpers
 # (registry, config, ops, output) beside errors at the bottom.
 LAYERS = [
     {"errors", "seeding", "registry", "config", "ops", "output"},
@@ -19,7 +19,7 @@ LAYERS = [
     {"models"},
     {"metrics", "explain", "predict"},
     {"assess", "efficiency"},
-    {"optimize", "engine"},
+    {"optimize", "engine", "compare"},
     {"report", "view"},
     {"cli"},
 ]

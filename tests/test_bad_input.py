@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import re
 import shutil
 import signal
 import stat
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_errors import one_line_error
 from PIL import Image
 
 from depthscope.cli import main
@@ -34,13 +34,6 @@ def cli(capsys, *argv):
     """``depthscope ARGV`` in process: (exit code, stderr)."""
     rc = main([str(a) for a in argv])
     return rc, capsys.readouterr().err
-
-
-def one_line_error(err: str, *parts: str) -> None:
-    errors = [ln for ln in re.split(r"[\r\n]", err) if ": error: " in ln]  # progress bars end lines with \r
-    assert len(errors) == 1 and "Traceback" not in err, err
-    for p in parts:
-        assert p in errors[0], (p, errors[0])
 
 
 # ------------------------------------------------------------------------------------- 1. code from checkpoints

@@ -1,11 +1,12 @@
 """depthscope: evaluate, explain and profile monocular depth estimation models.
 
 ``load_model`` / ``wrap`` give a :class:`DepthModel` (images in [0, 1] -> metric depth in metres); ``predict``,
-``evaluate``, ``explain``, ``assess``, ``profile``, ``pareto`` and ``report`` are the Python API behind the CLI
+``evaluate``, ``explain``, ``assess``, ``compare``, ``profile``, ``pareto`` and ``report`` are the Python API behind the CLI
 commands of the same names. Extension points: ``register_model`` (with a ``ModelConfig``), ``register_method``, ``register_metric``.
 """
 
 from depthscope.assess import METRICS, AssessConfig, AssessmentMetric, assess, register_metric
+from depthscope.compare import compare
 from depthscope.data import open_dataset
 from depthscope.efficiency import pareto, profile
 from depthscope.explain import METHODS, explain, register_method
@@ -22,6 +23,7 @@ __all__ = [
     "DepthModel",
     "ModelConfig",
     "assess",
+    "compare",
     "evaluate",
     "explain",
     "list_models",

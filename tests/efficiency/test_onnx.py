@@ -7,23 +7,19 @@ never saw (dynamic batch)."""
 from __future__ import annotations
 
 import json
-import re
 
 import numpy as np
 import onnx  # the [test] extra installs onnx and onnxruntime: never skipped
 import onnxruntime as ort
 import pytest
 import torch
+from cli_errors import error_lines
 from torch import nn
 
 from depthscope.cli import main
 from depthscope.efficiency import profile_model
 from depthscope.errors import InputError
 from depthscope.models import wrap
-
-
-def errors(err: str) -> list[str]:
-    return [ln for ln in re.split(r"[\r\n]", err) if ": error: " in ln]
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +123,7 @@ def test_cli_bad_onnx_input_is_one_line(tmp_path, capsys):
     ]  # fmt: skip
     for argv, parts in cases:
         assert main([*argv, "--out", str(tmp_path / "o")] if argv[0] == "profile" else argv) == 2, argv
-        (line,) = errors(capsys.readouterr().err)
+        (line,) = error_lines(capsys.readouterr().err)
         assert all(p in line for p in parts), line
 
 

@@ -136,3 +136,23 @@ def test_pareto_names_each_model_it_leaves_out_and_flags_random_weights(capsys):
     assert "costs-only is left out: it has no rmse (no metrics.json" in err
     assert "untrained was evaluated with random weights" in err
     assert [r["weights"] for r in table] == ["trained", "random"]
+
+
+def test_pareto_front_knows_higher_is_better_columns():
+    from depthscope.efficiency.pareto import pareto_front
+
+    rows = [
+        {"model": "fast", "ms": 1.0, "spearman": 0.50, "delta1": 0.80},
+        {"model": "best", "ms": 3.0, "spearman": 0.95, "delta1": 0.85},
+        {"model": "worse", "ms": 4.0, "spearman": 0.90, "delta1": 0.90},  # slower and less agreeing than best
+        {"model": "mid", "ms": 2.0, "spearman": 0.70, "delta1": 0.70},
+    ]
+    assert [r["model"] for r in pareto_front(rows, "ms", "spearman", frozenset({"spearman"}))] == [
+        "fast",
+        "mid",
+        "best",
+    ]
+    # spearman read as lower-is-better, the frontier would be just the fastest, least agreeing one
+    assert [r["model"] for r in pareto_front(rows, "ms", "spearman", frozenset())] == ["fast"]
+    # delta1 is higher-is-better by default
+    assert [r["model"] for r in pareto_front(rows, "ms", "delta1")] == ["fast", "best", "worse"]

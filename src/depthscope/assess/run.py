@@ -26,6 +26,7 @@ from depthscope.config import flatten
 from depthscope.data.datasets import DataSpec, DepthDataset, as_dataset, check_limit
 from depthscope.errors import InputError
 from depthscope.explain import explain, target_model
+from depthscope.explain.attribution import Attribution
 from depthscope.models import DepthModel, load_model, warn_if_untrained
 from depthscope.ops.batching import tune_chunk_size
 from depthscope.output.figures import curves_figure
@@ -47,6 +48,7 @@ def assess_image(
     seed: int = 0,
     chunk_size: int | str = "auto",
     on_phase: Callable[[str], None] | None = None,
+    on_map: Callable[[str, Attribution], None] | None = None,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """Scores of every method's map (whole-map mean target) on one image, method by method.
 
@@ -63,6 +65,8 @@ def assess_image(
         chunk_size: perturbed inputs per forward (``"auto"``: measured).
         on_phase: called with the name of each phase as it starts (``draws: METRIC``, ``map: METHOD``,
             ``scores: METHOD``: the phases of the cost plan), so a caller can say where an image's time goes.
+        on_map: called with ``(method, attribution)`` as each map is made (``depthscope.compare`` keeps them to
+            measure two models' agreement on the very maps that were scored).
 
     Yields:
         ``(method, {column: value})`` as soon as that method is done, so a caller can save it before the next.
@@ -86,6 +90,8 @@ def assess_image(
         opts = config.method_options.get(method)
         attrs[method] = explain(model, x, method, "mean", {method: opts} if opts else None, seed=seed)[method]
         seconds[method] = time.perf_counter() - t0
+        if on_map is not None:
+            on_map(method, attrs[method])
     joint: dict[str, dict[str, dict[str, Any]]] = {}
     for name, m in metrics.items():
         if m.joint:  # adaptive draws: every map of the image decides when they stop

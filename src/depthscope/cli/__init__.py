@@ -11,7 +11,19 @@ from collections.abc import Sequence
 
 import torch
 
-from depthscope.cli import assess, evaluate, explain, export, optimize, pareto, predict, profile, report, view  # noqa: F401
+from depthscope.cli import (  # noqa: F401
+    assess,
+    compare,
+    evaluate,
+    explain,
+    export,
+    optimize,
+    pareto,
+    predict,
+    profile,
+    report,
+    view,
+)
 from depthscope.cli._base import COMMANDS, Command, register_command
 from depthscope.errors import DepthscopeError
 

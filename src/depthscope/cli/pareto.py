@@ -11,13 +11,19 @@ from depthscope.cli._base import Command, register_command
 
 @register_command
 class Pareto(Command):
-    """Pareto frontier of models over two metrics (lower is better), e.g. latency against RMSE, and each model's
-    EER (Efficient Error Rate: mean of model/reference over the --eer-metrics) against --reference.
+    """Pareto frontier of models over any two of their costs (profile.json), accuracies (metrics.json) and
+    explanation scores (summary.csv of `assess` or `compare`: af_perturbation, infidelity, spearman, top10_iou...),
+    e.g. latency against RMSE or against the attribution agreement with the fp32 model, and each model's EER
+    (Efficient Error Rate: mean of model/reference over the --eer-metrics) against --reference. Each axis's
+    direction is known: summaries state theirs, delta1-3 and onnxruntime_speedup are higher-is-better, the rest
+    lower-is-better.
 
     Writes DIR/pareto.csv (model, x, y, on_frontier, eer) and DIR/pareto.png (the frontier drawn).
 
     Example: depthscope pareto --profile out/profile/profile.json --metrics out/eval/metrics.json
              --x latency_ms_median --y rmse --reference meter-xxs-nyu --out out/pareto
+             depthscope pareto --profile out/profile/profile.json --summary out/compare-int8/summary.csv
+             out/compare-prune/summary.csv --method saliency --x latency_ms_median --y spearman
     """
 
     name = "pareto"
@@ -26,8 +32,11 @@ class Pareto(Command):
     def configure(self, p: argparse.ArgumentParser) -> None:
         from depthscope.efficiency.run import DEFAULT_EER_METRICS
 
-        p.add_argument("--profile", required=True, help="profile.json written by `depthscope profile`")
+        p.add_argument("--profile", help="profile.json written by `depthscope profile`")
         p.add_argument("--metrics", nargs="*", default=[], help="metrics.json files written by `depthscope evaluate`")
+        p.add_argument("--summary", nargs="*", default=[], help="summary.csv files of `depthscope assess` or `compare`")
+        p.add_argument("--method", help="the attribution method whose summary rows are used (needed when a summary "
+                       "has several)")  # fmt: skip
         p.add_argument("--x", default="latency_ms_median", help="x metric (default %(default)s)")
         p.add_argument("--y", default="rmse", help="y metric (default %(default)s)")
         p.add_argument("--reference", help="model name to compute every model's EER against")
@@ -45,7 +54,7 @@ class Pareto(Command):
 
         table = pareto(
             args.profile, args.metrics, args.x, args.y, args.out, reference=args.reference,
-            eer_metrics=split(args.eer_metrics),
+            eer_metrics=split(args.eer_metrics), summaries=args.summary, method=args.method,
         )  # fmt: skip
         print(format_table(table))
         print(f"wrote {Path(args.out) / 'pareto.csv'} and pareto.png")

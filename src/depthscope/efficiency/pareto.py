@@ -19,17 +19,35 @@ def _value(row: Row, key: str) -> float:
     return float(row[key])
 
 
-def dominates(a: Row, b: Row, x: str, y: str) -> bool:
-    """``a`` is at least as good as ``b`` on both (lower is better) and strictly better on one."""
-    ax, ay, bx, by = _value(a, x), _value(a, y), _value(b, x), _value(b, y)
+# keys of profile.json / metrics.json where a larger value is the better one (everything else: lower is better);
+# assess and compare summaries state each column's direction themselves (``<column>_better``)
+HIGHER_IS_BETTER = frozenset({"delta1", "delta2", "delta3", "onnxruntime_speedup"})
+
+
+def _cost(row: Row, key: str, higher: frozenset[str]) -> float:
+    """``row[key]`` oriented so that lower is better."""
+    v = _value(row, key)
+    return -v if key in higher else v
+
+
+def dominates(a: Row, b: Row, x: str, y: str, higher: frozenset[str] = HIGHER_IS_BETTER) -> bool:
+    """``a`` is at least as good as ``b`` on both metrics and strictly better on one (a metric in ``higher`` is
+    better when larger, any other when smaller)."""
+    ax, ay, bx, by = (_cost(r, k, higher) for r, k in ((a, x), (a, y), (b, x), (b, y)))
     return ax <= bx and ay <= by and (ax < bx or ay < by)
 
 
-def pareto_front(rows: Sequence[Row], x: str, y: str) -> list[Row]:
-    """The non-dominated rows over metrics ``x`` and ``y`` (both lower-is-better), sorted by ``x``.
+def pareto_front(rows: Sequence[Row], x: str, y: str, higher: frozenset[str] = HIGHER_IS_BETTER) -> list[Row]:
+    """The non-dominated rows over metrics ``x`` and ``y``, sorted by ``x``; ``higher`` names the metrics where
+    larger is better (default: the accuracy deltas and the ONNX Runtime speed-up; all others lower-is-better).
 
-    For a higher-is-better metric (``delta1``), pass its negation or a lower-is-better twin (``1 - delta1``)."""
-    front = [r for r in rows if not any(dominates(o, r, x, y) for o in rows if o is not r)]
+    Example:
+        >>> rows = [{"model": "a", "ms": 1, "spearman": 0.5}, {"model": "b", "ms": 2, "spearman": 0.9},
+        ...         {"model": "c", "ms": 3, "spearman": 0.8}]
+        >>> [r["model"] for r in pareto_front(rows, "ms", "spearman", frozenset({"spearman"}))]
+        ['a', 'b']
+    """
+    front = [r for r in rows if not any(dominates(o, r, x, y, higher) for o in rows if o is not r)]
     return sorted(front, key=lambda r: (_value(r, x), _value(r, y)))
 
 
@@ -59,10 +77,43 @@ def merge_results(profile: Mapping[str, Row], metrics: Sequence[Row]) -> list[di
     return list(rows.values())
 
 
+def summary_scores(
+    rows: Sequence[Row], method: str | None, origin: str
+) -> tuple[dict[str, dict[str, float]], set[str]]:
+    """The per-model scores of an ``assess`` or ``compare`` summary (rows per model and method, each score as
+    ``<s>_mean`` with its direction ``<s>_better``) for one ``method``: ``({model: {s: mean}}, {s higher is
+    better})``. A summary of several methods needs ``method``; a missing one is an error listing those there."""
+    methods = sorted({str(r.get("method")) for r in rows})
+    if method is None:
+        if len(methods) > 1:
+            raise InputError(f"{origin} summarises several methods ({', '.join(methods)}); choose one with --method")
+        method = methods[0] if methods else None
+    chosen = [r for r in rows if r.get("method") == method]
+    if not chosen:
+        raise InputError(f"{origin}: no rows of method {method!r}; it has {', '.join(methods) or 'none'}")
+    out: dict[str, dict[str, float]] = {}
+    higher = set()
+    for r in chosen:
+        scores = out.setdefault(str(r["model"]), {})
+        for key, v in r.items():
+            if key.endswith("_mean") and v not in (None, ""):
+                s = key.removesuffix("_mean")
+                scores[s] = float(v)
+                if r.get(s + "_better") == "higher":
+                    higher.add(s)
+    return out, higher
+
+
 def pareto_table(
-    rows: Sequence[Row], x: str, y: str, reference: str | None = None, eer_metrics: Sequence[str] = ()
+    rows: Sequence[Row],
+    x: str,
+    y: str,
+    reference: str | None = None,
+    eer_metrics: Sequence[str] = (),
+    higher: frozenset[str] = HIGHER_IS_BETTER,
 ) -> list[dict[str, Any]]:
-    """Rows with ``x``, ``y``, whether each is on the frontier and (with ``reference``) its EER."""
+    """Rows with ``x``, ``y``, whether each is on the frontier (``higher``: the metrics where larger is better)
+    and (with ``reference``) its EER."""
     usable = [r for r in rows if r.get(x) is not None and r.get(y) is not None]
     for r in rows:  # never silently: each model left out is named with its reason
         missing = [k for k in (x, y) if r.get(k) is None]
@@ -73,7 +124,7 @@ def pareto_table(
             warn(f"pareto: {r['model']} was evaluated with random weights: its accuracy is not a trained model's")
     if not usable:
         raise InputError(f"no model has both {x!r} and {y!r}")
-    front = {id(r) for r in pareto_front(usable, x, y)}
+    front = {id(r) for r in pareto_front(usable, x, y, higher)}
     ref = None
     if reference is not None:
         ref = next((r for r in rows if r.get("model") == reference), None)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from depthscope.efficiency.pareto import merge_results, pareto_table
+from depthscope.efficiency.pareto import HIGHER_IS_BETTER, merge_results, pareto_table, summary_scores
 from depthscope.errors import InputError
 from depthscope.output.files import write_csv
 
@@ -25,25 +26,44 @@ def _read_json(path: str | os.PathLike, what: str) -> Any:
         raise InputError(f"{what} {p}: not valid JSON ({e})") from None
 
 
+def _read_summary(path: str | os.PathLike) -> list[dict[str, str]]:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"summary {p}: no such file")
+    try:
+        rows = list(csv.DictReader(p.read_text().splitlines()))
+    except (csv.Error, UnicodeDecodeError) as e:
+        raise InputError(f"summary {p}: not a CSV ({e})") from None
+    if not rows or "model" not in rows[0] or "method" not in rows[0]:
+        raise InputError(f"summary {p}: expected the summary.csv that `depthscope assess` or `compare` writes")
+    return rows
+
+
 def pareto(
-    profile_json: str | os.PathLike,
+    profile_json: str | os.PathLike | None,
     metrics_jsons: Sequence[str | os.PathLike],
     x: str,
     y: str,
     out: str | os.PathLike,
     reference: str | None = None,
     eer_metrics: Sequence[str] = DEFAULT_EER_METRICS,
+    summaries: Sequence[str | os.PathLike] = (),
+    method: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The Pareto frontier of profiled models over two lower-is-better metrics, and each model's EER.
+    """The Pareto frontier of models over any two of their costs, accuracies and explanation scores, and each
+    model's EER.
 
     Args:
-        profile_json: ``profile.json`` from :func:`depthscope.profile`.
+        profile_json: ``profile.json`` from :func:`depthscope.profile` (None: no costs).
         metrics_jsons: ``metrics.json`` files from :func:`depthscope.evaluate`, joined to the profile by model.
         x: the x metric (e.g. ``latency_ms_median``, ``macs``).
-        y: the y metric (e.g. ``rmse``).
+        y: the y metric (e.g. ``rmse``, or a summary column such as ``spearman`` or ``af_perturbation``).
         out: writes ``out/pareto.csv`` and ``out/pareto.png`` (the frontier as a staircase).
         reference: the model each row's EER (mean of model / reference over ``eer_metrics``) is taken against.
         eer_metrics: the metrics of the EER.
+        summaries: ``summary.csv`` files of ``assess`` (rows per model) or ``compare`` (rows per model B); each
+            score's mean is a column, with the direction the summary states.
+        method: the attribution method whose summary rows are used (needed when a summary has several).
 
     Returns:
         One row per model: ``model``, ``x``, ``y``, ``on_frontier`` and, with ``reference``, ``eer``.
@@ -60,12 +80,20 @@ def pareto(
     """
     from depthscope.output.figures import pareto_figure
 
-    profile = _read_json(profile_json, "profile")
+    profile = {} if profile_json is None else _read_json(profile_json, "profile")
     if not isinstance(profile, dict):
         raise InputError(f"profile {profile_json}: expected the object that `depthscope profile` writes")
+    if profile_json is None and not metrics_jsons and not summaries:
+        raise InputError("pareto needs at least one of --profile, --metrics, --summary")
     metrics = [_read_json(m, "metrics") for m in metrics_jsons]
-    rows = merge_results(profile, metrics)
-    table = pareto_table(rows, x, y, reference, eer_metrics)
+    rows = {r["model"]: r for r in merge_results(profile, metrics)}
+    higher = set(HIGHER_IS_BETTER)
+    for path in summaries:
+        scores, up = summary_scores(_read_summary(path), method, f"summary {path}")
+        higher |= up
+        for name, values in scores.items():
+            rows.setdefault(name, {"model": name}).update(values)
+    table = pareto_table(list(rows.values()), x, y, reference, eer_metrics, frozenset(higher))
     write_csv(Path(out) / "pareto.csv", table)
-    pareto_figure(table, x, y, Path(out) / "pareto.png")
+    pareto_figure(table, x, y, Path(out) / "pareto.png", frozenset(higher))
     return table

@@ -95,3 +95,24 @@ def map_ssim(a: torch.Tensor, b: torch.Tensor) -> float:
         return ((t - t.min()) / (t.max() - t.min()).clamp_min(1e-12))[None, None]
 
     return ssim(norm(a), norm(b), value_range=1.0).item()
+
+
+def top_fraction_iou(a: torch.Tensor, b: torch.Tensor, fraction: float = 0.1) -> float:
+    """Intersection over union of the ``fraction`` largest entries of ``a`` and of ``b`` (same shape): how far two
+    maps agree on *where* the most important pixels are (1: the same pixels, about ``fraction / (2 - fraction)``
+    for unrelated maps). Exactly ``round(fraction * n)`` entries each, ties broken by position.
+
+    Example:
+        >>> a = torch.arange(10.0)
+        >>> top_fraction_iou(a, a, 0.2), top_fraction_iou(a, -a, 0.2), top_fraction_iou(a, a.roll(1), 0.2)
+        (1.0, 0.0, 0.3333333333333333)
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"maps of different shapes {tuple(a.shape)} and {tuple(b.shape)}")
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    k = max(1, round(fraction * a.numel()))
+    top_a = descending_ranks(a) < k
+    top_b = descending_ranks(b) < k
+    inter = int((top_a & top_b).sum())
+    return inter / (2 * k - inter)

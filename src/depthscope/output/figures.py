@@ -161,6 +161,51 @@ def explanation_figure(
     return _save(fig, path)
 
 
+def compare_figure(
+    image: torch.Tensor,
+    maps_a: Mapping[str, torch.Tensor],
+    maps_b: Mapping[str, torch.Tensor],
+    names: tuple[str, str],
+    path: str | os.PathLike,
+) -> Path:
+    """Two models' maps of one image, one row per method: A | B | B - A, each map as its share of the total (1 =
+    uniform), so maps of different scales are comparable. A and B of a row share one colour scale, clipped at the
+    99th percentile; the difference has a symmetric diverging scale.
+
+    Args:
+        image: ``(3, H, W)`` in [0, 1].
+        maps_a: ``{method: |attribution| (H, W)}`` of model A.
+        maps_b: the same methods' maps of model B.
+        names: the two models' names.
+        path: the PNG to write.
+
+    Returns:
+        ``path``.
+    """
+    gray = image.detach().cpu().float().mean(0).numpy()
+    methods = list(maps_a)
+    aspect = gray.shape[0] / gray.shape[1]
+    fig, axes = plt.subplots(len(methods), 3, figsize=(11.5, 3.3 * aspect * len(methods) + 0.6), squeeze=False,
+                             layout="constrained")  # fmt: skip
+    for r, method in enumerate(methods):
+        a, b = (share_of_total(m[method].detach().cpu().float().numpy()) for m in (maps_a, maps_b))
+        hi = max(float(np.percentile(np.concatenate([a.ravel(), b.ravel()]), CLIP_PERCENTILE)), 1e-6)
+        diff = b - a
+        dhi = max(float(np.percentile(np.abs(diff), CLIP_PERCENTILE)), 1e-6)
+        for c, (m, title) in enumerate(((a, f"A = {names[0]}"), (b, f"B = {names[1]}"))):
+            axes[r][c].imshow(gray, cmap="gray")
+            im = axes[r][c].imshow(m, cmap=MAGNITUDE_CMAP, vmin=0, vmax=hi, alpha=0.75)
+            axes[r][c].set_title(f"{method}: {title}", fontsize=9)
+        fig.colorbar(im, ax=axes[r][:2].tolist(), label="|attribution| / uniform share", shrink=0.9,
+                     extend=_extend(np.concatenate([a.ravel(), b.ravel()]), 0, hi))  # fmt: skip
+        im = axes[r][2].imshow(diff, cmap=SIGNED_CMAP, vmin=-dhi, vmax=dhi)
+        axes[r][2].set_title(f"{method}: B - A", fontsize=9)
+        fig.colorbar(im, ax=axes[r][2], label="share difference", extend=_extend(diff, -dhi, dhi), shrink=0.9)
+        for ax in axes[r]:
+            ax.set_axis_off()
+    return _save(fig, path)
+
+
 def gallery_figure(
     rows: Sequence[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor | None]], path: str | os.PathLike
 ) -> Path:
@@ -253,17 +298,22 @@ UNITS = {
 }
 
 
-def pareto_figure(table: Sequence[Mapping[str, Any]], x: str, y: str, path: str | os.PathLike) -> Path:
+def pareto_figure(
+    table: Sequence[Mapping[str, Any]], x: str, y: str, path: str | os.PathLike, higher: frozenset[str] = frozenset()
+) -> Path:
     """The rows of :func:`~depthscope.efficiency.pareto.pareto_table` (sorted by ``x``, with ``on_frontier``) as
-    labelled points over ``x`` and ``y`` (lower is better), the frontier drawn as a staircase."""
+    labelled points over ``x`` and ``y``, the frontier drawn as a staircase; the axes say which way is better
+    (``higher``: the metrics where larger is better, the others lower)."""
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for r in table:
         ax.scatter(r[x], r[y], color="C3" if r["on_frontier"] else "0.5", zorder=3)
         ax.annotate(str(r["model"]), (r[x], r[y]), textcoords="offset points", xytext=(4, 4), fontsize=8)
     front = [r for r in table if r["on_frontier"]]
-    ax.step([r[x] for r in front], [r[y] for r in front], where="post", color="C3", label="Pareto frontier")
-    ax.set_xlabel(f"{x} ({UNITS[x]})" if x in UNITS else x)
-    ax.set_ylabel(f"{y} ({UNITS[y]})" if y in UNITS else y)
+    where = "pre" if x in higher else "post"  # the step runs along the better side of each frontier point
+    ax.step([r[x] for r in front], [r[y] for r in front], where=where, color="C3", label="Pareto frontier")
+    for setter, key in ((ax.set_xlabel, x), (ax.set_ylabel, y)):
+        better = "higher" if key in higher else "lower"
+        setter(f"{key} ({UNITS[key]}; {better} is better)" if key in UNITS else f"{key} ({better} is better)")
     ax.legend()
     ax.grid(alpha=0.3)
     return _save(fig, path)
