@@ -82,3 +82,11 @@ def test_cuda_latency_and_memory(meter_nyu):
     assert lat.device.startswith("cuda") and lat.median_ms > 0
     peak, method = peak_activation_bytes(model, x)
     assert peak > 0 and "cuda" in method
+
+
+def test_a_kitti_model_is_profiled_on_its_input_crop_by_default():
+    from depthscope.efficiency import profile_model
+
+    kitti = load_model("meter-xxs-kitti", pretrained=False)
+    row = profile_model(kitti, counts_only=True)  # its network input, 192x636, is smaller than its crop
+    assert row["input_size"] == [352, 1216] and row["network_input_size"] == [192, 636]

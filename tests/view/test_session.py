@@ -76,6 +76,7 @@ def test_int8_beside_fp32_agreement_and_refusals_in_the_page(meter_nyu, nyu_dir,
     a, b = ex.prediction("meter-xxs-nyu"), ex.prediction("meter-xxs-nyu+int8")
     assert agree["depth_rmse_m"] == pytest.approx(float(((a - b) ** 2).mean().sqrt()), rel=1e-6)
     assert 0.5 < agree["attention_rollout_spearman"] <= 1.0  # int8 keeps the transformers in fp32
+    assert 0 < agree["attention_rollout_top10_iou"] <= 1.0 and 0 < agree["attention_rollout_ssim"] <= 1.0
     with pytest.raises(InputError, match="int8 kernels, which have no gradients"):
         ex.explain("mean", ["saliency"])
     assert ex.maps_view(panels).shape[0] == 2 * 480  # one row per model

@@ -33,7 +33,7 @@ class Profile(Command):
             nargs=2,
             metavar=("H", "W"),
             help="image size fed to the model, which resizes it to its network input as it does for real images "
-            "(recorded as network_input_size); default: the network's own input size",
+            "(recorded as network_input_size); default: the network's own input size, or its input crop's (KITTI)",
         )
         p.add_argument("--pretrained", action="store_true", help="load the weights too (costs do not depend on them)")
         p.add_argument(

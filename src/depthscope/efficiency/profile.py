@@ -35,6 +35,13 @@ def explain_seconds(model: DepthModel, x: torch.Tensor, methods: Sequence[str]) 
     return out
 
 
+def default_input_size(model: DepthModel) -> tuple[int, int]:
+    """The image size profiled unless told: the network's input size, or for a model with an input crop (KITTI's
+    352x1216) the crop's, the smallest image it accepts."""
+    crop = model.preprocessing.crop
+    return tuple(model.preprocessing.input_size) if crop is None else (crop.height, crop.width)
+
+
 def profile_model(
     model: DepthModel,
     input_size: tuple[int, int] | None = None,
@@ -47,7 +54,7 @@ def profile_model(
     onnx: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Params, bytes, MACs/FLOPs, peak activation memory, latency, throughput (and seconds per explanation) of
-    ``model`` on an RGB image of ``input_size`` (default: the network's own input size) on the model's device.
+    ``model`` on an RGB image of ``input_size`` (default: :func:`default_input_size`) on the model's device.
 
     ``backends`` with ``"onnxruntime"`` also times the *network alone* on that image's network input, in eager
     PyTorch and in ONNX Runtime (CPU execution provider, same threads): ``onnx`` is the exported file to time
@@ -61,7 +68,7 @@ def profile_model(
     unknown = sorted(set(backends) - set(BACKENDS))
     if unknown:  # before anything is timed
         raise InputError(f"--backend {', '.join(unknown)}: unknown; choose from {', '.join(BACKENDS)}")
-    h, w = input_size or model.preprocessing.input_size
+    h, w = input_size or default_input_size(model)
     if h < 1 or w < 1:
         raise InputError(f"--input-size must be positive, got {h} {w}")
     dev = next(model.parameters()).device
@@ -163,7 +170,7 @@ def profile(
             depend on them).
         out: ``out/profile.json`` is rewritten atomically after each model, so an interruption keeps the models
             already profiled.
-        input_size: the image ``(H, W)`` fed to the model (default: the network's own input size).
+        input_size: the image ``(H, W)`` fed to the model (default: :func:`default_input_size`).
         device: where names are loaded (``"meta"``: counts only).
         pretrained: load the weights of names.
         **kwargs: :func:`profile_model` options (``warmup``, ``repeats``, ``batches``, ``explain_methods``,

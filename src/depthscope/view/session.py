@@ -19,6 +19,7 @@ import torch
 
 from depthscope.assess.fidelity import af_depth_correlation, af_perturbation
 from depthscope.assess.perturbation import ORDERS, perturbation_curves
+from depthscope.compare.agreement import depth_agreement, map_agreement
 from depthscope.data.datasets import DepthDataset, open_dataset
 from depthscope.data.io import read_image
 from depthscope.errors import InputError
@@ -28,7 +29,6 @@ from depthscope.explain.targets import parse_target
 from depthscope.metrics.depth import evaluate_depth
 from depthscope.metrics.evaluate import resolve_crop
 from depthscope.models import DepthModel, load_model
-from depthscope.ops.stats import spearman
 from depthscope.output.depth import colorize, robust_range, with_colorbar
 from depthscope.output.figures import MAGNITUDE_CMAP, share_of_total
 
@@ -216,15 +216,17 @@ class Explorer:
         return panels
 
     def agreement(self, panels: Mapping[str, Panel]) -> dict[str, Any]:
-        """Two models: RMSE between their predicted depths (m) and, per method, the Spearman correlation of
-        their maps' magnitudes (empty for one model)."""
+        """Two models: RMSE (m) and AbsRel between their predicted depths and, per method, the Spearman
+        correlation, SSIM and top-10 % IoU of their maps' magnitudes, as ``depthscope compare`` measures them
+        (empty for one model)."""
         if len(panels) != 2:
             return {}
         a, b = panels.values()
-        da, db = self.prediction(a.model), self.prediction(b.model)
-        out: dict[str, Any] = {"depth_rmse_m": float(((da - db) ** 2).mean().sqrt())}
+        depth = depth_agreement(self.prediction(a.model), self.prediction(b.model))
+        out: dict[str, Any] = {"depth_rmse_m": depth["depth_rmse"], "depth_abs_rel": depth["depth_abs_rel"]}
         for name in a.maps:
-            out[f"{name}_spearman"] = spearman(a.maps[name].magnitude[0].flatten(), b.maps[name].magnitude[0].flatten())
+            maps = map_agreement(a.maps[name].magnitude[0], b.maps[name].magnitude[0])
+            out |= {f"{name}_{k}": v for k, v in maps.items()}
         return out
 
     def curves(self, panels: Mapping[str, Panel], replacement: str = "blur", patch: int = 8) -> dict[str, Any]:
