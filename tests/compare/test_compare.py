@@ -172,3 +172,16 @@ def test_cli_compare_then_pareto_over_cost_and_agreement(tmp_path, capsys):
     assert main([*base, "--method", "saliency"]) == 0
     (row,) = list(csv.DictReader(open(par / "pareto.csv")))
     assert row["model"] == "meter-xxs-nyu" and float(row["spearman"]) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_map_agreement_leaves_out_pixels_outside_the_mask():
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.zeros(40, 60), torch.zeros(40, 60)
+    a[10:30, 5:45] = torch.rand(20, 40, generator=g)
+    b[10:30, 5:45] = torch.rand(20, 40, generator=g)  # unrelated inside; both 0 outside, as outside a KITTI crop
+    mask = torch.zeros(40, 60, dtype=torch.bool)
+    mask[10:30, 5:45] = True
+    inside = map_agreement(a[10:30, 5:45], b[10:30, 5:45])
+    assert map_agreement(a, b, mask) == pytest.approx(inside, abs=1e-12)
+    assert abs(inside["spearman"]) < 0.15
+    assert map_agreement(a, b)["spearman"] > 0.5  # the shared zeros alone would make them "agree"

@@ -119,3 +119,21 @@ def test_entry_point_errors(tmp_path, monkeypatch, capsys):
     ):
         assert main(["profile", "--model", spec, "--out", str(tmp_path / "p")]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_a_network_without_tensors_runs_on_the_cpu(nyu):
+    """A wrapped module with no parameters or buffers (e.g. a runtime session) is evaluated, not a StopIteration."""
+
+    class Constant(torch.nn.Module):
+        def forward(self, x):
+            return torch.full((x.shape[0], 1, x.shape[2], x.shape[3]), 2.5)  # 2.5 m everywhere
+
+    model = wrap(Constant(), input_size=(48, 64), mean=None, std=None, name="constant")
+    assert model.device == torch.device("cpu")
+    res = ds.evaluate(model, nyu, limit=1)
+    gt = nyu[0].depth
+    valid = gt > 0
+    crop = torch.zeros_like(valid)
+    crop[45:471, 41:601] = True  # the Eigen crop of a 480x640 NYU image
+    valid &= crop & (gt <= 10.0)
+    assert res.metrics["mae"] == pytest.approx(float((gt[valid] - 2.5).abs().mean()), rel=1e-5)

@@ -148,7 +148,7 @@ def plan(
     n = len(ds) if limit is None else min(limit, len(ds))
     if n == 0:
         raise InputError("the dataset is empty: nothing to plan")
-    x = ds[0].image[None].to(next(model.parameters()).device)
+    x = ds[0].image[None].to(model.device)
     chunk = chunk_size or tune_chunk_size(model, x, CHUNK_PROBE, backward=False)
     for _ in assess_image(model, x, probe_config(config, warmup=True), None, config.seed, chunk):
         pass  # warm-up: allocator, caches, lazy initialisation
@@ -286,7 +286,7 @@ class LocalRunner:
         self.model = load_model(model, weights=weights, device=device) if isinstance(model, str) else model
         self.ds = as_dataset(data, self.model.info.eval.dataset)
         self.name, self.weights_record = self.model.name, self.model.weights_record
-        self.device = str(next(self.model.parameters()).device)
+        self.device = str(self.model.device)
         self.timer = PhaseTimer()
         warn_if_untrained(self.model, "its maps explain no trained model")
 

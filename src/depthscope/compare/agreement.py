@@ -1,9 +1,9 @@
 """How far two models agree on one image: their depths and their attribution maps (pure functions on tensors).
 
 Depth agreement is measured with model A as the reference (AbsRel's denominator), over the pixels both models
-predict (KITTI models predict 0 outside their crop). Map agreement compares the magnitude maps: Spearman rank
-correlation, SSIM of the min-max normalised maps and the IoU of their top-10 % pixels; all three are invariant to
-the maps' scale, so a method's units (metres per intensity, metres) do not matter.
+predict (KITTI models predict 0 outside their crop). Map agreement compares the magnitude maps over the same
+pixels: Spearman rank correlation, SSIM of the min-max normalised maps and the IoU of their top-10 % pixels; all
+three are invariant to the maps' scale, so a method's units (metres per intensity, metres) do not matter.
 """
 
 from __future__ import annotations
@@ -53,8 +53,17 @@ def depth_agreement(depth_a: torch.Tensor, depth_b: torch.Tensor) -> dict[str, f
     }
 
 
-def map_agreement(magnitude_a: torch.Tensor, magnitude_b: torch.Tensor) -> dict[str, float]:
+def map_agreement(
+    magnitude_a: torch.Tensor, magnitude_b: torch.Tensor, mask: torch.Tensor | None = None
+) -> dict[str, float]:
     """Spearman, SSIM and top-10 % IoU of two attribution magnitude maps ``(H, W)`` of the same image.
+
+    Args:
+        magnitude_a: model A's map.
+        magnitude_b: model B's map, same shape.
+        mask: the pixels to compare (default: all). A KITTI model's maps are 0 outside its input crop for both
+            models; counting those pixels would make any two maps agree there, so ``compare`` passes the pixels
+            both models predict. SSIM is taken over the mask's bounding box, the others over the mask.
 
     Example:
         >>> m = torch.rand(32, 32, generator=torch.Generator().manual_seed(0))
@@ -62,6 +71,14 @@ def map_agreement(magnitude_a: torch.Tensor, magnitude_b: torch.Tensor) -> dict[
         {'spearman': 1.0, 'ssim': 1.0, 'top10_iou': 1.0}
     """
     a, b = magnitude_a.detach().float(), magnitude_b.detach().float()
+    if mask is not None and not bool(mask.all()):
+        rows, cols = mask.any(1).nonzero()[:, 0], mask.any(0).nonzero()[:, 0]
+        box = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
+        return {
+            "spearman": spearman(a[mask], b[mask]),
+            "ssim": map_ssim(a[box], b[box]),
+            "top10_iou": top_fraction_iou(a[mask], b[mask], TOP_FRACTION),
+        }
     return {
         "spearman": spearman(a, b),
         "ssim": map_ssim(a, b),

@@ -169,7 +169,7 @@ def _compare(
     n = len(ds) if limit is None else min(limit, len(ds))
     keys = [ds.key(i) for i in range(n)]
     todo = [i for i, k in enumerate(keys) if any((m, k) not in done for m in config.methods)]
-    device = next(a.parameters()).device
+    device = a.device
     if todo:
         x0 = ds[todo[0]].image[None].to(device)
         for role, m in zip(ROLES, models, strict=True):
@@ -191,13 +191,14 @@ def _compare(
                                      on_map=maps.__setitem__))  # fmt: skip
             scored.append((rows, maps))
         with torch.no_grad():
-            depth = depth_agreement(a(x)[0, 0], b(x)[0, 0])
+            da, db = a(x)[0, 0], b(x)[0, 0]
+        depth, shared = depth_agreement(da, db), (da > 0) & (db > 0)
         (rows_a, maps_a), (rows_b, maps_b) = scored
         for method in config.methods:
             if (method, sample.name) in done:
                 continue
             row: dict[str, Any] = {"model": b.name, "reference": a.name, "method": method, "image": sample.name}
-            row |= depth | map_agreement(maps_a[method].magnitude[0], maps_b[method].magnitude[0])
+            row |= depth | map_agreement(maps_a[method].magnitude[0], maps_b[method].magnitude[0], shared)
             for c in score_columns(config):
                 va, vb = float(rows_a[method][c.name]), float(rows_b[method][c.name])
                 row |= {f"{c.name}_a": va, f"{c.name}_b": vb, f"{c.name}_change": vb - va}

@@ -71,7 +71,7 @@ def profile_model(
     h, w = input_size or default_input_size(model)
     if h < 1 or w < 1:
         raise InputError(f"--input-size must be positive, got {h} {w}")
-    dev = next(model.parameters()).device
+    dev = model.device
     model.eval()
     x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)).to(dev)  # meta: shape only
     counted = model.float_twin or model  # an int8 model: its float twin's MACs and parameter count

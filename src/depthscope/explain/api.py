@@ -96,7 +96,7 @@ def explain(
     if isinstance(model, str):
         model = load_model(model, device=device or "cpu")
     model.eval()
-    dev = next(model.parameters()).device
+    dev = model.device
     names = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
     specs = {name: METHODS.get(name) for name in names}  # unknown names fail before any work
     needs_grad = [n for n, s in specs.items() if s.needs_grad]

@@ -59,7 +59,7 @@ def save_explanation(
         ['explain.json', 'explain.png', 'random.npy', 'random_signed.npy']
     """
     out = Path(out)
-    x = as_batch(image, next(model.parameters()).device)
+    x = as_batch(image, model.device)
     written: dict[str, Path] = {}
     info: dict[str, Any] = {"model": model.name, "image": str(image) if not torch.is_tensor(image) else "tensor"}
     info |= {"target": target if isinstance(target, str) else "tensor", "methods": {}}
@@ -98,7 +98,7 @@ def sanity_rows(
 ) -> list[dict[str, Any]]:
     """Cascading model-parameter randomisation (:func:`~depthscope.explain.sanity.cascading_randomization`) of
     each method: rows ``{method, block, spearman, ssim}``, also written to ``out/sanity.csv`` when ``out``."""
-    x = as_batch(image, next(model.parameters()).device)
+    x = as_batch(image, model.device)
     options = options or {}
     rows = [
         {"method": name, **r}

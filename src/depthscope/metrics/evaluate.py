@@ -144,7 +144,7 @@ def evaluate(
     elif device is not None:
         model = model.to(device)
     model.eval()
-    dev = next(model.parameters()).device
+    dev = model.device
     if isinstance(data, DataSpec):
         ds = data.open(dataset or model.info.eval.dataset)
     else:

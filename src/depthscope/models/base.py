@@ -9,6 +9,7 @@ input image's resolution.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -116,6 +117,14 @@ class DepthModel(nn.Module):
     def weights_record(self) -> str:
         """Where the weights came from, as every output records it: the checkpoint path, or ``random``."""
         return self.info.weights or RANDOM_WEIGHTS
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs: its first parameter's (or buffer's) device; the CPU for a network without tensors
+        (e.g. a wrapped runtime session)."""
+        for t in itertools.chain(self.parameters(), self.buffers()):
+            return t.device
+        return torch.device("cpu")
 
     @property
     def differentiable(self) -> bool:

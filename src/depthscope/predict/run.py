@@ -208,7 +208,7 @@ def predict(
     _check_out(out, src)
     model = load_model(model, device=device) if isinstance(model, str) else model
     model.eval()
-    dev = next(model.parameters()).device
+    dev = model.device
     metric = model.preprocessing.output == "depth"
     if "ply" in formats and not metric:
         raise InputError(f"--format ply needs metric depth; {model.name} predicts {model.preprocessing.output}")

@@ -75,7 +75,7 @@ def report(
     model = load_model(model, device=device) if isinstance(model, str) else model
     data_arg = None if isinstance(data, DepthDataset) else str(data)
     data = data if isinstance(data, DepthDataset) else open_dataset(data, model.info.eval.dataset)
-    dev = next(model.parameters()).device
+    dev = model.device
     base = ["depthscope"]
     common = ["--model", model.name, "--device", str(dev)]
     data_opts = ["--data", data_arg or str(getattr(data, "root", "DATA")), "--dataset", data.name]

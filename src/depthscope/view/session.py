@@ -135,7 +135,7 @@ class Explorer:
     def _x(self) -> torch.Tensor:
         if self.image is None:
             raise InputError("choose an image first (a thumbnail, or upload one)")
-        return self.image[None].to(next(self.models[0].parameters()).device)
+        return self.image[None].to(self.models[0].device)
 
     def prediction(self, model: str) -> torch.Tensor:
         """The predicted depth ``(H, W)`` in metres (cached per image)."""
