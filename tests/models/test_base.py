@@ -2,6 +2,7 @@ import pytest
 import torch
 from torch import nn
 
+import depthscope as ds
 from depthscope.errors import InputError
 from depthscope.models import wrap
 
