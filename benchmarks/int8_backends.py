@@ -13,8 +13,8 @@ forward at 192x256, batch 1, in interleaved rounds.
 * ``ort``: ONNX Runtime's static QDQ quantiser (per-channel int8 weights, uint8 activations, MinMax), against ONNX
   Runtime fp32.
 
-``reduce_range`` (7-bit activations) is on for both torchao and ONNX Runtime: without VNNI the 8-bit products
-saturate. Needs ``pip install torchao`` besides the [onnx] extra.
+``reduce_range`` (7-bit activations) is on for torchao and ONNX Runtime where the CPU lacks VNNI (AVX2 only: the
+8-bit products saturate there). Needs ``pip install torchao`` besides the [onnx] extra.
 
 Run: python benchmarks/int8_backends.py [--threads 2] [--rounds 5]
 """
@@ -41,6 +41,7 @@ from depthscope.optimize.images import image_paths, load_images
 from depthscope.output.tables import format_table
 
 KEEP_FLOAT = ("decoder.ups_block_3",)
+REDUCE_RANGE = not torch.cpu._is_vnni_supported()
 
 
 def _dynamic(args: tuple) -> tuple:
@@ -113,7 +114,9 @@ def pt2e(net: nn.Module, calib: list[torch.Tensor], whole: bool) -> nn.Module:
     prepared = {}
     for r in regions:
         mod = q.get_submodule(r) if r else q
-        quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config(reduce_range=True))
+        quantizer = X86InductorQuantizer().set_global(
+            get_default_x86_inductor_quantization_config(reduce_range=REDUCE_RANGE)
+        )
         for k in KEEP_FLOAT:
             if not r or k.startswith(r + "."):
                 quantizer.set_module_name_qconfig(k[len(r) + 1 :] if r else k, None)
@@ -171,7 +174,7 @@ def ort_pair(model: DepthModel, calib: list[torch.Tensor], threads: int, folder:
             x = next(self.items, None)
             return None if x is None else {name: x.numpy()}
 
-    quantize_static(pre, q8, Reader(), quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=True,
+    quantize_static(pre, q8, Reader(), quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=REDUCE_RANGE,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax)  # fmt: skip
     return fp32, OrtNet(q8, threads)
