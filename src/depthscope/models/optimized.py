@@ -21,7 +21,7 @@ from torch import nn
 
 from depthscope.errors import CheckpointError, DepthscopeError
 from depthscope.models.base import DepthModel
-from depthscope.models.channels import resize_like
+from depthscope.models.channels import resize_like, resize_to_state
 from depthscope.models.mixers import replace_attention
 from depthscope.models.quantized import (
     convert_int8,
@@ -134,7 +134,15 @@ def _replaced(net: nn.Module, kind: str, **options: int) -> nn.Module:
 # The structure ops depthscope writes (``depthscope optimize``); nothing else is accepted from a file.
 STRUCTURES.register("meta")(Structure(lambda net, step, state: _replaced(net, "meta", kernel=int(step["kernel"]))))
 STRUCTURES.register("pyra")(Structure(lambda net, step, state: _replaced(net, "pyra", sr_ratio=int(step["sr_ratio"]))))
-STRUCTURES.register("prune")(Structure(lambda net, step, state: resize_like(net, state)))
+
+
+def _pruned(net: nn.Module, step: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> nn.Module:
+    if step.get("engine") == "depgraph":  # any network: every tensor's shape from the file, groups from the recipe
+        return resize_to_state(net, state, {str(k): int(v) for k, v in dict(step.get("groups", {})).items()})
+    return resize_like(net, state)  # METER's channel groups
+
+
+STRUCTURES.register("prune")(Structure(_pruned))
 STRUCTURES.register("distill")(Structure(lambda net, step, state: net))
 
 

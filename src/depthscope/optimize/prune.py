@@ -20,6 +20,10 @@ forwards), with depthwise convolutions of 21 channels slower than of 32; rounded
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
+
+import torch
 from torch import nn
 
 from depthscope.efficiency.params import count_params
@@ -48,5 +52,103 @@ def prune_channels(net: nn.Module, ratio: float, multiple: int = 8) -> tuple[nn.
         raise InputError(
             f"pruning ratio {ratio}: the prunable channels ({len(meter_groups(net))} groups) cannot remove that "
             f"share of the parameters (reached {1 - count_params(pruned) / count_params(net):.3f})"
+        )
+    return pruned, best
+
+
+def _attention_linears(net: nn.Module) -> list[nn.Module]:
+    """The projections of every attention module (a class named ``*Attention*`` or holding ``num_heads``): their
+    widths are tied to head counts a graph does not show, so they are kept whole."""
+    out = []
+    for m in net.modules():
+        if "attention" in type(m).__name__.lower() or hasattr(m, "num_heads"):
+            out += [s for s in m.modules() if isinstance(s, nn.Linear)]
+    return out
+
+
+def _output_layers(net: nn.Module, example: torch.Tensor) -> list[nn.Module]:
+    """The last convolution or linear layer the forward runs: it makes the output's channels, which stay."""
+    ran: list[nn.Module] = []
+    kinds = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+    hooks = [m.register_forward_hook(lambda m, i, o: ran.append(m)) for m in net.modules() if isinstance(m, kinds)]
+    try:
+        with torch.no_grad():
+            net(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    return ran[-1:]
+
+
+def prune_graph(
+    net: nn.Module, example: torch.Tensor, ratio: float, multiple: int = 8, keep: Sequence[str] = ()
+) -> tuple[nn.Module, float]:
+    """A copy of any network with ``ratio`` of its parameters removed by structured pruning along its dependency
+    graph (torch-pruning's DepGraph): every group of coupled channels (a convolution's outputs with its batch
+    norm, the depthwise convolution and the next layer's inputs; residual streams; transformer MLP widths) loses
+    its lowest-magnitude channels (L2 norm, rounded to ``multiple``), one channel fraction for all groups, found by
+    bisection. Kept whole: the output layer, attention projections, and the modules named in ``keep``.
+
+    Args:
+        net: the network (eval mode); not changed.
+        example: a network input ``(1, 3, H, W)``, to trace the graph.
+        ratio: the share of parameters to remove, in (0, 1).
+        multiple: kept widths are multiples of it (odd widths are slow in oneDNN).
+        keep: module names never pruned.
+
+    Returns:
+        ``(pruned copy, channel fraction removed per group)``.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1),
+        ...                     nn.ReLU(), nn.Conv2d(64, 1, 3, padding=1))
+        >>> pruned, _ = prune_graph(net, torch.zeros(1, 3, 32, 32), 0.5, multiple=1)
+        >>> round(count_params(pruned) / count_params(net), 1), tuple(pruned(torch.zeros(1, 3, 32, 32)).shape)
+        (0.5, (1, 1, 32, 32))
+    """
+    if not 0 < ratio < 1:
+        raise InputError(f"pruning ratio must be in (0, 1), got {ratio}")
+    try:
+        import torch_pruning as tp
+    except ImportError:
+        raise InputError("pruning any network needs torch-pruning: pip install 'depthscope[prune]'") from None
+    modules = dict(net.named_modules())
+    unknown = sorted(set(keep) - set(modules))
+    if unknown:
+        raise InputError(f"--keep: no module named {', '.join(unknown)} in the network")
+    names = {id(m): n for n, m in modules.items()}
+    fixed = {names[id(m)] for m in [*_output_layers(net, example), *_attention_linears(net)]} | set(keep)
+
+    def cut(fraction: float) -> nn.Module:
+        copy_ = copy.deepcopy(net).eval()
+        own = dict(copy_.named_modules())
+        ignored = [own[n] for n in fixed]
+        try:
+            tp.pruner.MetaPruner(copy_, example, importance=tp.importance.MagnitudeImportance(p=2),
+                                 pruning_ratio=fraction, ignored_layers=ignored, round_to=multiple).step()  # fmt: skip
+        except Exception as e:  # torch-pruning raises what its tracer meets; name it, with what to do
+            raise InputError(
+                f"the dependency graph of {type(net).__name__} cannot be pruned ({type(e).__name__}: {e}); keep the "
+                "module that fails whole with --keep NAME"
+            ) from None
+        return copy_
+
+    total = count_params(net)
+    target = (1 - ratio) * total
+    lo, hi = 0.0, 0.95
+    for _ in range(12):
+        mid = (lo + hi) / 2
+        if count_params(cut(mid)) > target:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 5e-3:
+            break
+    best = min((lo, hi), key=lambda f: abs(count_params(cut(f)) - target))
+    pruned = cut(best)
+    if abs(count_params(pruned) - target) / total > 0.05:
+        raise InputError(
+            f"pruning ratio {ratio}: the prunable channels of {type(net).__name__} cannot remove that share of the "
+            f"parameters (reached {1 - count_params(pruned) / total:.3f})"
         )
     return pruned, best

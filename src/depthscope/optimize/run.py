@@ -34,16 +34,17 @@ from torch import nn
 from depthscope.efficiency.flops import count_macs
 from depthscope.efficiency.params import count_params
 from depthscope.errors import InputError
-from depthscope.models.base import DepthModel
-from depthscope.models.channels import meter_groups
+from depthscope.models.base import DepthModel, source_type
+from depthscope.models.channels import layer_groups, meter_groups
 from depthscope.models.loading import load_model
+from depthscope.models.meter import METER
 from depthscope.models.mixers import replace_attention
 from depthscope.models.optimized import read_recipe, save_optimized
 from depthscope.models.quantized import calibrate, convert_int8, prepare_int8
 from depthscope.optimize.distill import batch_source, blockwise_loss, end_to_end_loss
 from depthscope.optimize.images import image_paths, load_images
 from depthscope.optimize.losses import BalancedLoss
-from depthscope.optimize.prune import prune_channels
+from depthscope.optimize.prune import prune_channels, prune_graph
 from depthscope.optimize.train import train_phase
 from depthscope.output.files import RunLock, write_json
 from depthscope.registry import Registry
@@ -64,6 +65,12 @@ class OptimizeConfig:
     lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate (block-wise, distill)"})
     e2e_lr: float = field(default=3e-4, metadata={"help": "AdamW learning rate (end-to-end, pruning)"})
     ratio: float = field(default=0.3, metadata={"help": "prune: share of the parameters to remove"})
+    prune_engine: str = field(
+        default="auto",
+        metadata={"help": "prune: groups (METER's channel groups), depgraph (torch-pruning's dependency graph, any "
+                  "network), auto (groups for METER, else depgraph)"},
+    )  # fmt: skip
+    prune_keep: str = field(default="", metadata={"help": "prune, depgraph: comma-separated modules never pruned"})
     sr_ratio: int = field(default=2, metadata={"help": "pyra: key/value reduction per side"})
     pool: int = field(default=3, metadata={"help": "meta: pooling window"})
     calib_images: int = field(default=32, metadata={"help": "int8: calibration images"})
@@ -163,12 +170,35 @@ register_optimizer("meta")(_mixer_method("meta", lambda cfg: {"kernel": cfg.pool
 register_optimizer("pyra")(_mixer_method("pyra", lambda cfg: {"sr_ratio": cfg.sr_ratio}))
 
 
+PRUNE_ENGINES = ("auto", "groups", "depgraph")
+
+
 @register_optimizer("prune")
 def _prune(job: Job) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
     teacher = job.model.net.eval()
-    student, keep = prune_channels(teacher, job.cfg.ratio)
-    log = {"keep_fraction": keep, **_distil(job, teacher, student, [g.name for g in meter_groups(student)])}
-    return student, {"method": "prune", "ratio": job.cfg.ratio, "keep_fraction": keep, "channel_multiple": 8}, log
+    engine = job.cfg.prune_engine
+    if engine not in PRUNE_ENGINES:
+        raise InputError(f"--prune-engine must be one of {', '.join(PRUNE_ENGINES)}, got {engine!r}")
+    if engine == "auto":
+        engine = "groups" if issubclass(source_type(teacher), METER) else "depgraph"
+    if engine == "groups":
+        student, keep = prune_channels(teacher, job.cfg.ratio)
+        log = {"keep_fraction": keep, **_distil(job, teacher, student, [g.name for g in meter_groups(student)])}
+        return student, {"method": "prune", "ratio": job.cfg.ratio, "keep_fraction": keep, "channel_multiple": 8}, log
+    size = list(job.model.preprocessing.input_size)
+    example = torch.zeros(1, 3, *size, device=next(teacher.parameters()).device)
+    student, fraction = prune_graph(
+        teacher, example, job.cfg.ratio, keep=[k for k in job.cfg.prune_keep.split(",") if k]
+    )
+    # the residual streams are pruned too, so a block's output no longer matches the teacher's: end-to-end only
+    student.eval()
+    log = {"channel_fraction": fraction, "end_to_end": job.phase(
+        "end_to_end", student, student.parameters(),
+        end_to_end_loss(teacher, student, job.batches(1), BalancedLoss()), job.cfg.e2e_steps, job.cfg.e2e_lr,
+    )}  # fmt: skip
+    step = {"method": "prune", "engine": "depgraph", "ratio": job.cfg.ratio, "channel_fraction": fraction,
+            "channel_multiple": 8, "groups": layer_groups(student)}  # fmt: skip
+    return student, step, log
 
 
 @register_optimizer("distill")
