@@ -5,11 +5,14 @@ import copy
 
 import pytest
 import torch
+from cli_errors import one_line_error
 from torch import nn
 
+from depthscope.cli import main
 from depthscope.efficiency.flops import count_macs
 from depthscope.efficiency.params import count_params
 from depthscope.errors import InputError
+from depthscope.models import load_model
 from depthscope.models.channels import layer_groups, meter_groups, prune_fraction, resize_like, resize_to_state
 from depthscope.optimize.prune import prune_channels, prune_graph
 
@@ -97,9 +100,6 @@ def test_depgraph_prunes_a_foreign_network_by_the_ratio_and_its_state_reloads(ra
 
 
 def test_depgraph_keeps_meters_attention_whole_and_reloads_from_its_checkpoint(meter_nyu, tmp_path):
-    from depthscope.cli import main
-    from depthscope.models import load_model
-
     out = tmp_path / "dg"
     argv = ["optimize", "--method", "prune", "--prune-engine", "depgraph", "--ratio", "0.3", "--e2e-steps", "1",
             "--batch", "2", "--out", str(out)]  # fmt: skip
@@ -124,3 +124,17 @@ def test_depgraph_bad_input():
         prune_graph(net, x, 0.3, keep=["nope"])
     kept = prune_graph(net, x, 0.3, keep=["mlp.0"])[0]
     assert kept.mlp[0].out_channels == 512
+
+
+@pytest.mark.parametrize(
+    "argv, part",
+    [
+        (["--ratio", "1.5"], "--ratio (the share of parameters to prune) must be in (0, 1), got 1.5"),
+        (["--ratio", "0", "--prune-engine", "depgraph"], "must be in (0, 1), got 0.0"),
+        (["--prune-engine", "nope"], "--prune-engine must be one of auto, groups, depgraph, got 'nope'"),
+    ],
+)
+def test_cli_bad_pruning_input_is_one_line_before_any_work(argv, part, tmp_path, capsys):
+    assert main(["optimize", "--method", "prune", *argv, "--out", str(tmp_path / "p")]) == 2
+    one_line_error(capsys.readouterr().err, part)
+    assert not (tmp_path / "p").exists()

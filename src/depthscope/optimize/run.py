@@ -6,9 +6,12 @@ Methods (one registered function each, ``@register_optimizer``):
   copied from the model; block-wise distillation trains only the MobileViT blocks holding a new mixer
   (``steps``), then end-to-end distillation on the model's depth trains the whole network (``e2e_steps``: the
   blocks alone could not recover Meta's global context, measured RMSE 2.4 m after either phase).
-* ``prune``: structured channel pruning by ``ratio`` of the parameters, then the same two distillation phases
-  from the unpruned model: block-wise for every pruned block (``steps``: 200 steps took RMSE on unseen NYU images
-  from 2.20 to 1.07 m, where 1,000 end-to-end steps alone reached 1.28 m), then end-to-end (``e2e_steps``).
+* ``prune``: structured channel pruning by ``ratio`` of the parameters. ``prune_engine="groups"`` (METER's
+  default): METER's internal widths, then the same two distillation phases from the unpruned model: block-wise for
+  every pruned block (``steps``: 200 steps took RMSE on unseen NYU images from 2.20 to 1.07 m, where 1,000
+  end-to-end steps alone reached 1.28 m), then end-to-end (``e2e_steps``). ``"depgraph"`` (any other network):
+  torch-pruning's dependency graph, residual streams included, then end-to-end distillation only (no block output
+  keeps the teacher's width).
 * ``distill``: a ``student`` model trained end to end on the model's predictions (``steps``).
 * ``int8``: post-training static quantisation calibrated on ``calib_images`` augmented images.
 
@@ -177,8 +180,6 @@ PRUNE_ENGINES = ("auto", "groups", "depgraph")
 def _prune(job: Job) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
     teacher = job.model.net.eval()
     engine = job.cfg.prune_engine
-    if engine not in PRUNE_ENGINES:
-        raise InputError(f"--prune-engine must be one of {', '.join(PRUNE_ENGINES)}, got {engine!r}")
     if engine == "auto":
         engine = "groups" if issubclass(source_type(teacher), METER) else "depgraph"
     if engine == "groups":
@@ -263,6 +264,11 @@ def optimize(
         raise InputError(f"unknown optimize option(s) {', '.join(unknown)}; valid: {', '.join(asdict(cfg))}")
     cfg = replace(cfg, **options)  # the caller's config is left as it was
     fn = OPTIMIZERS.get(method)
+    if method == "prune":  # checked before a model or an image is loaded
+        if not 0 < cfg.ratio < 1:
+            raise InputError(f"--ratio (the share of parameters to prune) must be in (0, 1), got {cfg.ratio}")
+        if cfg.prune_engine not in PRUNE_ENGINES:
+            raise InputError(f"--prune-engine must be one of {', '.join(PRUNE_ENGINES)}, got {cfg.prune_engine!r}")
     out_dir = Path(out)
     with RunLock(out_dir):  # one run writes a folder at a time (training states, checkpoint, report)
         return _optimize(fn, model, method, out_dir, cfg)
