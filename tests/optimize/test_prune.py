@@ -105,6 +105,7 @@ def test_depgraph_keeps_meters_attention_whole_and_reloads_from_its_checkpoint(m
             "--batch", "2", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     pruned = load_model(str(out / "model.safetensors"))
+    assert pruned.name == "meter-xxs-nyu+prune0.3-depgraph"  # not the name of METER's groups at the same ratio
     assert 1 - count_params(pruned.net) / count_params(meter_nyu.net) == pytest.approx(0.3, abs=0.05)
     for name, m in meter_nyu.net.named_modules():  # attention projections: widths tied to the head count
         if name.endswith(("fn.to_qkv", "fn.to_out.0")):

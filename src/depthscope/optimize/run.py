@@ -288,6 +288,8 @@ def _optimize(fn: OptimizerFn, model: str, method: str, out_dir: Path, cfg: Opti
     t0 = time.perf_counter()
     net, step, log = fn(job)
     tag = f"prune{cfg.ratio:g}" if method == "prune" else method
+    if step.get("engine") == "depgraph":  # another network than METER's groups at the same ratio: another name
+        tag += "-depgraph"
     name = f"{teacher.name}+{tag}" if method != "distill" else f"{cfg.student}<-{teacher.name}"
     steps = [*job.prior_steps, step]
     path = save_optimized(out_dir / "model.safetensors", net, job.base, steps, name)
