@@ -121,14 +121,14 @@ def resize_like(net: nn.Module, state: Mapping[str, torch.Tensor]) -> nn.Module:
     return net
 
 
-# layer hyperparameters that follow their tensors' shapes, for any network pruned by its dependency graph
-_SHAPE_ATTRS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, *_TRANSPOSED)
 
 
 def layer_groups(net: nn.Module) -> dict[str, int]:
     """``{name: groups}`` of every grouped convolution: what a checkpoint's shapes do not say (a depthwise
     convolution's weight is ``(C, 1, k, k)`` whatever its width), so a pruned recipe records it."""
-    return {n: m.groups for n, m in net.named_modules() if isinstance(m, _SHAPE_ATTRS) and m.groups > 1}
+    return {n: m.groups for n, m in net.named_modules() if isinstance(m, _CONVS) and m.groups > 1}
 
 
 def resize_to_state(net: nn.Module, state: Mapping[str, torch.Tensor], groups: Mapping[str, int]) -> nn.Module:
@@ -136,8 +136,7 @@ def resize_to_state(net: nn.Module, state: Mapping[str, torch.Tensor], groups: M
     with the convolutions' ``groups`` as recorded; the layers' widths (``in_channels``, ``out_features``,
     ``num_features``, ``normalized_shape``...) follow. Weights are left to ``load_state_dict``; any other network
     attribute that depends on a width is not touched (a pruner keeps attention widths whole for that reason)."""
-    modules = dict(net.named_modules())
-    for name, m in modules.items():
+    for name, m in net.named_modules():
         for kind in ("_parameters", "_buffers"):
             for key, t in list(getattr(m, kind).items()):
                 full = f"{name}.{key}" if name else key
@@ -148,18 +147,17 @@ def resize_to_state(net: nn.Module, state: Mapping[str, torch.Tensor], groups: M
         w = getattr(m, "weight", None)
         if not isinstance(w, torch.Tensor):
             continue
-        if isinstance(m, _SHAPE_ATTRS):
+        if isinstance(m, _CONVS):
             m.groups = int(groups.get(name, 1))
-            transposed = isinstance(m, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d))
+            transposed = isinstance(m, _TRANSPOSED)
             m.out_channels = w.shape[1] * m.groups if transposed else w.shape[0]
             m.in_channels = w.shape[0] if transposed else w.shape[1] * m.groups
         elif isinstance(m, nn.Linear):
             m.out_features, m.in_features = w.shape
-        elif isinstance(m, nn.modules.batchnorm._NormBase | nn.GroupNorm):
-            if isinstance(m, nn.GroupNorm):
-                m.num_channels = w.shape[0]
-            else:
-                m.num_features = w.shape[0]
+        elif isinstance(m, nn.GroupNorm):
+            m.num_channels = w.shape[0]
+        elif isinstance(m, nn.modules.batchnorm._NormBase):
+            m.num_features = w.shape[0]
         elif isinstance(m, nn.LayerNorm):
             m.normalized_shape = tuple(w.shape)
     return net

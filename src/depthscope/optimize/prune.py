@@ -21,7 +21,7 @@ forwards), with depthwise convolutions of 21 channels slower than of 32; rounded
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -31,29 +31,55 @@ from depthscope.errors import InputError
 from depthscope.models.channels import meter_groups, prune_fraction
 
 
+def fit_to_ratio(
+    cut: Callable[[float], nn.Module],
+    total: int,
+    ratio: float,
+    bounds: tuple[float, float],
+    increasing: bool,
+    steps: int,
+    tol: float,
+    what: str,
+) -> tuple[nn.Module, float]:
+    """The network ``cut(f)`` whose parameter count is closest to ``(1 - ratio) * total``, ``f`` found by
+    bisection within ``bounds`` (params grow with ``f`` when ``increasing``), and that ``f``. Each ``f`` is cut
+    once; more than 5 % of ``total`` off the target is an error naming ``what`` was pruned."""
+    target = (1 - ratio) * total
+    lo, hi = bounds
+    made: dict[float, nn.Module] = {}
+
+    def params(f: float) -> int:
+        if f not in made:
+            made[f] = cut(f)
+        return count_params(made[f])
+
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        if (params(mid) > target) == increasing:
+            hi = mid
+        else:
+            lo = mid
+        made = {f: m for f, m in made.items() if f in (lo, hi)}  # only the bounds are still candidates
+        if hi - lo < tol:
+            break
+    best = min((lo, hi), key=lambda f: abs(params(f) - target))
+    pruned = made[best]
+    if abs(count_params(pruned) - target) / total > 0.05:
+        raise InputError(
+            f"pruning ratio {ratio}: {what} cannot remove that share of the parameters (reached "
+            f"{1 - count_params(pruned) / total:.3f})"
+        )
+    return pruned, best
+
+
 def prune_channels(net: nn.Module, ratio: float, multiple: int = 8) -> tuple[nn.Module, float]:
     """A copy of ``net`` whose parameter count is ``(1 - ratio)`` of the original (as close as widths rounded to
     ``multiple`` allow; more than 5 % off is an error), and the per-group keep fraction used."""
     if not 0 < ratio < 1:
         raise InputError(f"pruning ratio must be in (0, 1), got {ratio}")
-    target = (1 - ratio) * count_params(net)
-    lo, hi = 0.0, 1.0
-    for _ in range(30):
-        mid = (lo + hi) / 2
-        if count_params(prune_fraction(net, mid, multiple)) > target:
-            hi = mid
-        else:
-            lo = mid
-        if hi - lo < 1e-4:
-            break
-    best = min((lo, hi), key=lambda f: abs(count_params(prune_fraction(net, f, multiple)) - target))
-    pruned = prune_fraction(net, best, multiple)
-    if abs(count_params(pruned) - target) / count_params(net) > 0.05:
-        raise InputError(
-            f"pruning ratio {ratio}: the prunable channels ({len(meter_groups(net))} groups) cannot remove that "
-            f"share of the parameters (reached {1 - count_params(pruned) / count_params(net):.3f})"
-        )
-    return pruned, best
+    return fit_to_ratio(lambda f: prune_fraction(net, f, multiple), count_params(net), ratio, (0.0, 1.0),
+                        increasing=True, steps=30, tol=1e-4,
+                        what=f"the prunable channels ({len(meter_groups(net))} groups)")  # fmt: skip
 
 
 def _attention_linears(net: nn.Module) -> list[nn.Module]:
@@ -115,7 +141,7 @@ def prune_graph(
     modules = dict(net.named_modules())
     unknown = sorted(set(keep) - set(modules))
     if unknown:
-        raise InputError(f"--keep: no module named {', '.join(unknown)} in the network")
+        raise InputError(f"--prune-keep: no module named {', '.join(unknown)} in the network")
     names = {id(m): n for n, m in modules.items()}
     fixed = {names[id(m)] for m in [*_output_layers(net, example), *_attention_linears(net)]} | set(keep)
 
@@ -129,26 +155,9 @@ def prune_graph(
         except Exception as e:  # torch-pruning raises what its tracer meets; name it, with what to do
             raise InputError(
                 f"the dependency graph of {type(net).__name__} cannot be pruned ({type(e).__name__}: {e}); keep the "
-                "module that fails whole with --keep NAME"
+                "module that fails whole with --prune-keep NAME"
             ) from None
         return copy_
 
-    total = count_params(net)
-    target = (1 - ratio) * total
-    lo, hi = 0.0, 0.95
-    for _ in range(12):
-        mid = (lo + hi) / 2
-        if count_params(cut(mid)) > target:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 5e-3:
-            break
-    best = min((lo, hi), key=lambda f: abs(count_params(cut(f)) - target))
-    pruned = cut(best)
-    if abs(count_params(pruned) - target) / total > 0.05:
-        raise InputError(
-            f"pruning ratio {ratio}: the prunable channels of {type(net).__name__} cannot remove that share of the "
-            f"parameters (reached {1 - count_params(pruned) / total:.3f})"
-        )
-    return pruned, best
+    return fit_to_ratio(cut, count_params(net), ratio, (0.0, 0.95), increasing=False, steps=12, tol=5e-3,
+                        what=f"the prunable channels of {type(net).__name__}")  # fmt: skip
