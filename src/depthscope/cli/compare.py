@@ -56,13 +56,14 @@ class Compare(Command):
         data = open_data(args, models[0].info.eval.dataset)
         summary = compare(*models, data, config, args.out, limit=args.limit, device=args.device, progress=True,
                           figures=args.figures)  # fmt: skip
+        shown = display_compare(summary)
         print(f"B = {models[1].name} against A = {models[0].name}")
-        print(format_table(display_compare(summary)))
+        print(format_table(shown))
         out = Path(args.out)
         print(f"wrote {out / 'results.csv'}, summary.csv and figures/")
         from depthscope.report.html import figure, plain_table
 
         pics = sorted((out / "figures").glob("**/*.png"))[: args.figures]
-        body = plain_table(display_compare(summary)) + "".join(figure(f, f"{f.stem}: A | B | B - A") for f in pics)
+        body = plain_table(shown) + "".join(figure(f, f"{f.stem}: A | B | B - A") for f in pics)
         write_html(args, f"{models[1].name} compared with {models[0].name}", body, config.to_dict(), models)
         return 0

@@ -25,7 +25,7 @@ from depthscope.assess.run import assess_image, resume_settings, summarize
 from depthscope.compare.agreement import DEPTH_COLUMNS, MAP_COLUMNS, depth_agreement, map_agreement
 from depthscope.data.datasets import DataSpec, DepthDataset, as_dataset, check_limit
 from depthscope.errors import InputError, warn
-from depthscope.explain import METHODS
+from depthscope.explain.api import check_gradients
 from depthscope.explain.attribution import Attribution
 from depthscope.models import DepthModel, load_model, warn_if_untrained
 from depthscope.ops.batching import tune_chunk_size
@@ -71,12 +71,7 @@ def check_comparable(a: DepthModel, b: DepthModel, config: AssessConfig) -> list
             "outputs are in different units; compare models that predict the same quantity"
         )
     for m in (a, b):
-        needs_grad = [name for name in config.methods if METHODS.get(name).needs_grad]
-        if needs_grad and not m.differentiable:
-            raise InputError(
-                f"{m.name} runs int8 kernels, which have no gradients: {', '.join(needs_grad)} cannot run on it; "
-                f"compare it with gradient-free methods (e.g. --methods attention_rollout,occlusion)"
-            )
+        check_gradients(m, config.methods)
     notes = []
     sa, sb = tuple(a.preprocessing.input_size), tuple(b.preprocessing.input_size)
     if sa != sb:
@@ -163,7 +158,7 @@ def _compare(
         if weights.setdefault(role, m.weights_record) != m.weights_record:
             raise InputError(f"{out} holds rows of {m.name} with weights {weights[role]}, not {m.weights_record}; "
                              "use another --out")  # fmt: skip
-    columns = compare_columns(config)
+    columns, scores = compare_columns(config), score_columns(config)
     sink = CsvAppender(out / "results.csv", [*KEY_COLUMNS, *(c.name for c in columns)])
     done = {(r["method"], r["image"]) for r in sink.rows}
     n = len(ds) if limit is None else min(limit, len(ds))
@@ -199,7 +194,7 @@ def _compare(
                 continue
             row: dict[str, Any] = {"model": b.name, "reference": a.name, "method": method, "image": sample.name}
             row |= depth | map_agreement(maps_a[method].magnitude[0], maps_b[method].magnitude[0], shared)
-            for c in score_columns(config):
+            for c in scores:
                 va, vb = float(rows_a[method][c.name]), float(rows_b[method][c.name])
                 row |= {f"{c.name}_a": va, f"{c.name}_b": vb, f"{c.name}_change": vb - va}
             sink.append(row)

@@ -60,6 +60,22 @@ def check_target_weights(target: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return (weights / sums.view(-1, 1, 1)).float()
 
 
+def check_gradients(model: DepthModel, methods: Sequence[str]) -> None:
+    """One error, before any work, if ``model`` runs int8 kernels (no gradients) and some of ``methods`` need them:
+    the error names those methods and the ones that can run.
+
+    Example:
+        >>> import depthscope as ds
+        >>> check_gradients(ds.load_model("meter-xxs-nyu"), ["saliency", "attention_rollout"])  # float: no error
+    """
+    needs_grad = [n for n in methods if METHODS.get(n).needs_grad]
+    if needs_grad and not model.differentiable:
+        raise InputError(
+            f"{model.name} runs int8 kernels, which have no gradients: {', '.join(needs_grad)} cannot run on it; "
+            f"use {', '.join(methods_without_gradients())}, or explain the float model it came from"
+        )
+
+
 def explain(
     model: DepthModel | str,
     image: torch.Tensor | str | os.PathLike,
@@ -99,12 +115,7 @@ def explain(
     dev = model.device
     names = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
     specs = {name: METHODS.get(name) for name in names}  # unknown names fail before any work
-    needs_grad = [n for n, s in specs.items() if s.needs_grad]
-    if needs_grad and not model.differentiable:
-        raise InputError(
-            f"{model.name} runs int8 kernels, which have no gradients: {', '.join(needs_grad)} cannot run on it; "
-            f"use {', '.join(methods_without_gradients())}, or explain the float model it came from"
-        )
+    check_gradients(model, names)
     options = dict(options or {})
     unknown = set(options) - set(names)
     if unknown:
