@@ -1,20 +1,19 @@
-"""Which int8 path is worth shipping on this CPU? METER-XXS quantised by every int8 flow of the ecosystem, each
-calibrated on the same 32 augmented crops of NYU sample images 5-9 and measured in one run against its own fp32
-runtime: RMSE on images 0-4 (Eigen crop), the mean relative depth difference to fp32, and the network's median
+"""Which int8 path is worth shipping on this CPU? METER-XXS quantised by depthscope's flow and by ONNX Runtime's,
+each calibrated on the same 32 augmented crops of NYU sample images 5-9 and measured in one run against its own
+fp32 runtime: RMSE on images 0-4 (Eigen crop), the mean relative depth difference to fp32, and the network's median
 forward at 192x256, batch 1, in interleaved rounds.
 
-* ``fx``: depthscope's current path (``torch.ao.quantization.quantize_fx``, fbgemm kernels; deprecated in torch
-  2.13), against eager fp32.
-* ``pt2e``: ``torch.export`` + torchao's ``X86InductorQuantizer`` (``prepare_pt2e`` / ``convert_pt2e``), every
-  exportable region holding no transformer exported with a dynamic batch (the transformers stay fp32 modules, as
-  Attention Rollout needs them), ``decoder.ups_block_3`` kept float, each region lowered to oneDNN int8 kernels
-  (torchao's ``lower_pt2e_quantized_to_x86`` passes, with a dynamic batch); against eager fp32.
-* ``pt2e-whole``: the same on the whole network as one graph (transformers quantised too).
+* ``pt2e``: depthscope's ``--method int8`` (``torch.export`` + torchao's ``X86InductorQuantizer`` on every region
+  without a transformer, ``decoder.ups_block_3`` kept float, the whole network compiled by Inductor with freezing:
+  oneDNN int8 convolutions), against eager fp32 and against the fp32 network compiled the same way (what a user who
+  compiles fp32 would get without int8).
+* ``pt2e-reference``: the same int8 network run eagerly (its reference graphs: int8 rounding in fp32 kernels; what
+  hooked and gradient-enabled calls run), against eager fp32.
 * ``ort``: ONNX Runtime's static QDQ quantiser (per-channel int8 weights, uint8 activations, MinMax), against ONNX
   Runtime fp32.
 
-``reduce_range`` (7-bit activations) is on for torchao and ONNX Runtime where the CPU lacks VNNI (AVX2 only: the
-8-bit products saturate there). Needs ``pip install torchao`` besides the [onnx] extra.
+``reduce_range`` (7-bit activations) is on where the CPU lacks VNNI (AVX2 only: the 8-bit products saturate there).
+Needs the [int8] and [onnx] extras; compiling takes about a minute on 2 cores.
 
 Run: python benchmarks/int8_backends.py [--threads 2] [--rounds 5]
 """
@@ -22,7 +21,7 @@ Run: python benchmarks/int8_backends.py [--threads 2] [--rounds 5]
 from __future__ import annotations
 
 import argparse
-import copy
+import os
 import statistics
 import tempfile
 import time
@@ -34,105 +33,41 @@ from torch import nn
 
 from depthscope.metrics.evaluate import evaluate
 from depthscope.models import DepthModel
-from depthscope.models.meter import Transformer
-from depthscope.models.quantized import calibrate, convert_int8, prepare_int8
+from depthscope.models.quantized import COMPILE_ENV, calibrate, convert_int8, prepare_int8
 from depthscope.optimize.distill import batch_source
 from depthscope.optimize.images import image_paths, load_images
 from depthscope.output.tables import format_table
 
-KEEP_FLOAT = ("decoder.ups_block_3",)
 REDUCE_RANGE = not torch.cpu._is_vnni_supported()
 
 
-def _dynamic(args: tuple) -> tuple:
-    from torch.export import Dim
-    from torch.utils._pytree import tree_map
+class Eager(nn.Module):
+    """An int8 network run on its reference graphs (no compile), whatever the environment says."""
 
-    batch = Dim("batch", max=4096)
-    return tuple(tree_map(lambda a: {0: batch} if isinstance(a, torch.Tensor) else None, list(args)))
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
 
-
-def _lower(gm: nn.Module, args: tuple) -> nn.Module:
-    """torchao's ``lower_pt2e_quantized_to_x86`` with a dynamic batch (torchao's own traces a static one)."""
-    from torch._inductor.constant_folding import constant_fold
-    from torch._inductor.fx_passes.freezing_patterns import freezing_passes
-
-    table = torch.export.default_decompositions()
-    for k in list(table):
-        if not torch._export.utils._is_cia_op(k):
-            del table[k]
-    low = torch.export.export(gm, args, dynamic_shapes=_dynamic(args)).run_decompositions(table).module()
-    for node in list(low.graph.nodes):
-        if node.target == torch.ops.aten.t.default:
-            with low.graph.inserting_before(node):
-                perm = low.graph.call_function(torch.ops.aten.permute.default, (node.args[0], [1, 0]))
-            node.replace_all_uses_with(perm)
-            low.graph.erase_node(node)
-    low.recompile()
-    freezing_passes(low, args)
-    constant_fold(low)
-    return low
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        old = os.environ.get(COMPILE_ENV)
+        os.environ[COMPILE_ENV] = "0"
+        try:
+            return self.net(x)
+        finally:
+            os.environ.pop(COMPILE_ENV) if old is None else os.environ.__setitem__(COMPILE_ENV, old)
 
 
-def pt2e(net: nn.Module, calib: list[torch.Tensor], whole: bool) -> nn.Module:
-    from torchao.quantization.pt2e import allow_exported_model_train_eval
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-    from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
-        X86InductorQuantizer,
-        get_default_x86_inductor_quantization_config,
-    )
+class Compiled(nn.Module):
+    """The fp32 network compiled by Inductor with freezing, as depthscope compiles its int8 networks."""
 
-    q = copy.deepcopy(net).eval()
-    inputs: dict[str, tuple] = {}
-    hooks = [m.register_forward_pre_hook(lambda m, a, n=n: inputs.setdefault(n, a)) for n, m in q.named_modules()]
-    with torch.no_grad():
-        q(torch.cat([calib[0], calib[1]]))  # batch 2: a batch of 1 would be specialised by export
-    for h in hooks:
-        h.remove()
-    regions: list[str] = []
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.run = torch.compile(net)
 
-    def walk(m: nn.Module, name: str) -> None:
-        if isinstance(m, Transformer):
-            return
-        if name in inputs and (whole or not any(isinstance(s, Transformer) for s in m.modules())):
-            regions.append(name)
-            return
-        for child, c in m.named_children():
-            walk(c, f"{name}.{child}" if name else child)
-
-    walk(q, "")
-
-    def put(name: str, m: nn.Module) -> nn.Module:
-        nonlocal q
-        if not name:
-            q = m
-            return q
-        parent, _, leaf = name.rpartition(".")
-        setattr(q.get_submodule(parent) if parent else q, leaf, m)
-        return q
-
-    prepared = {}
-    for r in regions:
-        mod = q.get_submodule(r) if r else q
-        quantizer = X86InductorQuantizer().set_global(
-            get_default_x86_inductor_quantization_config(reduce_range=REDUCE_RANGE)
-        )
-        for k in KEEP_FLOAT:
-            if not r or k.startswith(r + "."):
-                quantizer.set_module_name_qconfig(k[len(r) + 1 :] if r else k, None)
-        ep = torch.export.export(mod, inputs[r], dynamic_shapes=_dynamic(inputs[r]))
-        prepared[r] = prepare_pt2e(ep.module(), quantizer)
-        put(r, prepared[r])
-    with torch.no_grad():
-        for x in calib:
-            q(x)
-    for r, pm in prepared.items():
-        cm = convert_pt2e(pm)
-        allow_exported_model_train_eval(cm)
-        low = _lower(cm, inputs[r])
-        allow_exported_model_train_eval(low)  # evaluate calls .eval(), which exported modules refuse otherwise
-        put(r, low)
-    return q
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch._inductor.config.patch(freezing=True):
+            return self.run(x)
 
 
 class OrtNet(nn.Module):
@@ -204,15 +139,17 @@ def main() -> None:
     x0 = calib[0]
     nets: dict[str, tuple[nn.Module, nn.Module]] = {}
     seconds: dict[str, float] = {}
+    os.environ[COMPILE_ENV] = "1"
     t0 = time.perf_counter()
     observed = prepare_int8(net, x0)
     calibrate(observed, calib)
-    nets["fx"] = (net, convert_int8(observed))
-    seconds["fx"] = time.perf_counter() - t0
-    for name, whole in (("pt2e", False), ("pt2e-whole", True)):
-        t0 = time.perf_counter()
-        nets[name] = (net, pt2e(net, calib, whole))
-        seconds[name] = time.perf_counter() - t0
+    q = convert_int8(observed)
+    with torch.no_grad():
+        q(x0)  # the compile, counted in quantise_s
+    seconds["pt2e"] = seconds["pt2e-vs-compiled-fp32"] = seconds["pt2e-reference"] = time.perf_counter() - t0
+    nets["pt2e"] = (net, q)
+    nets["pt2e-vs-compiled-fp32"] = (Compiled(net), q)
+    nets["pt2e-reference"] = (net, Eager(q))
     with tempfile.TemporaryDirectory() as folder:
         t0 = time.perf_counter()
         nets["ort"] = ort_pair(model, calib, args.threads, folder)

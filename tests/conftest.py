@@ -13,6 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 os.environ.setdefault("DEPTHSCOPE_WEIGHTS", str(SHARED / "weights"))
 os.environ.setdefault("DEPTHSCOPE_DATA", str(SHARED / "data"))
+# int8 networks run their reference graphs (the same int8 rounding, no 25 s compile per model); the compiled
+# path is tested on its own (tests/models/test_quantized.py)
+os.environ.setdefault("DEPTHSCOPE_INT8_COMPILE", "0")
 os.environ.setdefault("DEPTHSCOPE_CACHE", str(ROOT / ".pytest_cache" / "no-weights-cache"))
 torch.set_num_threads(min(2, torch.get_num_threads()))
 

@@ -106,7 +106,7 @@ def test_compare_a_scaled_model_against_hand_derived_changes(meter, nyu, tmp_pat
         assert float(r["infidelity_b"]) == pytest.approx(4 * float(r["infidelity_a"]), rel=1e-6)
     (s,) = summary
     assert (s["model"], s["reference"], s["n_images"]) == ("meter-x2.0", "meter-xxs-nyu", 2)
-    assert s["spearman_better"] == "higher" and s["depth_rmse_unit"] == "m" and s["infidelity_change_better"] == "none"
+    assert s["spearman_better"] == "higher" and s["depth_rmse_unit"] == "m" and s["infidelity_change_better"] == "lower"
     assert (tmp_path / "figures" / f"{nyu.key(0)}.png").stat().st_size > 0
     assert not (tmp_path / "figures" / f"{nyu.key(1)}.png").exists()  # figures=1
 

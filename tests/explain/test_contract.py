@@ -31,13 +31,14 @@ def image(nyu):
 def int8_model(meter_nyu, nyu, tmp_path_factory):
     from depthscope.models import load_model
     from depthscope.models.optimized import save_optimized
-    from depthscope.models.quantized import calibrate, prepare_int8
+    from depthscope.models.quantized import calibrate, convert_int8, prepare_int8
 
     x = meter_nyu.prepare(nyu[0].image[None])
     observed = prepare_int8(meter_nyu.net, x)
     calibrate(observed, [x])
     path = tmp_path_factory.mktemp("int8") / "model.safetensors"
-    save_optimized(path, observed, "meter-xxs-nyu", [{"method": "int8", "input_size": [192, 256]}], "meter+int8")
+    step = {"method": "int8", "input_size": [192, 256], "storage": "pt2e", "keep_float": ["decoder.ups_block_3"]}
+    save_optimized(path, convert_int8(observed), "meter-xxs-nyu", [step], "meter+int8")
     return load_model(str(path))
 
 

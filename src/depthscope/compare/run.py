@@ -57,7 +57,8 @@ def compare_columns(config: AssessConfig) -> list[Column]:
         out += [
             Column(f"{c.name}_a", c.higher_is_better, unit=c.unit, description=f"{c.name} of model A's map"),
             Column(f"{c.name}_b", c.higher_is_better, unit=c.unit, description=f"{c.name} of model B's map"),
-            Column(f"{c.name}_change", None, unit=c.unit, description=f"{c.name} of B's map minus A's"),
+            # a larger B - A of a higher-is-better score is better: a frontier over the change knows its direction
+            Column(f"{c.name}_change", c.higher_is_better, unit=c.unit, description=f"{c.name} of B's map minus A's"),
         ]
     return out
 

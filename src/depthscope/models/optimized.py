@@ -2,8 +2,8 @@
 
 The file holds the state_dict and, in its metadata, the recipe: the ``base`` model (registered name whose
 architecture and preprocessing start the chain) and the ``steps`` that changed it (``meta``/``pyra`` mixers,
-``prune`` widths, ``int8`` observers). Loading rebuilds the base without weights, replays each step's structural
-change, loads the tensors strictly and finishes (int8: conversion from the stored calibration ranges).
+``prune`` widths, ``int8`` regions and scales). Loading rebuilds the base without weights, replays each step's structural
+change and loads the tensors strictly (int8: the regions re-exported, their stored scales converted).
 """
 
 from __future__ import annotations
@@ -23,14 +23,7 @@ from depthscope.errors import CheckpointError, DepthscopeError
 from depthscope.models.base import DepthModel
 from depthscope.models.channels import resize_like, resize_to_state
 from depthscope.models.mixers import replace_attention
-from depthscope.models.quantized import (
-    convert_int8,
-    int8_skeleton,
-    int8_state,
-    load_int8_state,
-    packed,
-    prepare_int8,
-)
+from depthscope.models.quantized import int8_skeleton, load_int8_state
 from depthscope.models.weights import load_into
 from depthscope.output.files import write_atomic
 from depthscope.registry import Registry
@@ -40,11 +33,9 @@ FORMAT = "depthscope-optimized/1"
 
 @dataclass(frozen=True)
 class Structure:
-    """How a recipe step changes a network: ``rebuild(net, step, state)`` before the tensors are loaded and
-    ``finish(net, step)`` after."""
+    """How a recipe step changes a network: ``rebuild(net, step, state)`` before the tensors are loaded."""
 
     rebuild: Callable[[nn.Module, Mapping[str, Any], Mapping[str, torch.Tensor]], nn.Module]
-    finish: Callable[[nn.Module, Mapping[str, Any]], nn.Module] = lambda net, step: net
 
 
 STRUCTURES: Registry[Structure] = Registry("optimisation step")
@@ -54,10 +45,9 @@ def save_optimized(path: str | os.PathLike, net: nn.Module, base: str, steps: li
     """Write ``net``'s tensors and the recipe atomically as safetensors."""
     from safetensors.torch import save
 
-    if steps and steps[-1].get("storage") == "int8":  # int8 weights and scales only
-        state = int8_state(net)
-    else:
-        state = {k: packed(v) for k, v in net.state_dict().items()}  # a copy each: shared observers alias
+    # contiguous CPU copies (safetensors refuses strided views and aliases); an int8 network's state is its
+    # regions' folded weights and scales
+    state = {k: v.detach().cpu().clone(memory_format=torch.contiguous_format) for k, v in net.state_dict().items()}
     meta = {"format": FORMAT, "base": base, "steps": json.dumps(steps), "name": name}
     return write_atomic(path, save(state, metadata=meta))
 
@@ -104,6 +94,10 @@ def load_optimized(
             f"{path}: its recipe has steps depthscope does not write ({', '.join(unknown)}); known steps: "
             f"{', '.join(STRUCTURES.names())}"
         )
+    if torch.device(device).type != "cpu" and any(
+        isinstance(s, dict) and s.get("method") == "int8" for s in recipe["steps"]
+    ):
+        raise CheckpointError(f"{path} is an int8 model, which runs on the CPU (x86 int8 kernels); use --device cpu")
     model = build_base(recipe["base"])
     state = load_file(str(path))
     net, twin = model.net, None
@@ -112,10 +106,8 @@ def load_optimized(
             if step["method"] == "int8":
                 twin = copy.deepcopy(net)  # the float network the int8 one computes: its params and MACs count
             net = STRUCTURES.get(step["method"]).rebuild(net, step, state)
-        int8_weights = any(s.get("storage") == "int8" for s in recipe["steps"])
-        (load_int8_state if int8_weights else load_into)(net, state, str(path))
-        for step in recipe["steps"]:
-            net = STRUCTURES.get(step["method"]).finish(net, step)
+        int8 = any(s["method"] == "int8" for s in recipe["steps"])
+        (load_int8_state if int8 else load_into)(net, state, str(path))
     except DepthscopeError:
         raise
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
@@ -147,12 +139,11 @@ STRUCTURES.register("distill")(Structure(lambda net, step, state: net))
 
 
 def _int8_rebuild(net: nn.Module, step: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> nn.Module:
+    if step.get("storage") != "pt2e":
+        raise CheckpointError("this int8 checkpoint was written by depthscope's earlier int8 flow (torch.ao FX, "
+                              "removed); quantise the float model again: depthscope optimize --method int8")  # fmt: skip
     example = torch.zeros(1, 3, *[int(v) for v in step["input_size"]])
-    if step.get("storage") == "int8":  # int8 weights and scales stored: the converted network's skeleton
-        return int8_skeleton(net, example)
-    return prepare_int8(net, example)  # older files: calibrated observers, converted after loading
+    return int8_skeleton(net, example, [str(k) for k in step["keep_float"]])
 
 
-STRUCTURES.register("int8")(
-    Structure(_int8_rebuild, lambda net, step: net if step.get("storage") == "int8" else convert_int8(net))
-)
+STRUCTURES.register("int8")(Structure(_int8_rebuild))

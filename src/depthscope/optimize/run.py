@@ -43,7 +43,7 @@ from depthscope.models.loading import load_model
 from depthscope.models.meter import METER
 from depthscope.models.mixers import replace_attention
 from depthscope.models.optimized import read_recipe, save_optimized
-from depthscope.models.quantized import calibrate, convert_int8, prepare_int8
+from depthscope.models.quantized import calibrate, convert_int8, default_keep_float, prepare_int8
 from depthscope.optimize.distill import batch_source, blockwise_loss, end_to_end_loss
 from depthscope.optimize.images import image_paths, load_images
 from depthscope.optimize.losses import BalancedLoss
@@ -77,6 +77,11 @@ class OptimizeConfig:
     sr_ratio: int = field(default=2, metadata={"help": "pyra: key/value reduction per side"})
     pool: int = field(default=3, metadata={"help": "meta: pooling window"})
     calib_images: int = field(default=32, metadata={"help": "int8: calibration images"})
+    keep_float: str = field(
+        default="",
+        metadata={"help": "int8: comma-separated modules kept in fp32, besides the model's own (METER: "
+                  "decoder.ups_block_3)"},
+    )  # fmt: skip
     student: str | None = field(default=None, metadata={"help": "distill: student model name (same input and unit)"})
     seed: int = field(default=0, metadata={"help": "seed of the augmented batches"})
     device: str = field(default="cpu", metadata={"help": "torch device for training (cpu, cuda)"})
@@ -231,11 +236,13 @@ def _int8(job: Job) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
     if job.cfg.device != "cpu":
         raise InputError("--method int8 quantises for the CPU (x86 int8 kernels); use --device cpu")
     size = list(job.model.preprocessing.input_size)
-    observed = prepare_int8(job.model.net.eval(), torch.zeros(1, 3, *size))
+    net = job.model.net.eval()
+    keep = [*default_keep_float(net), *(k for k in job.cfg.keep_float.split(",") if k)]
+    observed = prepare_int8(net, torch.zeros(1, 3, *size), keep)
     batches = batch_source(job.model, job.images, 1, job.cfg.seed)
     n = calibrate(observed, (batches(i) for i in range(job.cfg.calib_images)))
-    # the file keeps the converted network's int8 weights and scales: only what inference needs
-    return convert_int8(observed), {"method": "int8", "input_size": size, "storage": "int8"}, {"calibration_images": n}
+    step = {"method": "int8", "input_size": size, "storage": "pt2e", "keep_float": keep}
+    return convert_int8(observed), step, {"calibration_images": n}
 
 
 def _state_bytes(net: nn.Module) -> int:
