@@ -101,9 +101,11 @@ def test_compare_a_scaled_model_against_hand_derived_changes(meter, nyu, tmp_pat
         assert float(r["spearman"]) == pytest.approx(1.0, abs=1e-6)
         assert float(r["ssim"]) == pytest.approx(1.0, abs=1e-4)
         assert float(r["top10_iou"]) == pytest.approx(1.0, abs=1e-3)
-        # a correlation with depth is scale-free; Infidelity is a squared error in m^2: 2^2 times
+        # a correlation with depth is scale-free; Infidelity is a squared error in m^2: 2^2 times. Its depth
+        # differences f(x) - f(x - I) under noise of std 0.01 cancel most digits of float32 depths of ~3 m, and
+        # the two models' perturbed batches may run other CPU kernels: 0.17 % apart was seen on a loaded machine
         assert float(r["af_depth_correlation_change"]) == pytest.approx(0.0, abs=1e-6)
-        assert float(r["infidelity_b"]) == pytest.approx(4 * float(r["infidelity_a"]), rel=1e-6)
+        assert float(r["infidelity_b"]) == pytest.approx(4 * float(r["infidelity_a"]), rel=1e-2)
     (s,) = summary
     assert (s["model"], s["reference"], s["n_images"]) == ("meter-x2.0", "meter-xxs-nyu", 2)
     assert s["spearman_better"] == "higher" and s["depth_rmse_unit"] == "m" and s["infidelity_change_better"] == "lower"

@@ -43,9 +43,15 @@ def device_name(device: torch.device) -> str:
 
 @torch.no_grad()
 def measure_latency(model: torch.nn.Module, x: torch.Tensor, warmup: int = 5, repeats: int = 20) -> Latency:
-    """Time ``model(x)``: ``warmup`` untimed runs, then ``repeats`` timed ones."""
+    """Time ``model(x)`` for inference (no autograd graph recorded, as a deployed model runs; an int8 model then
+    runs compiled): ``warmup`` untimed runs, then ``repeats`` timed ones."""
     if repeats < 1 or warmup < 0:
         raise InputError(f"--repeats must be >= 1 and --warmup >= 0, got repeats {repeats}, warmup {warmup}")
+    with torch.no_grad():
+        return _timed(model, x, warmup, repeats)
+
+
+def _timed(model: torch.nn.Module, x: torch.Tensor, warmup: int, repeats: int) -> Latency:
     cuda = x.device.type == "cuda"
     for _ in range(warmup):
         model(x)
