@@ -94,9 +94,8 @@ def load_optimized(
             f"{path}: its recipe has steps depthscope does not write ({', '.join(unknown)}); known steps: "
             f"{', '.join(STRUCTURES.names())}"
         )
-    if torch.device(device).type != "cpu" and any(
-        isinstance(s, dict) and s.get("method") == "int8" for s in recipe["steps"]
-    ):
+    int8 = any(s["method"] == "int8" for s in recipe["steps"])  # every step is a dict of a known method here
+    if int8 and torch.device(device).type != "cpu":
         raise CheckpointError(f"{path} is an int8 model, which runs on the CPU (x86 int8 kernels); use --device cpu")
     model = build_base(recipe["base"])
     state = load_file(str(path))
@@ -106,7 +105,6 @@ def load_optimized(
             if step["method"] == "int8":
                 twin = copy.deepcopy(net)  # the float network the int8 one computes: its params and MACs count
             net = STRUCTURES.get(step["method"]).rebuild(net, step, state)
-        int8 = any(s["method"] == "int8" for s in recipe["steps"])
         (load_int8_state if int8 else load_into)(net, state, str(path))
     except DepthscopeError:
         raise

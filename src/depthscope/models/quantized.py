@@ -7,15 +7,16 @@ into their convolutions, histogram observers for activations, 7-bit activations 
 transformers (:data:`FLOAT_LEAVES`; Attention Rollout hooks their attention maps, and their LayerNorm, softmax and
 matmuls are a small share of the MACs) and the modules named in ``keep_float``.
 
-A converted region runs torchao's int8 graph compiled by Inductor (oneDNN int8 convolutions, the
-quantise/dequantise pairs between them removed), compiled on its first call; where ``torch.compile`` is not
-available it runs the reference graph (the same int8 rounding, computed in fp32 kernels), with one warning.
+A converted network runs whole compiled by Inductor (oneDNN int8 convolutions, the quantise/dequantise pairs
+between them removed), compiled on its first call, whenever no gradient or hook needs its eager modules; otherwise,
+or where ``torch.compile`` fails (one warning), it runs the reference graphs (the same int8 rounding, computed in
+fp32 kernels).
 
 METER keeps ``decoder.ups_block_3`` in float: it concatenates a decoder map with the 1/4-resolution encoder skip,
 whose ranges differ so much that one int8 scale for both made the depth 19 % wrong (mean relative difference to
 fp32 on NYU images), against 2 % with that block in float (measured with the earlier FX flow; see the README).
 
-Checkpoints (:func:`int8_state`) hold each region's batch-norm-folded fp32 weights and every observer's scale and
+Checkpoints (a converted network's ``state_dict``) hold each region's batch-norm-folded fp32 weights and every observer's scale and
 zero point, no calibration histograms: loading re-exports the regions, restores those scales and converts, which
 gives the same int8 graph as the run that calibrated it.
 """

@@ -193,9 +193,7 @@ def _prune(job: Job) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
         return student, {"method": "prune", "ratio": job.cfg.ratio, "keep_fraction": keep, "channel_multiple": 8}, log
     size = list(job.model.preprocessing.input_size)
     example = torch.zeros(1, 3, *size, device=next(teacher.parameters()).device)
-    student, fraction = prune_graph(
-        teacher, example, job.cfg.ratio, keep=[k for k in job.cfg.prune_keep.split(",") if k]
-    )
+    student, fraction = prune_graph(teacher, example, job.cfg.ratio, keep=_names(job.cfg.prune_keep))
     # the residual streams are pruned too, so a block's output no longer matches the teacher's: end-to-end only
     student.eval()
     log = {"channel_fraction": fraction, "end_to_end": job.phase(
@@ -231,13 +229,18 @@ def _distill(job: Job) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
     return student, {"method": "distill", "teacher": job.model.name}, log
 
 
+def _names(option: str) -> list[str]:
+    """A comma-separated module list option (``--prune-keep``, ``--keep-float``) as names."""
+    return [k for k in option.split(",") if k]
+
+
 @register_optimizer("int8")
 def _int8(job: Job) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
     if job.cfg.device != "cpu":
         raise InputError("--method int8 quantises for the CPU (x86 int8 kernels); use --device cpu")
     size = list(job.model.preprocessing.input_size)
     net = job.model.net.eval()
-    keep = [*default_keep_float(net), *(k for k in job.cfg.keep_float.split(",") if k)]
+    keep = [*default_keep_float(net), *_names(job.cfg.keep_float)]
     observed = prepare_int8(net, torch.zeros(1, 3, *size), keep)
     batches = batch_source(job.model, job.images, 1, job.cfg.seed)
     n = calibrate(observed, (batches(i) for i in range(job.cfg.calib_images)))
