@@ -1,6 +1,7 @@
 """The Ray engine against the local engine, on the real weights and the NYU sample: a 2-worker Ray on this
 machine, and a 2-node Ray cluster on loopback with one node killed mid-run."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -92,7 +93,10 @@ def test_ray_evaluate_equals_the_local_engine(tmp_path, nyu_dir, ray_module):
     local, ray = tmp_path / "local", tmp_path / "ray"
     common = [sys.executable, "-m", "depthscope.cli", "evaluate", "--data", str(nyu_dir), "--limit", "4"]
     subprocess.run([*common, "--out", str(local)], check=True, capture_output=True)
-    r = subprocess.run([*common, "--engine", "ray", "--out", str(ray)], capture_output=True, text=True)
+    # No --address: a Ray of its own, even where RAY_ADDRESS (or an earlier `ray start`) names a cluster; joining
+    # it failed in CI ("num_cpus and num_gpus must not be provided").
+    env = {**os.environ, "RAY_ADDRESS": "127.0.0.1:9"}
+    r = subprocess.run([*common, "--engine", "ray", "--out", str(ray)], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     got, want = rows(ray / "per_image.csv"), rows(local / "per_image.csv")
     by_image = lambda rs: {r["image"]: r for r in rs}  # noqa: E731 - completion order differs

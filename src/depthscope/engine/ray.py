@@ -51,8 +51,9 @@ class RayEngine:
     """Where and how wide a Ray run is.
 
     Attributes:
-        address: None: start a Ray on this machine and stop it at the end; ``auto``: the cluster this machine
-            belongs to; ``ray://HOST:PORT`` (Ray Client) or ``HOST:PORT``: that cluster.
+        address: None: start a new Ray on this machine and stop it at the end (even where ``RAY_ADDRESS`` or an
+            earlier ``ray start`` names another); ``auto``: the cluster this machine belongs to (``RAY_ADDRESS``
+            first); ``ray://HOST:PORT`` (Ray Client) or ``HOST:PORT``: that cluster.
         workers: actors, each with its own copy of the model.
         cpus_per_worker: CPUs Ray reserves per actor (also its torch threads).
         gpus_per_worker: GPUs per actor (0: CPU workers); a worker given one puts its model there.
@@ -116,12 +117,15 @@ class _RaySession:
                     kwargs["num_gpus"] = torch.cuda.device_count()
             if engine.address not in (None, "auto"):
                 _check_reachable(engine.address)
+            # "local" starts a new Ray even where RAY_ADDRESS or a `ray start` of another session is found:
+            # ray.init(address=None) would join that cluster (and refuse num_cpus).
+            address = "local" if engine.address is None else engine.address
             try:
-                ray.init(address=engine.address, runtime_env={"env_vars": env} if env else None, **kwargs)
+                ray.init(address=address, runtime_env={"env_vars": env} if env else None, **kwargs)
             except (ConnectionError, RuntimeError, ValueError) as e:
-                raise InputError(
-                    f"--address {engine.address}: cannot connect to Ray ({str(e).splitlines()[0]})"
-                ) from None
+                what = "cannot start a Ray on this machine" if engine.address is None else (
+                    f"--address {engine.address}: cannot connect to Ray")
+                raise InputError(f"{what} ({str(e).splitlines()[0]})") from None
             self.started = True
 
     def close(self) -> None:
