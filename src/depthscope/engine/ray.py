@@ -123,8 +123,11 @@ class _RaySession:
             try:
                 ray.init(address=address, runtime_env={"env_vars": env} if env else None, **kwargs)
             except (ConnectionError, RuntimeError, ValueError) as e:
-                what = "cannot start a Ray on this machine" if engine.address is None else (
-                    f"--address {engine.address}: cannot connect to Ray")
+                what = (
+                    "cannot start a Ray on this machine"
+                    if engine.address is None
+                    else (f"--address {engine.address}: cannot connect to Ray")
+                )
                 raise InputError(f"{what} ({str(e).splitlines()[0]})") from None
             self.started = True
 
