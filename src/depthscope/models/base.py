@@ -10,6 +10,7 @@ input image's resolution.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -261,3 +262,22 @@ def source_type(net: nn.Module) -> type:
     what decides which per-architecture rule (e.g. Attention Rollout's) applies to it."""
     meta = getattr(net, "meta", None)
     return meta.get("source_type", type(net)) if isinstance(meta, dict) else type(net)
+
+
+def require_modules(net: nn.Module, names: Sequence[str], option: str) -> None:
+    """One error naming the entries of ``names`` that are not modules of ``net``.
+
+    Args:
+        net: the network whose ``named_modules()`` the names refer to.
+        names: module names a user gave (e.g. ``--keep-float`` or ``--prune-keep``).
+        option: the option they came from, named in the error.
+
+    Raises:
+        InputError: ``"--keep-float: 'decoder.nope' is not a module of the network (names as in named_modules(),
+            e.g. ...)"``.
+    """
+    have = dict(net.named_modules())
+    unknown = [n for n in names if n not in have or not n]
+    if unknown:
+        raise InputError(f"{option}: {', '.join(map(repr, unknown))} is not a module of the network "
+                         f"(names as in named_modules(), e.g. {', '.join(list(have)[1:4])})")  # fmt: skip

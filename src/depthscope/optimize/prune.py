@@ -28,6 +28,7 @@ from torch import nn
 
 from depthscope.efficiency.params import count_params
 from depthscope.errors import InputError
+from depthscope.models.base import require_modules
 from depthscope.models.channels import meter_groups, prune_fraction
 
 
@@ -82,28 +83,44 @@ def prune_channels(net: nn.Module, ratio: float, multiple: int = 8) -> tuple[nn.
                         what=f"the prunable channels ({len(meter_groups(net))} groups)")  # fmt: skip
 
 
-def _attention_linears(net: nn.Module) -> list[nn.Module]:
-    """The projections of every attention module (a class named ``*Attention*`` or holding ``num_heads``): their
-    widths are tied to head counts a graph does not show, so they are kept whole."""
-    out = []
-    for m in net.modules():
-        if "attention" in type(m).__name__.lower() or hasattr(m, "num_heads"):
-            out += [s for s in m.modules() if isinstance(s, nn.Linear)]
-    return out
+def _attention_modules(net: nn.Module) -> list[nn.Module]:
+    """Every attention module (a class named ``*Attention*`` or holding ``num_heads``): the widths of its
+    projections are tied to head counts a graph does not show, so they are kept whole."""
+    return [m for m in net.modules() if "attention" in type(m).__name__.lower() or hasattr(m, "num_heads")]
 
 
 def _output_layers(net: nn.Module, example: torch.Tensor) -> list[nn.Module]:
-    """The last convolution or linear layer the forward runs: it makes the output's channels, which stay."""
-    ran: list[nn.Module] = []
+    """The convolutions and linear layers whose outputs reach the network's output through no other such layer:
+    their channels are the output's (METER: the last convolution; PixelFormer: the per-pixel bin logits and the
+    bin-width MLP, joined by a softmax, a cumulative sum and an expectation), so they stay whole. Found by walking
+    the autograd graph of one forward back from the output, stopping at each such layer."""
     kinds = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
-    hooks = [m.register_forward_hook(lambda m, i, o: ran.append(m)) for m in net.modules() if isinstance(m, kinds)]
+    made: dict[object, nn.Module] = {}  # grad_fn of a layer's output -> the layer
+
+    def record(m: nn.Module, _inputs: tuple, out: object) -> None:
+        if isinstance(out, torch.Tensor) and out.grad_fn is not None:
+            made[out.grad_fn] = m
+
+    hooks = [m.register_forward_hook(record) for m in net.modules() if isinstance(m, kinds)]
     try:
-        with torch.no_grad():
-            net(example)
+        with torch.enable_grad():
+            out = net(example.detach().clone().requires_grad_(True))
     finally:
         for h in hooks:
             h.remove()
-    return ran[-1:]
+    tensors = [t for t in (out if isinstance(out, (tuple, list)) else [out]) if isinstance(t, torch.Tensor)]
+    todo = [t.grad_fn for t in tensors if t.grad_fn is not None]
+    seen, found = set(todo), []
+    while todo:
+        fn = todo.pop()
+        if fn in made:
+            found.append(made[fn])
+            continue
+        for nxt, _ in fn.next_functions:
+            if nxt is not None and nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return list({id(m): m for m in found}.values())
 
 
 def prune_graph(
@@ -113,7 +130,8 @@ def prune_graph(
     graph (torch-pruning's DepGraph): every group of coupled channels (a convolution's outputs with its batch
     norm, the depthwise convolution and the next layer's inputs; residual streams; transformer MLP widths) loses
     its lowest-magnitude channels (L2 norm, rounded to ``multiple``), one channel fraction for all groups, found by
-    bisection. Kept whole: the output layer, attention projections, and the modules named in ``keep``.
+    bisection. Kept whole: the output layers (those whose outputs reach the output through no other convolution or
+    linear layer), attention projections, and the modules named in ``keep``.
 
     Args:
         net: the network (eval mode); not changed.
@@ -138,20 +156,25 @@ def prune_graph(
         import torch_pruning as tp
     except ImportError:
         raise InputError("pruning any network needs torch-pruning: pip install 'depthscope[prune]'") from None
+    require_modules(net, keep, "--prune-keep")
     modules = dict(net.named_modules())
-    unknown = sorted(set(keep) - set(modules))
-    if unknown:
-        raise InputError(f"--prune-keep: no module named {', '.join(unknown)} in the network")
     names = {id(m): n for n, m in modules.items()}
-    fixed = {names[id(m)] for m in [*_output_layers(net, example), *_attention_linears(net)]} | set(keep)
+    attention = _attention_modules(net)
+    linears = [s for m in attention for s in m.modules() if isinstance(s, nn.Linear)]
+    fixed = {names[id(m)] for m in [*_output_layers(net, example), *linears]} | set(keep)
+    # their own tensors (Swin's relative-position bias tables, last dimension = heads), declared so torch-pruning
+    # does not warn of them at each cut; with the projections whole their heads are never pruned
+    tables = [f"{names[id(m)]}.{n}".lstrip(".") for m in attention for n, _ in m.named_parameters(recurse=False)]
 
     def cut(fraction: float) -> nn.Module:
         copy_ = copy.deepcopy(net).eval()
         own = dict(copy_.named_modules())
         ignored = [own[n] for n in fixed]
+        params = dict(copy_.named_parameters())
         try:
             tp.pruner.MetaPruner(copy_, example, importance=tp.importance.MagnitudeImportance(p=2),
-                                 pruning_ratio=fraction, ignored_layers=ignored, round_to=multiple).step()  # fmt: skip
+                                 pruning_ratio=fraction, ignored_layers=ignored, round_to=multiple,
+                                 unwrapped_parameters=[(params[t], -1) for t in tables]).step()  # fmt: skip
         except Exception as e:  # torch-pruning raises what its tracer meets; name it, with what to do
             raise InputError(
                 f"the dependency graph of {type(net).__name__} cannot be pruned ({type(e).__name__}: {e}); keep the "
