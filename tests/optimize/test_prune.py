@@ -14,6 +14,7 @@ from depthscope.efficiency.params import count_params
 from depthscope.errors import InputError
 from depthscope.models import load_model
 from depthscope.models.channels import layer_groups, meter_groups, prune_fraction, resize_like, resize_to_state
+from depthscope.optimize.distill import kept_width_blocks
 from depthscope.optimize.prune import prune_channels, prune_graph
 
 
@@ -133,6 +134,7 @@ def test_depgraph_bad_input():
         (["--ratio", "1.5"], "--ratio (the share of parameters to prune) must be in (0, 1), got 1.5"),
         (["--ratio", "0", "--prune-engine", "depgraph"], "must be in (0, 1), got 0.0"),
         (["--prune-engine", "nope"], "--prune-engine must be one of auto, groups, depgraph, got 'nope'"),
+        (["--prune-engine", "depgraph", "--prune-scope", "most"], "--prune-scope must be one of all, internal, got"),
     ],
 )
 def test_cli_bad_pruning_input_is_one_line_before_any_work(argv, part, tmp_path, capsys):
@@ -162,3 +164,44 @@ def test_depgraph_prunes_pixelformer_tiny_and_its_state_reloads():
     fresh.load_state_dict(pruned.state_dict())  # strict: every shape matches
     with torch.no_grad():
         assert torch.equal(fresh(images), out)
+
+
+def test_internal_scope_prunes_only_widths_hidden_in_blocks():
+    """``scope="internal"`` on the foreign network: the residual stream (the stem's 128 channels, every block's
+    input and output) stays, the hidden widths of the residual bodies, of the MLP and of the head (its transposed
+    convolution's 32 outputs) go, and those four blocks are what block-wise distillation trains."""
+    net, x = Foreign().eval(), torch.zeros(1, 3, 64, 96)
+    pruned, _ = prune_graph(net, x, 0.3, scope="internal")
+    assert 1 - count_params(pruned) / count_params(net) == pytest.approx(0.3, abs=0.05)
+    assert pruned.stem[0].out_channels == 128 and pruned.head[0].in_channels == 128
+    assert pruned.mlp[2].out_channels == 128 and pruned.mlp[0].out_channels < 4 * 128
+    for block in pruned.blocks:
+        assert block.body[0].in_channels == block.body[6].out_channels == 128 > block.body[0].out_channels
+    assert pruned.head[0].out_channels < 32 and pruned.head[2].out_channels == 1
+    assert kept_width_blocks(net, pruned, x) == ["blocks.0.body", "blocks.1.body", "head", "mlp"]
+    with pytest.raises(InputError, match="--prune-scope must be one of all, internal, got 'most'"):
+        prune_graph(net, x, 0.3, scope="most")
+
+
+def test_internal_scope_finds_meters_hand_written_groups(meter_nyu):
+    """On METER the graph-derived blocks are METER's own channel groups (models/channels.py, written by hand from
+    its architecture): each lies inside one, and every hand-written group whose layers lost channels holds one."""
+    x = torch.zeros(1, 3, 192, 256)
+    pruned, _ = prune_graph(meter_nyu.net, x, 0.3, scope="internal")
+    assert 1 - count_params(pruned) / count_params(meter_nyu.net) == pytest.approx(0.3, abs=0.05)
+    blocks = kept_width_blocks(meter_nyu.net, pruned, x)
+    groups = [g.name for g in meter_groups(meter_nyu.net)]
+    inside = {b: [g for g in groups if b == g or b.startswith(f"{g}.")] for b in blocks}
+    assert all(len(gs) == 1 for gs in inside.values()), inside
+    shapes = {n: p.shape for n, p in meter_nyu.net.named_parameters()}
+    cut = {g for g in groups for n, p in pruned.named_parameters() if n.startswith(f"{g}.") and p.shape != shapes[n]}
+    assert {gs[0] for gs in inside.values()} == cut and len(cut) >= 15
+    # kept widths are rounded to the nearest multiple of 8, as the hand-written groups' are: 30 % off a width of 32
+    # keeps 22.4 -> 24 channels (torch-pruning's own rounding floors to 16, halving these early layers)
+    assert pruned.encoder.mv2[0].conv[0].out_channels == 24
+    assert pruned.decoder.ups_block_1.end_up_layer[0].depthwise.out_channels == 24
+    # and ranked as the hand-written groups rank them (each member's L2 norms over their mean, summed; depthwise
+    # convolutions included): wherever both engines keep a width, they keep the same channels, to the bit
+    by_hand = dict(prune_channels(meter_nyu.net, 0.3)[0].named_parameters())
+    same = [n for n, p in pruned.named_parameters() if p.shape == by_hand[n].shape]
+    assert len(same) >= 150 and all(torch.equal(dict(pruned.named_parameters())[n], by_hand[n]) for n in same)

@@ -47,6 +47,52 @@ def capture_io(net: nn.Module, names: Sequence[str]) -> Iterator[dict[str, tuple
             h.remove()
 
 
+def _signatures(net: nn.Module, example: torch.Tensor) -> dict[str, list[Any]]:
+    """Module name -> per call, the input shapes and the output shape (``None`` for a call block-wise distillation
+    cannot replay: keyword arguments, or an output that is not one tensor)."""
+    calls: dict[str, list[Any]] = {}
+
+    def record(name: str, args: tuple, kwargs: dict, out: Any) -> None:
+        ok = not kwargs and isinstance(out, torch.Tensor) and all(isinstance(a, torch.Tensor) for a in args)
+        calls.setdefault(name, []).append((tuple(a.shape for a in args), out.shape) if ok else None)
+
+    hooks = [m.register_forward_hook(lambda m, a, k, o, n=n: record(n, a, k, o), with_kwargs=True)
+             for n, m in net.named_modules() if n]  # fmt: skip
+    try:
+        with torch.no_grad():
+            net(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    return calls
+
+
+def kept_width_blocks(teacher: nn.Module, student: nn.Module, example: torch.Tensor) -> list[str]:
+    """The blocks of a pruned ``student`` that block-wise distillation can train against ``teacher``: for every
+    parameter whose shape changed, the smallest module around it that is called once, positionally, with inputs
+    and output of the teacher's shapes; then only the outermost of those (an inner block trains inside its outer
+    one). A parameter with no such module around it (a residual stream pruned) is left to end-to-end training.
+
+    Example:
+        >>> t = nn.Sequential(nn.Conv2d(3, 8, 1), nn.Sequential(nn.Conv2d(8, 16, 1), nn.ReLU(), nn.Conv2d(16, 8, 1)))
+        >>> s = nn.Sequential(nn.Conv2d(3, 8, 1), nn.Sequential(nn.Conv2d(8, 4, 1), nn.ReLU(), nn.Conv2d(4, 8, 1)))
+        >>> kept_width_blocks(t, s, torch.zeros(1, 3, 4, 4))
+        ['1']
+    """
+    theirs, ours = _signatures(teacher, example), _signatures(student, example)
+    usable = {n for n, c in ours.items() if len(c) == 1 and c[0] is not None and theirs.get(n) == c}
+    shapes = {n: p.shape for n, p in teacher.named_parameters()}
+    changed = [n for n, p in student.named_parameters() if shapes.get(n) != p.shape]
+    found = set()
+    for name in changed:
+        parts = name.split(".")[:-1]
+        owners = [".".join(parts[:i]) for i in range(len(parts), 0, -1)]
+        block = next((o for o in owners if o in usable), None)
+        if block is not None:
+            found.add(block)
+    return sorted(b for b in found if not any(b.startswith(f"{o}.") for o in found))
+
+
 def blockwise_loss(teacher: nn.Module, student: nn.Module, blocks: Sequence[str], batches: Batches) -> Callable:
     """Step -> sum over ``blocks`` of the student block's MSE to the teacher block's output, each divided by the
     teacher output's mean square (so blocks weigh alike), with both blocks fed the teacher's block input."""

@@ -10,8 +10,9 @@ Methods (one registered function each, ``@register_optimizer``):
   default): METER's internal widths, then the same two distillation phases from the unpruned model: block-wise for
   every pruned block (``steps``: 200 steps took RMSE on unseen NYU images from 2.20 to 1.07 m, where 1,000
   end-to-end steps alone reached 1.28 m), then end-to-end (``e2e_steps``). ``"depgraph"`` (any other network):
-  torch-pruning's dependency graph, residual streams included, then end-to-end distillation only (no block output
-  keeps the teacher's width).
+  torch-pruning's dependency graph; ``prune_scope="all"``: residual streams included, then
+  end-to-end distillation only (no block output keeps the teacher's width); ``"internal"``: only block-hidden widths,
+  then block-wise distillation of every pruned block (:func:`kept_width_blocks`) and end to end.
 * ``distill``: a ``student`` model trained end to end on the model's predictions (``steps``).
 * ``int8``: post-training static quantisation calibrated on ``calib_images`` augmented images.
 
@@ -44,10 +45,10 @@ from depthscope.models.meter import METER
 from depthscope.models.mixers import replace_attention
 from depthscope.models.optimized import read_recipe, save_optimized
 from depthscope.models.quantized import calibrate, convert_int8, default_keep_float, prepare_int8
-from depthscope.optimize.distill import batch_source, blockwise_loss, end_to_end_loss
+from depthscope.optimize.distill import batch_source, blockwise_loss, end_to_end_loss, kept_width_blocks
 from depthscope.optimize.images import image_paths, load_images
 from depthscope.optimize.losses import BalancedLoss
-from depthscope.optimize.prune import prune_channels, prune_graph
+from depthscope.optimize.prune import PRUNE_SCOPES, prune_channels, prune_graph
 from depthscope.optimize.train import train_phase
 from depthscope.output.files import RunLock, write_json
 from depthscope.registry import Registry
@@ -74,6 +75,11 @@ class OptimizeConfig:
                   "network), auto (groups for METER, else depgraph)"},
     )  # fmt: skip
     prune_keep: str = field(default="", metadata={"help": "prune, depgraph: comma-separated modules never pruned"})
+    prune_scope: str = field(
+        default="all",
+        metadata={"help": "prune, depgraph: all (residual streams and skips too) or internal (block-hidden widths "
+                  "only, so the pruned blocks are distilled block by block first)"},
+    )  # fmt: skip
     sr_ratio: int = field(default=2, metadata={"help": "pyra: key/value reduction per side"})
     pool: int = field(default=3, metadata={"help": "meta: pooling window"})
     calib_images: int = field(default=32, metadata={"help": "int8: calibration images"})
@@ -139,19 +145,22 @@ def _trainable(net: nn.Module, names: list[str]) -> list[nn.Parameter]:
 
 
 def _distil(job: Job, teacher: nn.Module, student: nn.Module, blocks: list[str]) -> dict[str, Any]:
-    """Block-wise distillation of ``blocks`` (``steps``, ``lr``), then end-to-end distillation of the whole
-    student on the teacher's depth (``e2e_steps``, ``e2e_lr``). Batch norms keep their statistics (eval mode)."""
+    """Block-wise distillation of ``blocks`` (``steps``, ``lr``; none without blocks), then end-to-end distillation
+    of the whole student on the teacher's depth (``e2e_steps``, ``e2e_lr``). Batch norms keep their statistics
+    (eval mode)."""
     student.eval()
-    return {
-        "blocks": blocks,
-        "blockwise": job.phase(
+    log: dict[str, Any] = {"blocks": blocks}
+    if blocks:
+        log["blockwise"] = job.phase(
             "blockwise",
             student,
             _trainable(student, blocks),
             blockwise_loss(teacher, student, blocks, job.batches()),
             job.cfg.steps,
             job.cfg.lr,
-        ),
+        )
+    return {
+        **log,
         "end_to_end": job.phase(
             "end_to_end",
             student,
@@ -193,14 +202,13 @@ def _prune(job: Job) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
         return student, {"method": "prune", "ratio": job.cfg.ratio, "keep_fraction": keep, "channel_multiple": 8}, log
     size = list(job.model.preprocessing.input_size)
     example = torch.zeros(1, 3, *size, device=next(teacher.parameters()).device)
-    student, fraction = prune_graph(teacher, example, job.cfg.ratio, keep=_names(job.cfg.prune_keep))
-    # the residual streams are pruned too, so a block's output no longer matches the teacher's: end-to-end only
-    student.eval()
-    log = {"channel_fraction": fraction, "end_to_end": job.phase(
-        "end_to_end", student, student.parameters(),
-        end_to_end_loss(teacher, student, job.batches(1), BalancedLoss()), job.cfg.e2e_steps, job.cfg.e2e_lr,
-    )}  # fmt: skip
-    step = {"method": "prune", "engine": "depgraph", "ratio": job.cfg.ratio, "channel_fraction": fraction,
+    scope = job.cfg.prune_scope
+    student, fraction = prune_graph(teacher, example, job.cfg.ratio, keep=_names(job.cfg.prune_keep), scope=scope)
+    # blocks whose input and output keep the teacher's widths are distilled block by block, then the whole network
+    # (with the residual streams pruned, scope "all", few or no block keeps them: end to end only)
+    blocks = kept_width_blocks(teacher, student, example)
+    log = {"channel_fraction": fraction, **_distil(job, teacher, student, blocks)}
+    step = {"method": "prune", "engine": "depgraph", "scope": scope, "ratio": job.cfg.ratio, "channel_fraction": fraction,
             "channel_multiple": 8, "groups": layer_groups(student)}  # fmt: skip
     return student, step, log
 
@@ -279,6 +287,8 @@ def optimize(
             raise InputError(f"--ratio (the share of parameters to prune) must be in (0, 1), got {cfg.ratio}")
         if cfg.prune_engine not in PRUNE_ENGINES:
             raise InputError(f"--prune-engine must be one of {', '.join(PRUNE_ENGINES)}, got {cfg.prune_engine!r}")
+        if cfg.prune_scope not in PRUNE_SCOPES:
+            raise InputError(f"--prune-scope must be one of {', '.join(PRUNE_SCOPES)}, got {cfg.prune_scope!r}")
     out_dir = Path(out)
     with RunLock(out_dir):  # one run writes a folder at a time (training states, checkpoint, report)
         return _optimize(fn, model, method, out_dir, cfg)
@@ -299,7 +309,7 @@ def _optimize(fn: OptimizerFn, model: str, method: str, out_dir: Path, cfg: Opti
     net, step, log = fn(job)
     tag = f"prune{cfg.ratio:g}" if method == "prune" else method
     if step.get("engine") == "depgraph":  # another network than METER's groups at the same ratio: another name
-        tag += "-depgraph"
+        tag += "-depgraph" + ("-internal" if step.get("scope") == "internal" else "")
     name = f"{teacher.name}+{tag}" if method != "distill" else f"{cfg.student}<-{teacher.name}"
     steps = [*job.prior_steps, step]
     path = save_optimized(out_dir / "model.safetensors", net, job.base, steps, name)
