@@ -203,5 +203,6 @@ def test_internal_scope_finds_meters_hand_written_groups(meter_nyu):
     # and ranked as the hand-written groups rank them (each member's L2 norms over their mean, summed; depthwise
     # convolutions included): wherever both engines keep a width, they keep the same channels, to the bit
     by_hand = dict(prune_channels(meter_nyu.net, 0.3)[0].named_parameters())
-    same = [n for n, p in pruned.named_parameters() if p.shape == by_hand[n].shape]
-    assert len(same) >= 150 and all(torch.equal(dict(pruned.named_parameters())[n], by_hand[n]) for n in same)
+    ours = dict(pruned.named_parameters())
+    same = [n for n, p in ours.items() if p.shape == by_hand[n].shape]
+    assert len(same) >= 150 and all(torch.equal(ours[n], by_hand[n]) for n in same)

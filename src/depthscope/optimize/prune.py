@@ -127,6 +127,13 @@ def _output_layers(net: nn.Module, example: torch.Tensor) -> list[nn.Module]:
 PRUNE_SCOPES = ("all", "internal")
 
 
+def check_scope(scope: str) -> None:
+    """One error for a ``--prune-scope`` that is not one of :data:`PRUNE_SCOPES` (``optimize`` asks before any
+    work, :func:`prune_graph` for Python callers)."""
+    if scope not in PRUNE_SCOPES:
+        raise InputError(f"--prune-scope must be one of {', '.join(PRUNE_SCOPES)}, got {scope!r}")
+
+
 def _boundary_roots(
     net: nn.Module, example: torch.Tensor, ignored: list[nn.Module], unwrapped: list
 ) -> list[nn.Module]:
@@ -182,6 +189,7 @@ def _importance(tp: Any) -> Any:
     outputs = {tp.prune_conv_out_channels, tp.prune_depthwise_conv_out_channels, tp.prune_linear_out_channels,
                tp.prune_batchnorm_out_channels}  # fmt: skip
     inputs = {tp.prune_conv_in_channels, tp.prune_depthwise_conv_in_channels, tp.prune_linear_in_channels}
+    members = outputs | inputs
 
     class MemberNormalised(tp.importance.Importance):
         @torch.no_grad()
@@ -190,7 +198,7 @@ def _importance(tp: Any) -> Any:
             for i in range(len(group)):
                 dep, idxs, roots = group[i].dep, group[i].idxs, group[i].root_idxs
                 layer, fn = dep.layer, dep.pruning_fn
-                if not isinstance(layer, weighted) or fn not in outputs | inputs or layer.weight is None:
+                if not isinstance(layer, weighted) or fn not in members or layer.weight is None:
                     continue
                 w = layer.weight.detach()
                 dim = int((fn in outputs) == getattr(layer, "transposed", False)) if w.dim() > 1 else 0
@@ -243,8 +251,7 @@ def prune_graph(
     """
     if not 0 < ratio < 1:
         raise InputError(f"pruning ratio must be in (0, 1), got {ratio}")
-    if scope not in PRUNE_SCOPES:
-        raise InputError(f"--prune-scope must be one of {', '.join(PRUNE_SCOPES)}, got {scope!r}")
+    check_scope(scope)
     try:
         import torch_pruning as tp
     except ImportError:

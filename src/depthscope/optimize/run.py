@@ -10,9 +10,9 @@ Methods (one registered function each, ``@register_optimizer``):
   default): METER's internal widths, then the same two distillation phases from the unpruned model: block-wise for
   every pruned block (``steps``: 200 steps took RMSE on unseen NYU images from 2.20 to 1.07 m, where 1,000
   end-to-end steps alone reached 1.28 m), then end-to-end (``e2e_steps``). ``"depgraph"`` (any other network):
-  torch-pruning's dependency graph; ``prune_scope="all"``: residual streams included, then
-  end-to-end distillation only (no block output keeps the teacher's width); ``"internal"``: only block-hidden widths,
-  then block-wise distillation of every pruned block (:func:`kept_width_blocks`) and end to end.
+  torch-pruning's dependency graph; ``prune_scope="all"``: residual streams included, so few blocks keep the
+  teacher's widths; ``"internal"``: only block-hidden widths. Either way the blocks that keep them
+  (:func:`kept_width_blocks`) are distilled block by block, then the whole network end to end.
 * ``distill``: a ``student`` model trained end to end on the model's predictions (``steps``).
 * ``int8``: post-training static quantisation calibrated on ``calib_images`` augmented images.
 
@@ -48,7 +48,7 @@ from depthscope.models.quantized import calibrate, convert_int8, default_keep_fl
 from depthscope.optimize.distill import batch_source, blockwise_loss, end_to_end_loss, kept_width_blocks
 from depthscope.optimize.images import image_paths, load_images
 from depthscope.optimize.losses import BalancedLoss
-from depthscope.optimize.prune import PRUNE_SCOPES, prune_channels, prune_graph
+from depthscope.optimize.prune import check_scope, prune_channels, prune_graph
 from depthscope.optimize.train import train_phase
 from depthscope.output.files import RunLock, write_json
 from depthscope.registry import Registry
@@ -205,7 +205,7 @@ def _prune(job: Job) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
     scope = job.cfg.prune_scope
     student, fraction = prune_graph(teacher, example, job.cfg.ratio, keep=_names(job.cfg.prune_keep), scope=scope)
     # blocks whose input and output keep the teacher's widths are distilled block by block, then the whole network
-    # (with the residual streams pruned, scope "all", few or no block keeps them: end to end only)
+    # (with the residual streams pruned, scope "all", few blocks keep them; with none, end to end only)
     blocks = kept_width_blocks(teacher, student, example)
     log = {"channel_fraction": fraction, **_distil(job, teacher, student, blocks)}
     step = {"method": "prune", "engine": "depgraph", "scope": scope, "ratio": job.cfg.ratio, "channel_fraction": fraction,
@@ -287,8 +287,7 @@ def optimize(
             raise InputError(f"--ratio (the share of parameters to prune) must be in (0, 1), got {cfg.ratio}")
         if cfg.prune_engine not in PRUNE_ENGINES:
             raise InputError(f"--prune-engine must be one of {', '.join(PRUNE_ENGINES)}, got {cfg.prune_engine!r}")
-        if cfg.prune_scope not in PRUNE_SCOPES:
-            raise InputError(f"--prune-scope must be one of {', '.join(PRUNE_SCOPES)}, got {cfg.prune_scope!r}")
+        check_scope(cfg.prune_scope)
     out_dir = Path(out)
     with RunLock(out_dir):  # one run writes a folder at a time (training states, checkpoint, report)
         return _optimize(fn, model, method, out_dir, cfg)
