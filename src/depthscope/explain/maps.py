@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from depthscope.errors import InputError
 from depthscope.explain.attribution import Attribution, register_method
+from depthscope.models.hooks import forward_hooks
 from depthscope.ops.fills import fill_image
 from depthscope.seeding import generator
 
@@ -33,11 +34,8 @@ def gradcam(fmodel: torch.nn.Module, x: torch.Tensor, layer: str | None = None) 
         )
     module = get_layer(fmodel.model, layer)
     store: dict[str, torch.Tensor] = {}
-    handle = module.register_forward_hook(lambda _m, _i, out: store.__setitem__("a", out))
-    try:
+    with forward_hooks([(layer, module)], lambda _n, _a, _k, out: store.__setitem__("a", out)):
         out = fmodel(x.detach())
-    finally:
-        handle.remove()
     act = store["a"]
     maps = []
     for t in range(out.shape[1]):

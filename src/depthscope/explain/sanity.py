@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from depthscope.explain.api import explain
+from depthscope.models.hooks import forward_hooks
 from depthscope.ops.stats import map_ssim, spearman
 
 
@@ -27,13 +28,8 @@ def blocks_in_forward_order(model: torch.nn.Module, x: torch.Tensor, depth: int 
         if len(parts) == want and any(True for _ in mod.parameters()):
             names.append(name)
     order: list[str] = []
-    hooks = [net.get_submodule(n).register_forward_hook(lambda *_a, n=n: order.append(n)) for n in names]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
+    with forward_hooks(((n, net.get_submodule(n)) for n in names), lambda n, *_: order.append(n)), torch.no_grad():
+        model(x)
     return list(dict.fromkeys(order))
 
 

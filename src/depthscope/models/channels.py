@@ -43,16 +43,17 @@ class ChannelGroup:
     def keep(self, idx: torch.Tensor) -> None:
         """Keep only channels ``idx`` (sorted) in every member."""
         for m in self.producers:
-            _slice_out(m, idx)
+            slice_out(m, idx)
         for m in self.consumers:
-            _slice_in(m, idx)
+            slice_in(m, idx)
 
 
 def _normalised(v: torch.Tensor) -> torch.Tensor:
     return v / v.mean().clamp_min(1e-12)
 
 
-def _set(m: nn.Module, name: str, value: torch.Tensor) -> None:
+def set_tensor(m: nn.Module, name: str, value: torch.Tensor) -> None:
+    """Replace tensor ``name`` of ``m`` by ``value`` (a parameter stays a parameter, with its ``requires_grad``)."""
     old = getattr(m, name)
     if isinstance(old, nn.Parameter):
         setattr(m, name, nn.Parameter(value.contiguous(), requires_grad=old.requires_grad))
@@ -60,10 +61,12 @@ def _set(m: nn.Module, name: str, value: torch.Tensor) -> None:
         setattr(m, name, value.contiguous())
 
 
-def _slice_out(m: nn.Module, idx: torch.Tensor) -> None:
+def slice_out(m: nn.Module, idx: torch.Tensor) -> None:
+    """Keep only output channels ``idx`` of a convolution, linear layer or batch norm (weights, bias, statistics
+    and the width attributes)."""
     for name in ("weight", "bias", "running_mean", "running_var"):
         if getattr(m, name, None) is not None:
-            _set(m, name, getattr(m, name)[idx])
+            set_tensor(m, name, getattr(m, name)[idx])
     n = len(idx)
     if isinstance(m, nn.Conv2d):
         if m.groups > 1:  # depthwise: one input channel per output channel
@@ -75,8 +78,9 @@ def _slice_out(m: nn.Module, idx: torch.Tensor) -> None:
         m.num_features = n
 
 
-def _slice_in(m: nn.Module, idx: torch.Tensor) -> None:
-    _set(m, "weight", m.weight[:, idx])
+def slice_in(m: nn.Module, idx: torch.Tensor) -> None:
+    """Keep only input channels ``idx`` of a (non-grouped) convolution or linear layer."""
+    set_tensor(m, "weight", m.weight[:, idx])
     if isinstance(m, nn.Conv2d):
         m.in_channels = len(idx)
     elif isinstance(m, nn.Linear):
@@ -134,8 +138,8 @@ def layer_groups(net: nn.Module) -> dict[str, int]:
 def resize_to_state(net: nn.Module, state: Mapping[str, torch.Tensor], groups: Mapping[str, int]) -> nn.Module:
     """Give ``net`` (in place) the tensor shapes of a checkpoint ``state`` of a structurally pruned copy of it,
     with the convolutions' ``groups`` as recorded; the layers' widths (``in_channels``, ``out_features``,
-    ``num_features``, ``normalized_shape``...) follow. Weights are left to ``load_state_dict``; any other network
-    attribute that depends on a width is not touched (a pruner keeps attention widths whole for that reason)."""
+    ``num_features``, ``normalized_shape``...) follow. Weights are left to ``load_state_dict``; attention head counts
+    are not in the shapes: :func:`~depthscope.models.heads.set_head_counts` restores them from the recipe."""
     for name, m in net.named_modules():
         for kind in ("_parameters", "_buffers"):
             for key, t in list(getattr(m, kind).items()):

@@ -22,6 +22,7 @@ from torch import nn
 from depthscope.errors import CheckpointError, DepthscopeError
 from depthscope.models.base import DepthModel
 from depthscope.models.channels import resize_like, resize_to_state
+from depthscope.models.heads import set_head_counts
 from depthscope.models.mixers import replace_attention
 from depthscope.models.quantized import int8_skeleton, load_int8_state
 from depthscope.models.weights import load_into
@@ -127,8 +128,10 @@ STRUCTURES.register("pyra")(Structure(lambda net, step, state: _replaced(net, "p
 
 
 def _pruned(net: nn.Module, step: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> nn.Module:
-    if step.get("engine") == "depgraph":  # any network: every tensor's shape from the file, groups from the recipe
-        return resize_to_state(net, state, {str(k): int(v) for k, v in dict(step.get("groups", {})).items()})
+    if step.get("engine") == "depgraph":  # any network: every tensor's shape from the file, groups and heads from
+        # the recipe (checkpoints written before heads were pruned have no "heads": all kept)
+        resize_to_state(net, state, {str(k): int(v) for k, v in dict(step.get("groups", {})).items()})
+        return set_head_counts(net, {str(k): int(v) for k, v in dict(step.get("heads", {})).items()})
     return resize_like(net, state)  # METER's channel groups
 
 

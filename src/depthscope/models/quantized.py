@@ -38,6 +38,7 @@ from torch import nn
 
 from depthscope.errors import CheckpointError, InputError
 from depthscope.models.base import require_modules, source_type
+from depthscope.models.hooks import forward_hooks
 from depthscope.models.meter import METER, Transformer
 
 KEEP_FLOAT: dict[type, tuple[str, ...]] = {METER: ("decoder.ups_block_3",)}
@@ -128,17 +129,11 @@ def prepare_int8(net: nn.Module, example: torch.Tensor, keep_float: Sequence[str
     observed = _quiet_copy(net).eval()
     calls: dict[str, list[tuple]] = {}
 
-    def record(name: str, args: tuple, kwargs: dict) -> None:
+    def record(name: str, args: tuple, kwargs: dict, _out: None) -> None:
         calls.setdefault(name, []).append(args if not kwargs else ())  # keyword calls: not exported whole
 
-    hooks = [m.register_forward_pre_hook(lambda m, a, k, n=n: record(n, a, k), with_kwargs=True)
-             for n, m in observed.named_modules()]  # fmt: skip
-    try:
-        with torch.no_grad():  # batch 2: export would specialise a batch of 1
-            observed(example[:1].expand(2, *example.shape[1:]).contiguous())
-    finally:
-        for h in hooks:
-            h.remove()
+    with forward_hooks(observed.named_modules(), record, pre=True), torch.no_grad():
+        observed(example[:1].expand(2, *example.shape[1:]).contiguous())  # batch 2: export would specialise 1
     # a region is a module called once, positionally (a shared module or one given keywords is entered instead)
     inputs = {n: c[0] for n, c in calls.items() if len(c) == 1 and c[0]}
 

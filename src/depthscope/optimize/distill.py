@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from depthscope.models.base import DepthModel
+from depthscope.models.hooks import forward_hooks
 from depthscope.optimize.images import augmented_batch
 from depthscope.optimize.losses import BalancedLoss
 
@@ -37,33 +38,37 @@ def capture_io(net: nn.Module, names: Sequence[str]) -> Iterator[dict[str, tuple
     """Record ``(args, output)`` of the named submodules of ``net`` during forwards inside the block."""
     seen: dict[str, tuple[tuple[Any, ...], torch.Tensor]] = {}
     modules = dict(net.named_modules())
-    hooks = [
-        modules[n].register_forward_hook(lambda m, args, out, n=n: seen.__setitem__(n, (args, out))) for n in names
-    ]
-    try:
+    with forward_hooks([(n, modules[n]) for n in names], lambda n, args, _k, out: seen.__setitem__(n, (args, out))):
         yield seen
-    finally:
-        for h in hooks:
-            h.remove()
+
+
+_PLAIN = (int, float, bool, type(None))
+
+
+def _signature(arg: Any) -> Any:
+    """A positional argument as a comparable value: a tensor's shape, a plain value itself (a token grid
+    ``(h, w)``, an absent mask), ``NotImplemented`` for anything else (a call block-wise distillation does not
+    replay)."""
+    if isinstance(arg, torch.Tensor):
+        return ("tensor", tuple(arg.shape))
+    if isinstance(arg, _PLAIN) or (isinstance(arg, tuple) and all(isinstance(a, _PLAIN) for a in arg)):
+        return arg
+    return NotImplemented
 
 
 def _signatures(net: nn.Module, example: torch.Tensor) -> dict[str, list[Any]]:
-    """Module name -> per call, the input shapes and the output shape (``None`` for a call block-wise distillation
-    cannot replay: keyword arguments, or an output that is not one tensor)."""
+    """Module name -> per call, the signatures of its positional arguments (:func:`_signature`) and the output
+    shape (``None`` for a call block-wise distillation cannot replay: keyword arguments, an argument that is no
+    tensor or plain value, or an output that is not one tensor)."""
     calls: dict[str, list[Any]] = {}
 
     def record(name: str, args: tuple, kwargs: dict, out: Any) -> None:
-        ok = not kwargs and isinstance(out, torch.Tensor) and all(isinstance(a, torch.Tensor) for a in args)
-        calls.setdefault(name, []).append((tuple(a.shape for a in args), out.shape) if ok else None)
+        sig = tuple(_signature(a) for a in args)
+        ok = not kwargs and isinstance(out, torch.Tensor) and NotImplemented not in sig
+        calls.setdefault(name, []).append((sig, out.shape) if ok else None)
 
-    hooks = [m.register_forward_hook(lambda m, a, k, o, n=n: record(n, a, k, o), with_kwargs=True)
-             for n, m in net.named_modules() if n]  # fmt: skip
-    try:
-        with torch.no_grad():
-            net(example)
-    finally:
-        for h in hooks:
-            h.remove()
+    with forward_hooks(((n, m) for n, m in net.named_modules() if n), record), torch.no_grad():
+        net(example)
     return calls
 
 

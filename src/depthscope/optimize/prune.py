@@ -31,6 +31,8 @@ from depthscope.efficiency.params import count_params
 from depthscope.errors import InputError
 from depthscope.models.base import require_modules
 from depthscope.models.channels import meter_groups, prune_fraction
+from depthscope.models.heads import head_layouts
+from depthscope.models.hooks import forward_hooks
 
 
 def fit_to_ratio(
@@ -86,8 +88,32 @@ def prune_channels(net: nn.Module, ratio: float, multiple: int = 8) -> tuple[nn.
 
 def _attention_modules(net: nn.Module) -> list[nn.Module]:
     """Every attention module (a class named ``*Attention*`` or holding ``num_heads``): the widths of its
-    projections are tied to head counts a graph does not show, so they are kept whole."""
+    projections are tied to head counts a graph does not show, so DepGraph keeps them whole; whole heads of the
+    ones a :data:`~depthscope.models.heads.HEAD_LAYOUTS` function knows are pruned by :func:`prune_heads`."""
     return [m for m in net.modules() if "attention" in type(m).__name__.lower() or hasattr(m, "num_heads")]
+
+
+def prune_heads(net: nn.Module, fraction: float, keep: Sequence[str] = ()) -> dict[str, int]:
+    """Remove (in place) ``fraction`` of the heads of every attention module of ``net`` whose layout is known
+    (:func:`~depthscope.models.heads.head_layouts`), the least important first (:meth:`HeadLayout.importance`),
+    rounded to the nearest head count, at least one kept; a module named in ``keep``, or one of whose
+    projections is, keeps all its heads. Returns ``{module name: heads kept}``.
+
+    Example:
+        >>> from depthscope.models.meter import Attention
+        >>> net = nn.Sequential(Attention(32, heads=4, dim_head=8))
+        >>> prune_heads(net, 0.5), net[0].to_qkv.out_features
+        ({'0': 2}, 48)
+    """
+    kept = {}
+    names = {id(m): n for n, m in net.named_modules()}
+    for name, layout in head_layouts(net).items():
+        members = [layout.module, *(m for m, _ in layout.producers), *layout.consumers]
+        n = max(1, round((1 - fraction) * layout.heads))
+        if n < layout.heads and not any(names[id(m)] in keep for m in members):
+            layout.keep(torch.sort(torch.topk(layout.importance(), n).indices).values)
+        kept[name] = layout.heads
+    return kept
 
 
 def _output_layers(net: nn.Module, example: torch.Tensor) -> list[nn.Module]:
@@ -96,19 +122,15 @@ def _output_layers(net: nn.Module, example: torch.Tensor) -> list[nn.Module]:
     bin-width MLP, joined by a softmax, a cumulative sum and an expectation), so they stay whole. Found by walking
     the autograd graph of one forward back from the output, stopping at each such layer."""
     kinds = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+    modules = dict(net.named_modules())
     made: dict[object, nn.Module] = {}  # grad_fn of a layer's output -> the layer
 
-    def record(m: nn.Module, _inputs: tuple, out: object) -> None:
+    def record(name: str, _args: tuple, _kwargs: dict, out: object) -> None:
         if isinstance(out, torch.Tensor) and out.grad_fn is not None:
-            made[out.grad_fn] = m
+            made[out.grad_fn] = modules[name]
 
-    hooks = [m.register_forward_hook(record) for m in net.modules() if isinstance(m, kinds)]
-    try:
-        with torch.enable_grad():
-            out = net(example.detach().clone().requires_grad_(True))
-    finally:
-        for h in hooks:
-            h.remove()
+    with forward_hooks(((n, m) for n, m in modules.items() if isinstance(m, kinds)), record), torch.enable_grad():
+        out = net(example.detach().clone().requires_grad_(True))
     tensors = [t for t in (out if isinstance(out, (tuple, list)) else [out]) if isinstance(t, torch.Tensor)]
     todo = [t.grad_fn for t in tensors if t.grad_fn is not None]
     seen, found = set(todo), []
@@ -146,17 +168,14 @@ def _boundary_roots(
 
     edges: set[object] = set()  # grad_fns of the tensors entering or leaving a block, in the graph's own forward
 
-    def record(m: nn.Module, args: tuple, out: object) -> None:
+    def record(_name: str, args: tuple, _kwargs: dict, out: object) -> None:
         for t in (*args, out):
             if isinstance(t, torch.Tensor) and t.grad_fn is not None:
                 edges.add(t.grad_fn)
 
-    hooks = [m.register_forward_hook(record) for n, m in net.named_modules() if n and next(m.children(), None)]
-    try:
+    blocks = ((n, m) for n, m in net.named_modules() if n and next(m.children(), None))
+    with forward_hooks(blocks, record):
         graph = tp.DependencyGraph().build_dependency(net, example, unwrapped_parameters=unwrapped)
-    finally:
-        for h in hooks:
-            h.remove()
 
     def crosses(group: Any) -> bool:
         return any(graph.is_out_channel_pruning_fn(dep.handler) and dep.target.grad_fn in edges for dep, _ in group)
@@ -225,8 +244,10 @@ def prune_graph(
     norm, the depthwise convolution and the next layer's inputs; residual streams; transformer MLP widths) loses
     its least important channels (ranked as METER's own groups rank them: :func:`_importance`), one channel
     fraction for all groups, kept widths rounded to the nearest ``multiple`` (:func:`_pruner`), found by
-    bisection. Kept whole: the output layers (those whose outputs reach the output through no other convolution or
-    linear layer), attention projections, and the modules named in ``keep``.
+    bisection. Attention modules whose layout is known lose the same fraction of whole heads (:func:`prune_heads`);
+    their projections are otherwise kept whole (their widths are tied to head counts the graph does not show), as
+    are the output layers (those whose outputs reach the output through no other convolution or linear layer) and
+    the modules named in ``keep``.
 
     Args:
         net: the network (eval mode); not changed.
@@ -272,6 +293,7 @@ def prune_graph(
 
     def cut(fraction: float) -> nn.Module:
         copy_ = copy.deepcopy(net).eval()
+        prune_heads(copy_, fraction, keep)
         own = dict(copy_.named_modules())
         ignored = [own[n] for n in fixed]
         params = dict(copy_.named_parameters())

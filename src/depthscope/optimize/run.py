@@ -40,6 +40,7 @@ from depthscope.efficiency.params import count_params
 from depthscope.errors import InputError
 from depthscope.models.base import DepthModel, source_type
 from depthscope.models.channels import layer_groups, meter_groups
+from depthscope.models.heads import head_counts
 from depthscope.models.loading import load_model
 from depthscope.models.meter import METER
 from depthscope.models.mixers import replace_attention
@@ -209,7 +210,7 @@ def _prune(job: Job) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
     blocks = kept_width_blocks(teacher, student, example)
     log = {"channel_fraction": fraction, **_distil(job, teacher, student, blocks)}
     step = {"method": "prune", "engine": "depgraph", "scope": scope, "ratio": job.cfg.ratio, "channel_fraction": fraction,
-            "channel_multiple": 8, "groups": layer_groups(student)}  # fmt: skip
+            "channel_multiple": 8, "groups": layer_groups(student), "heads": head_counts(student)}  # fmt: skip
     return student, step, log
 
 
