@@ -49,20 +49,27 @@ def main() -> None:
     args = ap.parse_args()
     reference, data = setup(args.threads)
     models = [reference] + [load_model(p) for p in args.variants]
+    names = [m.name for m in models]
+    # checkpoints of one recipe (e.g. two seeds) share a model name: their folders tell them apart
+    labels = [
+        n if names.count(n) == 1 else f"{n} ({Path(p).parent.name})"
+        for n, p in zip(names, ["", *args.variants], strict=True)
+    ]
     x = data[0].image.unsqueeze(0)
     rows = {}
-    for m in models:
+    for label, m in zip(labels, models, strict=True):
         row = profile_model(m, tuple(x.shape[-2:]), counts_only=True)
         result = evaluate(m, data, limit=args.limit)
-        rows[m.name] = {
-            "model": m.name,
+        rows[label] = {
+            "model": label,
             "params": row["params"],
             "flops": row["flops"],
             **{k: result.metrics[k] for k in ("rmse", "abs_rel", "delta1")},
         }
     # whole model on the 480x640 image (resize in, upsample out: what a user waits for) and the network alone on
     # its 192x256 input (where the optimisations act), interleaved round by round
-    runs = {(m.name, "image"): (m, x) for m in models} | {(m.name, "net"): (m.net, m.prepare(x)) for m in models}
+    runs = {(n, "image"): (m, x) for n, m in zip(labels, models, strict=True)}
+    runs |= {(n, "net"): (m.net, m.prepare(x)) for n, m in zip(labels, models, strict=True)}
     lat: dict[tuple[str, str], list[float]] = {k: [] for k in runs}
     best: dict[tuple[str, str], float] = dict.fromkeys(runs, float("inf"))
     for fn, inp in runs.values():  # warm-up
@@ -72,9 +79,11 @@ def main() -> None:
             m = measure_latency(fn, inp, warmup=1, repeats=args.repeats)
             lat[key].append(m.median_ms)
             best[key] = min(best[key], m.min_ms)
-    for m in models:  # after the timings: see efficiency/profile.py (a compiled int8 network slowed down otherwise)
-        rows[m.name]["peak_memory_bytes"] = peak_activation_bytes(m, x)[0]
-    ref = reference.name
+    for n, m in zip(
+        labels, models, strict=True
+    ):  # after the timings: see efficiency/profile.py (a compiled int8 network
+        rows[n]["peak_memory_bytes"] = peak_activation_bytes(m, x)[0]  # slowed down otherwise)
+    ref = labels[0]
     for name, row in rows.items():
         row["latency_ms_median"] = float(np.median(lat[name, "image"]))
         row["latency_ratio"] = row["latency_ms_median"] / float(np.median(lat[ref, "image"]))

@@ -112,3 +112,11 @@ def test_no_import_from_a_higher_layer(module):
 
 def test_nothing_imports_the_top_level_facade():
     assert not [m for m, deps in GRAPH.items() if "depthscope" in deps and m != "depthscope"]
+
+
+def test_no_module_uses_the_deprecated_fx_quantisation_flow():
+    """int8 is PT2E (``torch.export`` + torchao's quantizer); torch 2.13 deprecates FX graph-mode quantisation."""
+    users = [
+        m for m, p in MODULES.items() if any(n in p.read_text() for n in ("quantize_fx", "prepare_fx", "convert_fx"))
+    ]
+    assert not users, users

@@ -46,11 +46,20 @@ def test_checkpoint_metadata_never_names_code(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     marker = tmp_path / "imported.txt"
     (tmp_path / "evil_module.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\ndef build():\n    return 1\n")
-    for base in ("os:getpid", "evil_module:build", "hf:/tmp/somewhere", "meter-xxs-nyu.safetensors"):
+    for base in ("os:getpid", "evil_module:build", "meter-xxs-nyu.safetensors"):
         path = _optimised(tmp_path / "m.safetensors", base)
         rc, err = cli(capsys, "evaluate", "--model", path, "--limit", 1)
         assert rc == 2
-        one_line_error(err, f"its recipe names base model {base!r}, which is not a registered model")
+        one_line_error(err, f"its recipe names base model {base!r}, which is neither a registered model nor")
+    # a Hugging Face base is a config read from this machine, never fetched because a file names it
+    for base, why in [
+        ("hf:/tmp/does-not-exist", "Hugging Face model directory /tmp/does-not-exist does not exist"),
+        ("hf:nobody/never-downloaded", "cannot load Hugging Face depth model 'nobody/never-downloaded'"),
+    ]:
+        path = _optimised(tmp_path / "hf.safetensors", base)
+        rc, err = cli(capsys, "evaluate", "--model", path, "--limit", 1)
+        assert rc == 2
+        one_line_error(err, f"the base model its recipe names, {base}: {why}")
     assert not marker.exists() and "evil_module" not in sys.modules
     path = _optimised(tmp_path / "steps.safetensors", "meter-xxs-nyu", [{"method": "exec", "code": "x"}])
     with pytest.raises(CheckpointError, match=r"steps depthscope does not write \('exec'\); known steps: distill"):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from depthscope.models.heads import head_counts, head_layouts, set_head_counts
+from depthscope.models.heads import HEAD_LAYOUTS, head_counts, head_layouts, set_head_counts
 from depthscope.models.meter import Attention
 from depthscope.models.mixers import SRAttention
 from depthscope.models.pixelformer import WindowCrossAttention
@@ -35,6 +35,25 @@ def _hf_attention() -> nn.Module:
     return Dinov2Attention(cfg)
 
 
+class TimmAttention(nn.Module):
+    """timm 1.0's ``Attention`` interface, written here (timm needs torchvision, which this CPU build has not):
+    a fused ``qkv`` split by ``num_heads`` and ``head_dim``, the heads' outputs reshaped by ``attn_dim``."""
+
+    def __init__(self, dim: int, num_heads: int, head_dim: int, attn_dim_attribute: bool = True) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, head_dim
+        if attn_dim_attribute:  # timm < 1.0 has none (and reshapes by the input width)
+            self.attn_dim = num_heads * head_dim
+        self.qkv, self.norm = nn.Linear(dim, 3 * num_heads * head_dim), nn.Identity()
+        self.proj = nn.Linear(num_heads * head_dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        out = nn.functional.scaled_dot_product_attention(q, k, v)
+        return self.proj(self.norm(out.transpose(1, 2).reshape(b, n, self.attn_dim)))
+
+
 CASES = {  # layout -> (module with 4 heads of width 8, its call on random inputs, its output projection)
     "meter": (lambda: Attention(24, 4, 8), lambda m, x: m(x[..., :24].reshape(2, 1, 16, 24)), lambda m: m.to_out[0]),
     "pyra": (
@@ -49,7 +68,12 @@ CASES = {  # layout -> (module with 4 heads of width 8, its call on random input
         lambda m: m.proj,
     ),
     "q_k_v_o_proj": (_hf_attention, lambda m, x: m(x[..., :32].reshape(2, 16, 32))[0], lambda m: m.o_proj),
+    "timm": (lambda: TimmAttention(24, 4, 8), lambda m, x: m(x[..., :24].reshape(2, 16, 24)), lambda m: m.proj),
 }
+
+
+def test_every_registered_layout_is_tested():
+    assert set(CASES) == set(HEAD_LAYOUTS.names())
 
 
 @pytest.mark.parametrize("kind", CASES)
@@ -103,3 +127,12 @@ def test_set_head_counts_restores_what_the_shapes_do_not_say():
         set_head_counts(nn.Sequential(Attention(24, 4, 8)), {"0": 5})
     fresh = set_head_counts(nn.Sequential(Attention(24, 4, 8)), head_counts(net))
     assert fresh[0].heads == 3
+
+
+def test_timm_attention_gets_its_attn_dim_back_and_older_timm_is_left_alone():
+    net = nn.Sequential(_randomised(TimmAttention(24, 4, 8)))
+    head_layouts(net)["0"].keep(KEEP)
+    assert (net[0].num_heads, net[0].attn_dim) == (2, 16)
+    fresh = set_head_counts(nn.Sequential(TimmAttention(24, 4, 8)), head_counts(net))  # as a checkpoint loads
+    assert (fresh[0].num_heads, fresh[0].attn_dim) == (2, 16)
+    assert head_layouts(nn.Sequential(TimmAttention(24, 4, 8, attn_dim_attribute=False))) == {}

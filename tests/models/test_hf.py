@@ -10,43 +10,19 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
+from hf_models import IMAGENET, save_tiny_depth_anything  # noqa: E402
+
 from depthscope.cli import main  # noqa: E402
 from depthscope.errors import InputError  # noqa: E402
 from depthscope.explain import explain  # noqa: E402
 from depthscope.metrics.depth import valid_mask  # noqa: E402
 from depthscope.models import load_model  # noqa: E402
 
-IMAGENET = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "do_normalize": True}
-
 
 @pytest.fixture(scope="module")
 def tiny_depth_anything(tmp_path_factory):
-    """Depth Anything (relative, DINOv2 backbone with patch 14), 4 layers of width 32, processor: 56 px, keep
-    aspect, multiple of 14 (like the real 518 px one)."""
-    d = tmp_path_factory.mktemp("tiny_da")
-    backbone = transformers.Dinov2Config(
-        hidden_size=32,
-        num_hidden_layers=4,
-        num_attention_heads=2,
-        intermediate_size=64,
-        image_size=56,
-        patch_size=14,
-        out_features=["stage1", "stage2", "stage3", "stage4"],
-        reshape_hidden_states=False,
-    )
-    cfg = transformers.DepthAnythingConfig(
-        backbone_config=backbone,
-        reassemble_hidden_size=32,
-        neck_hidden_sizes=[16, 16, 32, 32],
-        fusion_hidden_size=16,
-        head_hidden_size=8,
-        depth_estimation_type="relative",
-    )
-    torch.manual_seed(0)
-    transformers.DepthAnythingForDepthEstimation(cfg).save_pretrained(d)
-    proc = {"size": {"height": 56, "width": 56}, "keep_aspect_ratio": True, "ensure_multiple_of": 14, **IMAGENET}
-    (d / "preprocessor_config.json").write_text(json.dumps(proc))
-    return d
+    """Depth Anything, 4 layers of width 32 with 2 heads (:func:`save_tiny_depth_anything`)."""
+    return save_tiny_depth_anything(tmp_path_factory.mktemp("tiny_da"))
 
 
 def test_loads_as_relative_disparity_with_processor_size(tiny_depth_anything):

@@ -2,6 +2,7 @@
 network computes exactly what the original computes with those channels' consumer weights zeroed."""
 
 import copy
+import warnings
 
 import pytest
 import torch
@@ -174,8 +175,8 @@ def test_depgraph_prunes_pixelformer_tiny_and_its_state_reloads():
         out = pruned(images)
     assert out.shape == (2, 1, 224, 224) and torch.isfinite(out).all()
     fresh = load_model("pixelformer-tiny07", pretrained=False).net.eval()
+    fresh = set_head_counts(fresh, heads)  # as the loader does: heads first, then the shapes
     fresh = resize_to_state(fresh, pruned.state_dict(), layer_groups(pruned))
-    fresh = set_head_counts(fresh, heads)
     fresh.load_state_dict(pruned.state_dict())  # strict: every shape matches
     with torch.no_grad():
         assert torch.equal(fresh(images), out)
@@ -226,3 +227,39 @@ def test_internal_scope_finds_meters_hand_written_groups(meter_nyu):
     ours = dict(pruned.named_parameters())
     same = [n for n, p in ours.items() if p.shape == by_hand[n].shape]
     assert len(same) >= 120 and all(torch.equal(ours[n], by_hand[n]) for n in same)
+
+
+def test_depgraph_prunes_a_hugging_face_depth_model_and_it_reloads(tmp_path):
+    """A whole Hugging Face model (Depth Anything: DINOv2 backbone, DPT neck) through the CLI: 30 % of the
+    parameters go, each of its 4 attentions keeps round(0.7 * 4) = 3 heads of width 16 (q/k/v 48 rows, output
+    projection 48 columns), torch-pruning says nothing of the class token, position embeddings and layer scales
+    (declared with the dimension it would choose), and ``--model FILE`` rebuilds the model from its ``hf:`` base."""
+    pytest.importorskip("transformers")
+    from hf_models import save_tiny_depth_anything
+
+    src = save_tiny_depth_anything(tmp_path / "da", width=64, heads=4)
+    out = tmp_path / "dg"
+    argv = ["optimize", "--model", f"hf:{src}", "--method", "prune", "--ratio", "0.3", "--steps", "1",
+            "--e2e-steps", "1", "--batch", "1", "--out", str(out)]  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(argv) == 0
+    assert not [w for w in caught if "nwrapped parameters" in str(w.message)]
+    original = load_model(f"hf:{src}")
+    pruned = load_model(str(out / "model.safetensors"))
+    x = torch.zeros(1, 3, *original.preprocessing.input_size)
+    assert 1 - count_params(pruned.net) / count_params(original.net) == pytest.approx(0.3, abs=0.05)
+    assert 1 - count_macs(pruned.net, x).macs / count_macs(original.net, x).macs == pytest.approx(0.3, abs=0.05)
+    layers = pruned.net.model.backbone.encoder.layer
+    assert list(head_counts(pruned.net).values()) == [3, 3, 3, 3]  # restored from the recipe
+    for layer in layers:
+        att = layer.attention
+        assert (att.q_proj.out_features, att.k_proj.out_features, att.v_proj.out_features) == (48, 48, 48)
+        assert att.o_proj.in_features == 48
+    from safetensors.torch import load_file
+
+    saved = load_file(str(out / "model.safetensors"))
+    assert all(torch.equal(saved[k], v) for k, v in pruned.net.state_dict().items())
+    with torch.no_grad():
+        depth = pruned(torch.rand(1, 3, 480, 640, generator=torch.Generator().manual_seed(0)))
+    assert depth.shape == (1, 1, 480, 640) and torch.isfinite(depth).all()

@@ -139,7 +139,7 @@ def resize_to_state(net: nn.Module, state: Mapping[str, torch.Tensor], groups: M
     """Give ``net`` (in place) the tensor shapes of a checkpoint ``state`` of a structurally pruned copy of it,
     with the convolutions' ``groups`` as recorded; the layers' widths (``in_channels``, ``out_features``,
     ``num_features``, ``normalized_shape``...) follow. Weights are left to ``load_state_dict``; attention head counts
-    are not in the shapes: :func:`~depthscope.models.heads.set_head_counts` restores them from the recipe."""
+    are not in the shapes: :func:`~depthscope.models.heads.set_head_counts` restores them from the recipe first."""
     for name, m in net.named_modules():
         for kind in ("_parameters", "_buffers"):
             for key, t in list(getattr(m, kind).items()):

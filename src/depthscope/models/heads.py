@@ -40,6 +40,7 @@ class HeadLayout:
             order) of ``heads * head_dim`` rows each, head-major inside a block.
         consumers: projections whose input columns are ``heads * head_dim``, head-major.
         tables: ``(parameter name on module, dim)``: tensors with one entry per head along ``dim``.
+        widths: names of attributes holding ``heads * head_dim`` (timm's ``attn_dim``), kept equal to it.
     """
 
     module: nn.Module
@@ -47,6 +48,7 @@ class HeadLayout:
     producers: list[tuple[nn.Linear, int]]
     consumers: list[nn.Linear]
     tables: list[tuple[str, int]] = field(default_factory=list)
+    widths: list[str] = field(default_factory=list)
 
     @property
     def heads(self) -> int:
@@ -79,7 +81,7 @@ class HeadLayout:
 
     def keep(self, idx: torch.Tensor) -> None:
         """Keep only heads ``idx`` (sorted) in every member; the head count attribute follows."""
-        idx = idx.to(torch.long).cpu()
+        idx, d = idx.to(torch.long).cpu(), self.head_dim
         for layer, chunks in self.producers:
             slice_out(layer, self._rows(chunks, idx).to(layer.weight.device))
         cols = self._columns(idx)
@@ -88,7 +90,15 @@ class HeadLayout:
         for name, dim in self.tables:
             t = getattr(self.module, name)
             set_tensor(self.module, name, t.index_select(dim, idx.to(t.device)))
-        setattr(self.module, self.attribute, len(idx))
+        self.set_heads(len(idx), d)
+
+    def set_heads(self, n: int, head_dim: int | None = None) -> None:
+        """Set the head count attribute (and :attr:`widths`) to ``n`` heads of ``head_dim`` (default: read from
+        the unpruned consumer), leaving the tensors as they are."""
+        d = self.head_dim if head_dim is None else head_dim
+        setattr(self.module, self.attribute, n)
+        for name in self.widths:
+            setattr(self.module, name, n * d)
 
 
 LayoutFinder = Callable[[nn.Module], HeadLayout | None]
@@ -146,6 +156,23 @@ def _qkvo(m: nn.Module) -> HeadLayout | None:
     return HeadLayout(m, "num_attention_heads", [(q, 1), (k, 1), (v, 1)], [o])
 
 
+@HEAD_LAYOUTS.register("timm")
+def _timm(m: nn.Module) -> HeadLayout | None:
+    """timm's ``Attention`` (ViT, DeiT, EVA...: a fused ``qkv``, ``proj``, ``num_heads``, ``head_dim``, and
+    ``attn_dim``, by which timm 1.0's forward reshapes the heads' outputs). Left alone: versions without
+    ``attn_dim`` (their forward reshapes by the input width, which breaks once heads go) and a scale norm over
+    ``attn_dim`` (a ``LayerNorm`` of its own across heads)."""
+    qkv, proj, norm = getattr(m, "qkv", None), getattr(m, "proj", None), getattr(m, "norm", nn.Identity())
+    heads, dim, width = (getattr(m, a, None) for a in ("num_heads", "head_dim", "attn_dim"))
+    if not (isinstance(qkv, nn.Linear) and isinstance(proj, nn.Linear) and isinstance(norm, nn.Identity)):
+        return None
+    if not all(isinstance(v, int) for v in (heads, dim, width)) or not width == heads * dim:  # type: ignore[operator]
+        return None
+    if qkv.out_features != 3 * width or proj.in_features != width:
+        return None
+    return HeadLayout(m, "num_heads", [(qkv, 3)], [proj], widths=["attn_dim"])
+
+
 def head_layouts(net: nn.Module) -> dict[str, HeadLayout]:
     """``{module name: layout}`` of every attention module of ``net`` some registered layout function knows.
 
@@ -172,12 +199,13 @@ def head_counts(net: nn.Module) -> dict[str, int]:
 
 
 def set_head_counts(net: nn.Module, counts: Mapping[str, int]) -> nn.Module:
-    """Set (in place) the head count attributes recorded by :func:`head_counts`, after the tensors were given the
-    checkpoint's shapes. A name that is no attention module of ``net`` raises ``KeyError``."""
+    """Set (in place) the head count attributes recorded by :func:`head_counts`, before the tensors are given the
+    checkpoint's shapes (a layout recognises an attention module by its projections' unpruned shapes). A name that
+    is no attention module of ``net`` raises ``KeyError``."""
     layouts = head_layouts(net)
     for name, n in counts.items():
         layout = layouts[name]
         if not 1 <= int(n) <= layout.heads:
             raise ValueError(f"{name}: {n} heads, the architecture has {layout.heads}")
-        setattr(layout.module, layout.attribute, int(n))
+        layout.set_heads(int(n))
     return net

@@ -64,15 +64,18 @@ def _import_transformers() -> Any:
     return transformers
 
 
-def read_preprocessor_config(source: str) -> dict[str, Any]:
-    """``preprocessor_config.json`` of a local directory or a hub model (empty if it has none)."""
+def read_preprocessor_config(source: str, local_files_only: bool = False) -> dict[str, Any]:
+    """``preprocessor_config.json`` of a local directory or a hub model (empty if it has none; a hub model's from
+    the local cache only with ``local_files_only``)."""
     if Path(source).is_dir():
         p = Path(source) / "preprocessor_config.json"
         return json.loads(p.read_text()) if p.is_file() else {}
     try:
         from huggingface_hub import hf_hub_download
 
-        return json.loads(Path(hf_hub_download(source, "preprocessor_config.json")).read_text())
+        return json.loads(
+            Path(hf_hub_download(source, "preprocessor_config.json", local_files_only=local_files_only)).read_text()
+        )
     except Exception:  # offline, or the repository has no processor config: fall back to the model's defaults
         return {}
 
@@ -108,22 +111,27 @@ def load_hf(
     pretrained: bool = True,
     output: str | None = None,
     reference: tuple[int, int] = (480, 640),
+    local_files_only: bool = False,
 ) -> DepthModel:
     """Load a ``transformers`` depth model from a local directory or hub name (``pretrained=False``: its config
-    with random weights). ``output`` overrides what the raw output means (``depth``/``disparity``/``relative``)."""
+    with random weights). ``output`` overrides what the raw output means (``depth``/``disparity``/``relative``);
+    ``local_files_only``: a hub model from the local cache only, never downloaded (an optimised checkpoint's
+    base: a file's metadata does not make depthscope fetch anything)."""
     tf = _import_transformers()
     looks_local = source.startswith(("/", ".", "~")) or source.count("/") > 1  # a hub name is "org/name"
     if looks_local and not Path(source).expanduser().is_dir():
         raise CheckpointError(f"Hugging Face model directory {source} does not exist")
     try:
         if pretrained:
-            model = tf.AutoModelForDepthEstimation.from_pretrained(source, attn_implementation="eager")
+            model = tf.AutoModelForDepthEstimation.from_pretrained(
+                source, attn_implementation="eager", local_files_only=local_files_only
+            )
         else:
-            config = tf.AutoConfig.from_pretrained(source)
+            config = tf.AutoConfig.from_pretrained(source, local_files_only=local_files_only)
             model = tf.AutoModelForDepthEstimation.from_config(config, attn_implementation="eager")
     except (OSError, ValueError) as e:
         raise CheckpointError(f"cannot load Hugging Face depth model {source!r}: {e}") from None
-    proc = read_preprocessor_config(source)
+    proc = read_preprocessor_config(source, local_files_only)
     mean = tuple(proc["image_mean"]) if proc.get("do_normalize", "image_mean" in proc) else None
     std = tuple(proc["image_std"]) if mean is not None else None
     kind = output or output_kind(model.config)

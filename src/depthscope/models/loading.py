@@ -107,12 +107,22 @@ def _build(name: str, weights: str | os.PathLike | None, pretrained: bool) -> De
 
 
 def _registered_base(path: str, base: str) -> DepthModel:
-    """The base model an optimised checkpoint names, built without weights: registered names only. A file's
-    metadata is data; entry points (``module:function``) run only when the user types them."""
+    """The base model an optimised checkpoint names, built without weights: a registered name, or a Hugging Face
+    model ``hf:DIR_OR_HUB_NAME`` (built from its ``config.json`` alone, read from this machine, a directory or the
+    Hugging Face cache, never downloaded; ``transformers`` runs no code of a model's without ``trust_remote_code``,
+    which depthscope never passes). A file's metadata is data; entry points (``module:function``) run only when the
+    user types them."""
+    if isinstance(base, str) and base.startswith("hf:"):
+        from depthscope.models.hf import load_hf
+
+        try:
+            return load_hf(base.removeprefix("hf:"), pretrained=False, local_files_only=True)
+        except CheckpointError as e:
+            raise CheckpointError(f"{path}: the base model its recipe names, {base}: {e}") from None
     if not isinstance(base, str) or base not in MODELS:
         raise CheckpointError(
-            f"{path}: its recipe names base model {base!r}, which is not a registered model; a checkpoint may only "
-            f"name one of: {', '.join(MODELS.names())}"
+            f"{path}: its recipe names base model {base!r}, which is neither a registered model nor a Hugging Face "
+            f"one (hf:DIR); a checkpoint may only name hf:DIR or one of: {', '.join(MODELS.names())}"
         )
     return MODELS.get(base)(pretrained=False)
 

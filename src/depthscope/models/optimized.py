@@ -80,8 +80,9 @@ def load_optimized(
     path: str | os.PathLike, build_base: Callable[[str], DepthModel], device: str | torch.device = "cpu"
 ) -> DepthModel:
     """Rebuild the model an optimised checkpoint describes and load its tensors. ``build_base(name)`` builds the
-    recipe's base model without weights; the caller (``load_model``) accepts registered names only, so a file's
-    metadata never names code to import. Every step must be one of the structure ops registered here."""
+    recipe's base model without weights; the caller (``load_model``) accepts registered names and Hugging Face
+    configs on this machine only, so a file's metadata never names code to import. Every step must be one of the
+    structure ops registered here."""
     from safetensors.torch import load_file
 
     recipe = read_recipe(path)
@@ -129,9 +130,10 @@ STRUCTURES.register("pyra")(Structure(lambda net, step, state: _replaced(net, "p
 
 def _pruned(net: nn.Module, step: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> nn.Module:
     if step.get("engine") == "depgraph":  # any network: every tensor's shape from the file, groups and heads from
-        # the recipe (checkpoints written before heads were pruned have no "heads": all kept)
-        resize_to_state(net, state, {str(k): int(v) for k, v in dict(step.get("groups", {})).items()})
-        return set_head_counts(net, {str(k): int(v) for k, v in dict(step.get("heads", {})).items()})
+        # the recipe (checkpoints written before heads were pruned have no "heads": all kept); head counts first,
+        # while the projections still have the shapes by which a layout recognises an attention module
+        set_head_counts(net, {str(k): int(v) for k, v in dict(step.get("heads", {})).items()})
+        return resize_to_state(net, state, {str(k): int(v) for k, v in dict(step.get("groups", {})).items()})
     return resize_like(net, state)  # METER's channel groups
 
 

@@ -183,6 +183,23 @@ def _boundary_roots(
     return [g[0].dep.target.module for g in graph.get_all_groups(ignored_layers=ignored) if crosses(g)]
 
 
+def _unwrapped_parameters(net: nn.Module) -> list[tuple[str, int]]:
+    """``(name, dim)`` of every parameter held by a module of ``net``'s own (not a ``torch.nn`` layer): a ViT's
+    class token and position embeddings, layer-scale vectors, Swin's relative-position bias tables. Torch-pruning
+    prunes such a tensor along its last dimension longer than 1 (its channels: the residual stream's width; a bias
+    table's heads, never pruned with the projections whole) and warns of each at every cut of the bisection;
+    they are declared with that same dimension, so the result is torch-pruning's and nothing is printed."""
+    loose = []
+    for prefix, m in net.named_modules():
+        if type(m).__module__.startswith("torch.nn."):
+            continue
+        for n, p in m.named_parameters(recurse=False):
+            dims = [i for i, s in enumerate(p.shape) if s > 1]
+            if dims:
+                loose.append((f"{prefix}.{n}".lstrip("."), dims[-1]))
+    return loose
+
+
 def _pruner(tp: Any) -> type:
     """torch-pruning's ``MetaPruner`` with kept widths rounded to the *nearest* multiple (at least one), as
     :func:`~depthscope.models.channels.prune_fraction` does. Its own rounding floors them: at 30 % a 32-channel
@@ -283,12 +300,10 @@ def prune_graph(
     attention = _attention_modules(net)
     linears = [s for m in attention for s in m.modules() if isinstance(s, nn.Linear)]
     fixed = {names[id(m)] for m in [*_output_layers(net, example), *linears]} | set(keep)
-    # their own tensors (Swin's relative-position bias tables, last dimension = heads), declared so torch-pruning
-    # does not warn of them at each cut; with the projections whole their heads are never pruned
-    tables = [f"{names[id(m)]}.{n}".lstrip(".") for m in attention for n, _ in m.named_parameters(recurse=False)]
+    loose = _unwrapped_parameters(net)
     if scope == "internal":
         params = dict(net.named_parameters())
-        roots = _boundary_roots(net, example, [modules[n] for n in fixed], [(params[t], -1) for t in tables])
+        roots = _boundary_roots(net, example, [modules[n] for n in fixed], [(params[p], d) for p, d in loose])
         fixed |= {names[id(m)] for m in roots}
 
     def cut(fraction: float) -> nn.Module:
@@ -300,7 +315,7 @@ def prune_graph(
         try:
             _pruner(tp)(copy_, example, importance=_importance(tp),
                                  pruning_ratio=fraction, ignored_layers=ignored, round_to=multiple,
-                                 unwrapped_parameters=[(params[t], -1) for t in tables]).step()  # fmt: skip
+                                 unwrapped_parameters=[(params[p], d) for p, d in loose]).step()  # fmt: skip
         except Exception as e:  # torch-pruning raises what its tracer meets; name it, with what to do
             raise InputError(
                 f"the dependency graph of {type(net).__name__} cannot be pruned ({type(e).__name__}: {e}); keep the "
