@@ -46,11 +46,13 @@ def test_checkpoint_metadata_never_names_code(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     marker = tmp_path / "imported.txt"
     (tmp_path / "evil_module.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\ndef build():\n    return 1\n")
-    for base in ("os:getpid", "evil_module:build", "meter-xxs-nyu.safetensors"):
+    for base, why in [("os:getpid", "an entry point, which a file's metadata may not run; if you trust that code, "
+                       "type it: --model os:getpid --weights"), ("evil_module:build", "an entry point"),
+                      ("meter-xxs-nyu.safetensors", "which is neither a registered model nor")]:  # fmt: skip
         path = _optimised(tmp_path / "m.safetensors", base)
         rc, err = cli(capsys, "evaluate", "--model", path, "--limit", 1)
         assert rc == 2
-        one_line_error(err, f"its recipe names base model {base!r}, which is neither a registered model nor")
+        one_line_error(err, f"its recipe names base model {base!r}, {why}")
     # a Hugging Face base is a config read from this machine, never fetched because a file names it
     for base, why in [
         ("hf:/tmp/does-not-exist", "Hugging Face model directory /tmp/does-not-exist does not exist"),

@@ -138,3 +138,30 @@ def test_a_network_without_tensors_runs_on_the_cpu(nyu):
     crop[45:471, 41:601] = True  # the Eigen crop of a 480x640 NYU image
     valid &= crop & (gt <= 10.0)
     assert res.metrics["mae"] == pytest.approx(float((gt[valid] - 2.5).abs().mean()), rel=1e-5)
+
+
+def test_a_model_optimised_from_an_entry_point_loads_only_with_the_entry_point_typed(tmp_path, monkeypatch, capsys):
+    """The checkpoint's recipe names ``my_models:build``; the file alone may not run it (one error saying what
+    to type), ``--model my_models:build --weights FILE`` rebuilds it with the file's tensors, and another typed
+    entry point is refused."""
+    from safetensors.torch import load_file
+
+    from depthscope.cli import main
+    from depthscope.models import load_model
+
+    _in_dir_with_entry_module(tmp_path, monkeypatch)
+    (tmp_path / "my_models.py").write_text(ENTRY + "\n\ndef other(pretrained=True):\n    return build()\n")
+    out = tmp_path / "pyra"
+    argv = ["optimize", "--model", "my_models:build", "--method", "pyra", "--steps", "1", "--e2e-steps", "1",
+            "--batch", "1", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    path = str(out / "model.safetensors")
+    capsys.readouterr()
+    assert main(["profile", "--model", path, "--out", str(tmp_path / "p")]) == 2
+    assert f"type it: --model my_models:build --weights {path}" in capsys.readouterr().err
+    model = load_model("my_models:build", weights=path)
+    assert model.name == "my-meter+pyra"
+    saved = load_file(path)
+    assert all(torch.equal(saved[k], v) for k, v in model.net.state_dict().items())
+    assert main(["profile", "--model", "my_models:other", "--weights", path, "--out", str(tmp_path / "p")]) == 2
+    assert "was optimised from 'my_models:build', not from 'my_models:other'" in capsys.readouterr().err

@@ -32,7 +32,8 @@ def load_model(
             ``"package.module:function"`` returning a :class:`DepthModel` (may accept ``weights`` and
             ``pretrained``).
         weights: an explicit checkpoint file instead of the lookup (``DEPTHSCOPE_WEIGHTS``, the user cache, the
-            checkpoint's public URL with a sha256 check).
+            checkpoint's public URL with a sha256 check); with an entry point ``name``, also a ``depthscope
+            optimize`` checkpoint made from that entry point (its metadata may not name code to run).
         pretrained: False gives random weights (enough for cost metrics).
         device: e.g. ``"cpu"`` or ``"cuda"``; ``"meta"`` builds shapes only (parameter and MAC counts), no weights.
 
@@ -99,6 +100,10 @@ def _build(name: str, weights: str | os.PathLike | None, pretrained: bool) -> De
             raise InputError(f"{name} is an optimised checkpoint holding its own weights; drop --weights")
         return load_optimized(name, lambda base: _registered_base(name, base))
     if ":" in name and name not in MODELS:
+        from depthscope.models.optimized import is_optimized_checkpoint, load_optimized
+
+        if weights is not None and is_optimized_checkpoint(weights):  # optimised from this typed entry point
+            return load_optimized(weights, lambda base: _typed_base(str(weights), name, base))
         return _call_entry_point(name, weights=weights, pretrained=pretrained)
     model = MODELS.get(name)(weights=weights, pretrained=pretrained)  # a file of other shapes fails here, by key
     if weights is not None:
@@ -111,7 +116,7 @@ def _registered_base(path: str, base: str) -> DepthModel:
     model ``hf:DIR_OR_HUB_NAME`` (built from its ``config.json`` alone, read from this machine, a directory or the
     Hugging Face cache, never downloaded; ``transformers`` runs no code of a model's without ``trust_remote_code``,
     which depthscope never passes). A file's metadata is data; entry points (``module:function``) run only when the
-    user types them."""
+    user types them (``--model module:function --weights FILE``: :func:`_typed_base`)."""
     if isinstance(base, str) and base.startswith("hf:"):
         from depthscope.models.hf import load_hf
 
@@ -119,12 +124,25 @@ def _registered_base(path: str, base: str) -> DepthModel:
             return load_hf(base.removeprefix("hf:"), pretrained=False, local_files_only=True)
         except CheckpointError as e:
             raise CheckpointError(f"{path}: the base model its recipe names, {base}: {e}") from None
+    if isinstance(base, str) and ":" in base:
+        raise CheckpointError(
+            f"{path}: its recipe names base model {base!r}, an entry point, which a file's metadata may not run; "
+            f"if you trust that code, type it: --model {base} --weights {path}"
+        )
     if not isinstance(base, str) or base not in MODELS:
         raise CheckpointError(
             f"{path}: its recipe names base model {base!r}, which is neither a registered model nor a Hugging Face "
             f"one (hf:DIR); a checkpoint may only name hf:DIR or one of: {', '.join(MODELS.names())}"
         )
     return MODELS.get(base)(pretrained=False)
+
+
+def _typed_base(path: str, typed: str, base: str) -> DepthModel:
+    """The entry point the user typed (``--model module:function --weights FILE``), as the base of an optimised
+    checkpoint, which must name that same entry point."""
+    if base != typed:
+        raise CheckpointError(f"{path} was optimised from {base!r}, not from {typed!r}; use --model {base}")
+    return _call_entry_point(typed, pretrained=False)
 
 
 def _call_entry_point(spec: str, **kwargs: object) -> DepthModel:

@@ -53,6 +53,19 @@ def save_optimized(path: str | os.PathLike, net: nn.Module, base: str, steps: li
     return write_atomic(path, save(state, metadata=meta))
 
 
+def is_optimized_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a safetensors file written by ``depthscope optimize`` (its metadata holds a recipe)."""
+    from safetensors import safe_open
+
+    if not str(path).endswith(".safetensors") or not Path(path).is_file():
+        return False
+    try:
+        with safe_open(str(path), "pt") as f:
+            return (f.metadata() or {}).get("format") == FORMAT
+    except Exception:  # not readable as safetensors: the weight loader says why
+        return False
+
+
 def read_recipe(path: str | os.PathLike) -> dict[str, Any]:
     """The metadata of an optimised checkpoint; a plain state_dict file is an error saying what to do instead."""
     from safetensors import safe_open
