@@ -62,6 +62,18 @@ def test_checkpoint_metadata_never_names_code(tmp_path, capsys, monkeypatch):
         rc, err = cli(capsys, "evaluate", "--model", path, "--limit", 1)
         assert rc == 2
         one_line_error(err, f"the base model its recipe names, {base}: {why}")
+    # --model NAME --weights FILE: the file must have been optimised from the very model typed
+    path = _optimised(tmp_path / "evil.safetensors", "evil_module:build")
+    rc, err = cli(capsys, "evaluate", "--model", "os:getpid", "--weights", path, "--limit", 1)
+    assert rc == 2
+    one_line_error(err, f"{path} was optimised from 'evil_module:build', not from 'os:getpid'")
+    path = _optimised(tmp_path / "nyu.safetensors", "meter-xxs-nyu")
+    rc, err = cli(capsys, "evaluate", "--model", "meter-xxs-kitti", "--weights", path, "--limit", 1)
+    assert rc == 2
+    one_line_error(err, "was optimised from 'meter-xxs-nyu', not from 'meter-xxs-kitti'; use --model meter-xxs-nyu")
+    typed, by_path = load_model("meter-xxs-nyu", weights=path), load_model(str(path))
+    assert typed.name == by_path.name == "meter+x"
+    assert all(torch.equal(v, by_path.net.state_dict()[k]) for k, v in typed.net.state_dict().items())
     assert not marker.exists() and "evil_module" not in sys.modules
     path = _optimised(tmp_path / "steps.safetensors", "meter-xxs-nyu", [{"method": "exec", "code": "x"}])
     with pytest.raises(CheckpointError, match=r"steps depthscope does not write \('exec'\); known steps: distill"):

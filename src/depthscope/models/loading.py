@@ -32,8 +32,8 @@ def load_model(
             ``"package.module:function"`` returning a :class:`DepthModel` (may accept ``weights`` and
             ``pretrained``).
         weights: an explicit checkpoint file instead of the lookup (``DEPTHSCOPE_WEIGHTS``, the user cache, the
-            checkpoint's public URL with a sha256 check); with an entry point ``name``, also a ``depthscope
-            optimize`` checkpoint made from that entry point (its metadata may not name code to run).
+            checkpoint's public URL with a sha256 check), or a ``depthscope optimize`` checkpoint made from
+            ``name`` (the way to load one made from an entry point: its metadata may not name code to run).
         pretrained: False gives random weights (enough for cost metrics).
         device: e.g. ``"cpu"`` or ``"cuda"``; ``"meta"`` builds shapes only (parameter and MAC counts), no weights.
 
@@ -93,17 +93,15 @@ def _build(name: str, weights: str | os.PathLike | None, pretrained: bool) -> De
         if weights is not None:
             raise InputError("a Hugging Face model takes its weights from its directory: --model hf:DIR")
         return load_hf(name.removeprefix("hf:"), pretrained=pretrained)
-    if name.endswith(".safetensors"):
-        from depthscope.models.optimized import load_optimized
+    from depthscope.models.optimized import is_optimized_checkpoint, load_optimized
 
+    if name.endswith(".safetensors"):
         if weights is not None:
             raise InputError(f"{name} is an optimised checkpoint holding its own weights; drop --weights")
         return load_optimized(name, lambda base: _registered_base(name, base))
+    if weights is not None and is_optimized_checkpoint(weights):  # --model BASE --weights FILE optimised from BASE
+        return load_optimized(weights, lambda base: _typed_base(str(weights), name, base))
     if ":" in name and name not in MODELS:
-        from depthscope.models.optimized import is_optimized_checkpoint, load_optimized
-
-        if weights is not None and is_optimized_checkpoint(weights):  # optimised from this typed entry point
-            return load_optimized(weights, lambda base: _typed_base(str(weights), name, base))
         return _call_entry_point(name, weights=weights, pretrained=pretrained)
     model = MODELS.get(name)(weights=weights, pretrained=pretrained)  # a file of other shapes fails here, by key
     if weights is not None:
@@ -138,11 +136,13 @@ def _registered_base(path: str, base: str) -> DepthModel:
 
 
 def _typed_base(path: str, typed: str, base: str) -> DepthModel:
-    """The entry point the user typed (``--model module:function --weights FILE``), as the base of an optimised
-    checkpoint, which must name that same entry point."""
+    """The model the user typed (``--model NAME --weights FILE``) as the base of an optimised checkpoint, which
+    must name that same model: the only way a file's recipe may lead to an entry point (``module:function``)."""
     if base != typed:
         raise CheckpointError(f"{path} was optimised from {base!r}, not from {typed!r}; use --model {base}")
-    return _call_entry_point(typed, pretrained=False)
+    if ":" in typed and typed not in MODELS:
+        return _call_entry_point(typed, pretrained=False)
+    return _registered_base(path, typed)
 
 
 def _call_entry_point(spec: str, **kwargs: object) -> DepthModel:
