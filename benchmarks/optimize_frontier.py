@@ -55,9 +55,10 @@ def main() -> None:
         n if names.count(n) == 1 else f"{n} ({Path(p).parent.name})"
         for n, p in zip(names, ["", *args.variants], strict=True)
     ]
+    labelled = list(zip(labels, models, strict=True))
     x = data[0].image.unsqueeze(0)
     rows = {}
-    for label, m in zip(labels, models, strict=True):
+    for label, m in labelled:
         row = profile_model(m, tuple(x.shape[-2:]), counts_only=True)
         result = evaluate(m, data, limit=args.limit)
         rows[label] = {
@@ -68,8 +69,7 @@ def main() -> None:
         }
     # whole model on the 480x640 image (resize in, upsample out: what a user waits for) and the network alone on
     # its 192x256 input (where the optimisations act), interleaved round by round
-    runs = {(n, "image"): (m, x) for n, m in zip(labels, models, strict=True)}
-    runs |= {(n, "net"): (m.net, m.prepare(x)) for n, m in zip(labels, models, strict=True)}
+    runs = {(n, "image"): (m, x) for n, m in labelled} | {(n, "net"): (m.net, m.prepare(x)) for n, m in labelled}
     lat: dict[tuple[str, str], list[float]] = {k: [] for k in runs}
     best: dict[tuple[str, str], float] = dict.fromkeys(runs, float("inf"))
     for fn, inp in runs.values():  # warm-up
@@ -79,10 +79,9 @@ def main() -> None:
             m = measure_latency(fn, inp, warmup=1, repeats=args.repeats)
             lat[key].append(m.median_ms)
             best[key] = min(best[key], m.min_ms)
-    for n, m in zip(
-        labels, models, strict=True
-    ):  # after the timings: see efficiency/profile.py (a compiled int8 network
-        rows[n]["peak_memory_bytes"] = peak_activation_bytes(m, x)[0]  # slowed down otherwise)
+    # after the timings: see efficiency/profile.py (a compiled int8 network slowed down otherwise)
+    for n, m in labelled:
+        rows[n]["peak_memory_bytes"] = peak_activation_bytes(m, x)[0]
     ref = labels[0]
     for name, row in rows.items():
         row["latency_ms_median"] = float(np.median(lat[name, "image"]))

@@ -53,28 +53,30 @@ def save_optimized(path: str | os.PathLike, net: nn.Module, base: str, steps: li
     return write_atomic(path, save(state, metadata=meta))
 
 
-def is_optimized_checkpoint(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a safetensors file written by ``depthscope optimize`` (its metadata holds a recipe)."""
+def _metadata(path: str | os.PathLike) -> dict[str, str]:
+    """A safetensors file's metadata (empty if it has none); an unreadable file is one error naming it."""
     from safetensors import safe_open
 
+    try:
+        with safe_open(str(path), "pt") as f:
+            return f.metadata() or {}
+    except Exception as e:
+        raise CheckpointError(f"cannot read {path}: {type(e).__name__}: {e}") from None
+
+
+def is_optimized_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a safetensors file written by ``depthscope optimize`` (its metadata holds a recipe)."""
     if not str(path).endswith(".safetensors") or not Path(path).is_file():
         return False
     try:
-        with safe_open(str(path), "pt") as f:
-            return (f.metadata() or {}).get("format") == FORMAT
-    except Exception:  # not readable as safetensors: the weight loader says why
+        return _metadata(path).get("format") == FORMAT
+    except CheckpointError:  # not readable as safetensors: the weight loader says why
         return False
 
 
 def read_recipe(path: str | os.PathLike) -> dict[str, Any]:
     """The metadata of an optimised checkpoint; a plain state_dict file is an error saying what to do instead."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
-    except Exception as e:
-        raise CheckpointError(f"cannot read {path}: {type(e).__name__}: {e}") from None
+    meta = _metadata(path)
     if meta.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not a `depthscope optimize` checkpoint (no recipe in its metadata); for a plain state_dict "
