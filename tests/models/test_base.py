@@ -148,6 +148,7 @@ def test_a_model_optimised_from_an_entry_point_loads_only_with_the_entry_point_t
 
     from depthscope.cli import main
     from depthscope.models import load_model
+    from depthscope.models.optimized import read_recipe
 
     _in_dir_with_entry_module(tmp_path, monkeypatch)
     (tmp_path / "my_models.py").write_text(ENTRY + "\n\ndef other(pretrained=True):\n    return build()\n")
@@ -164,4 +165,18 @@ def test_a_model_optimised_from_an_entry_point_loads_only_with_the_entry_point_t
     saved = load_file(path)
     assert all(torch.equal(saved[k], v) for k, v in model.net.state_dict().items())
     assert main(["profile", "--model", "my_models:other", "--weights", path, "--out", str(tmp_path / "p")]) == 2
+    assert "was optimised from 'my_models:build', not from 'my_models:other'" in capsys.readouterr().err
+    # ... and is optimised again the same way: the recipe grows by one step and keeps its base
+    again = tmp_path / "pyra+prune"
+    argv = ["optimize", "--model", "my_models:build", "--weights", path, "--method", "prune", "--ratio", "0.3",
+            "--steps", "1", "--e2e-steps", "1", "--batch", "1", "--out", str(again)]  # fmt: skip
+    assert main(argv) == 0
+    recipe = read_recipe(again / "model.safetensors")
+    assert recipe["base"] == "my_models:build" and [s["method"] for s in recipe["steps"]] == ["pyra", "prune"]
+    pruned = load_model("my_models:build", weights=again / "model.safetensors")
+    assert pruned.name == "my-meter+pyra+prune0.3"
+    assert sum(p.numel() for p in pruned.net.parameters()) < 0.75 * sum(p.numel() for p in model.net.parameters())
+    capsys.readouterr()
+    argv[2] = "my_models:other"
+    assert main(argv) == 2
     assert "was optimised from 'my_models:build', not from 'my_models:other'" in capsys.readouterr().err

@@ -145,6 +145,8 @@ def test_depgraph_bad_input():
         (["--ratio", "0", "--prune-engine", "depgraph"], "must be in (0, 1), got 0.0"),
         (["--prune-engine", "nope"], "--prune-engine must be one of auto, groups, depgraph, got 'nope'"),
         (["--prune-engine", "depgraph", "--prune-scope", "most"], "--prune-scope must be one of all, internal, got"),
+        (["--lr-schedule", "step"], "--lr-schedule must be one of constant, cosine, got 'step'"),
+        (["--weights", "nowhere.safetensors"], "nowhere.safetensors"),
     ],
 )
 def test_cli_bad_pruning_input_is_one_line_before_any_work(argv, part, tmp_path, capsys):

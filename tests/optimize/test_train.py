@@ -38,3 +38,54 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
     assert resumed == pytest.approx(straight, rel=1e-6)
     for a, b in zip(net.parameters(), net3.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-7)
+
+
+def test_cosine_schedule_rates_and_resume(tmp_path):
+    import math
+
+    from depthscope.errors import CheckpointError, InputError
+    from depthscope.optimize.train import lr_factor
+
+    # half a cosine from 1 to 0 over the phase: hand values
+    assert [lr_factor("cosine", s, 4) for s in range(5)] == pytest.approx(
+        [1.0, (1 + math.sqrt(0.5)) / 2, 0.5, (1 - math.sqrt(0.5)) / 2, 0.0], abs=1e-12
+    )
+    assert lr_factor("constant", 3, 4) == 1.0
+    with pytest.raises(InputError, match="--lr-schedule must be one of constant, cosine, got 'step'"):
+        lr_factor("step", 0, 4)
+
+    # the rate the optimizer used: AdamW's first step moves each weight by lr * sign(grad) (bias-corrected moments,
+    # no weight decay), so the step-0 change is the base rate (factor 1) and step 1's is lr * factor(1 of 4)
+    p = nn.Parameter(torch.zeros(3))
+    seen = []
+
+    def loss_at(step):
+        seen.append(p.detach().clone())
+        return (p - torch.tensor([1.0, -1.0, 2.0])).pow(2).sum()
+
+    train_phase("c", nn.Module(), [p], loss_at, 4, tmp_path / "c.pt", lr=0.1, progress=False, schedule="cosine")
+    assert (seen[1] - seen[0]).abs().tolist() == pytest.approx([0.1, 0.1, 0.1], rel=1e-5)
+    assert (seen[2] - seen[1]).abs().max().item() < 0.1 * (1 + math.sqrt(0.5)) / 2 * 1.01
+
+    # resuming under a decaying rate: the same weights as a straight run; another number of steps is refused
+    net, loss_at = _problem()
+    kw = {"save_every": 3, "progress": False, "schedule": "cosine"}
+    straight = train_phase("t", net, net.parameters(), loss_at, 10, tmp_path / "a.pt", **kw)
+    net2, loss_at2 = _problem()
+
+    def crashing(step):
+        if step == 7:
+            raise KeyboardInterrupt
+        return loss_at2(step)
+
+    with pytest.raises(KeyboardInterrupt):
+        train_phase("t", net2, net2.parameters(), crashing, 10, tmp_path / "b.pt", **kw)
+    net3, loss_at3 = _problem()
+    assert train_phase("t", net3, net3.parameters(), loss_at3, 10, tmp_path / "b.pt", **kw) == pytest.approx(
+        straight, rel=1e-6
+    )
+    for a, b in zip(net.parameters(), net3.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-7)
+    net4, loss_at4 = _problem()
+    with pytest.raises(CheckpointError, match="training state of other settings"):
+        train_phase("t", net4, net4.parameters(), loss_at4, 20, tmp_path / "b.pt", **kw)

@@ -34,6 +34,11 @@ class Optimize(Command):
             default="meter-xxs-nyu",
             help="model (name or optimised .safetensors) to start from (default %(default)s)",
         )
+        p.add_argument(
+            "--weights",
+            help="the model's weights from this file, or an optimised checkpoint made from --model (how one made "
+            "from an entry point is optimised again)",
+        )
         p.add_argument("--method", required=True, choices=OPTIMIZERS.names())
         p.add_argument("--out", required=True, help="output directory (also holds resumable training states)")
         add_config_args(p, OptimizeConfig)
@@ -43,7 +48,7 @@ class Optimize(Command):
         from depthscope.optimize import OptimizeConfig, optimize
 
         cfg = build_config(OptimizeConfig, config_values(args, OptimizeConfig), "optimize")
-        report = optimize(args.model, args.method, args.out, cfg)
+        report = optimize(args.model, args.method, args.out, cfg, weights=args.weights)
         b, a = report["before"], report["after"]
         print(f"{report['model']}: params {b['params']:,} -> {a['params']:,} ({a['params_ratio']:.3f}x), "
               f"MACs {b['macs']:,} -> {a['macs']:,} ({a['macs_ratio']:.3f}x), "

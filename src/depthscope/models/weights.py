@@ -92,13 +92,18 @@ def find_under(root: Path, filename: str, depth: int = SEARCH_DEPTH) -> Path | N
     return None
 
 
+def existing_checkpoint(path: str | os.PathLike) -> Path:
+    """``path`` as a Path if it is a file; one error naming it otherwise (checked before any work starts)."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {p} does not exist")
+    return p
+
+
 def resolve_weights(src: WeightSource, path: str | os.PathLike | None = None, download: bool = True) -> Path:
     """Return a local path for ``src`` following the documented lookup order."""
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise CheckpointError(f"checkpoint {p} does not exist")
-        return p
+        return existing_checkpoint(path)
     if env := os.environ.get(ENV_WEIGHTS):
         root = Path(env)
         if not root.is_dir():

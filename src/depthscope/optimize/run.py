@@ -44,13 +44,14 @@ from depthscope.models.heads import head_counts
 from depthscope.models.loading import load_model
 from depthscope.models.meter import METER
 from depthscope.models.mixers import replace_attention
-from depthscope.models.optimized import read_recipe, save_optimized
+from depthscope.models.optimized import is_optimized_checkpoint, read_recipe, save_optimized
 from depthscope.models.quantized import calibrate, convert_int8, default_keep_float, prepare_int8
+from depthscope.models.weights import existing_checkpoint
 from depthscope.optimize.distill import batch_source, blockwise_loss, end_to_end_loss, kept_width_blocks
 from depthscope.optimize.images import image_paths, load_images
 from depthscope.optimize.losses import BalancedLoss
 from depthscope.optimize.prune import check_scope, prune_channels, prune_graph
-from depthscope.optimize.train import train_phase
+from depthscope.optimize.train import lr_factor, train_phase
 from depthscope.output.files import RunLock, write_json
 from depthscope.registry import Registry
 
@@ -69,6 +70,10 @@ class OptimizeConfig:
     batch: int = field(default=8, metadata={"help": "images per step"})
     lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate (block-wise, distill)"})
     e2e_lr: float = field(default=3e-4, metadata={"help": "AdamW learning rate (end-to-end, pruning)"})
+    lr_schedule: str = field(
+        default="constant",
+        metadata={"help": "learning rate over each phase: constant, or cosine (half a cosine from the rate down to 0)"},
+    )
     ratio: float = field(default=0.3, metadata={"help": "prune: share of the parameters to remove"})
     prune_engine: str = field(
         default="auto",
@@ -130,6 +135,7 @@ class Job:
             self.cfg.save_every,
             self.cfg.progress,
             self.signature(name),
+            self.cfg.lr_schedule,
         )
         first, last = (losses[0], losses[-1]) if losses else (None, None)
         return {"steps": steps, "lr": lr, "first_loss": first, "last_loss": last, "seconds": time.perf_counter() - t0}
@@ -272,17 +278,40 @@ def _costs(net: nn.Module, size: list[int]) -> dict[str, int]:
 
 
 def optimize(
-    model: str, method: str, out: str | os.PathLike, config: OptimizeConfig | None = None, **options: Any
+    model: str,
+    method: str,
+    out: str | os.PathLike,
+    config: OptimizeConfig | None = None,
+    weights: str | os.PathLike | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
-    """Run ``method`` on ``model`` (registered name or an optimised checkpoint, whose recipe is extended) and write
-    ``out/model.safetensors`` and ``out/optimize.json``; return the JSON's content. ``options`` override
-    ``config``'s fields. Rerunning the same call resumes interrupted training."""
+    """Run ``method`` on ``model`` and write ``out/model.safetensors`` and ``out/optimize.json``.
+
+    Args:
+        model: a name :func:`~depthscope.load_model` accepts; an optimised checkpoint (``FILE.safetensors``) has
+            its recipe extended by this step.
+        method: a registered method (:data:`OPTIMIZERS`: meta, pyra, int8, prune, distill).
+        out: the output folder; it also holds the resumable training states (one run writes it at a time).
+        config: the methods' options (:class:`OptimizeConfig`); ``options`` override its fields.
+        weights: ``model``'s weights from this file instead of the lookup, or an optimised checkpoint made from
+            ``model`` (the way to optimise again a checkpoint made from an entry point ``module:function``).
+
+    Returns:
+        The content of ``optimize.json``: params, MACs and bytes before and after, the recipe, the training log.
+        Rerunning the same call resumes interrupted training.
+
+    Example:
+        >>> report = optimize("meter-xxs-nyu", "pyra", "out/pyra", steps=300, e2e_steps=200)  # doctest: +SKIP
+    """
     cfg = config or OptimizeConfig()
     unknown = sorted(set(options) - set(asdict(cfg)))
     if unknown:
         raise InputError(f"unknown optimize option(s) {', '.join(unknown)}; valid: {', '.join(asdict(cfg))}")
     cfg = replace(cfg, **options)  # the caller's config is left as it was
     fn = OPTIMIZERS.get(method)
+    lr_factor(cfg.lr_schedule, 0, 1)  # an unknown schedule fails before a model or an image is loaded
+    if weights is not None:
+        existing_checkpoint(weights)
     if method == "prune":  # checked before a model or an image is loaded
         if not 0 < cfg.ratio < 1:
             raise InputError(f"--ratio (the share of parameters to prune) must be in (0, 1), got {cfg.ratio}")
@@ -291,16 +320,20 @@ def optimize(
         check_scope(cfg.prune_scope)
     out_dir = Path(out)
     with RunLock(out_dir):  # one run writes a folder at a time (training states, checkpoint, report)
-        return _optimize(fn, model, method, out_dir, cfg)
+        return _optimize(fn, model, weights, method, out_dir, cfg)
 
 
-def _optimize(fn: OptimizerFn, model: str, method: str, out_dir: Path, cfg: OptimizeConfig) -> dict[str, Any]:
-    if str(model).endswith(".safetensors"):
-        recipe = read_recipe(model)
+def _optimize(
+    fn: OptimizerFn, model: str, weights: str | os.PathLike | None, method: str, out_dir: Path, cfg: OptimizeConfig
+) -> dict[str, Any]:
+    source = str(weights if weights is not None else model)  # the file holding the weights, if any
+    optimized = source.endswith(".safetensors") and (weights is None or is_optimized_checkpoint(source))
+    if optimized:
+        recipe = read_recipe(source)
         base, prior = recipe["base"], recipe["steps"]
     else:
         base, prior = model, []
-    teacher = load_model(model, device=cfg.device)
+    teacher = load_model(model, weights=weights, device=cfg.device)  # a base other than ``model``: one error
     files = image_paths(cfg.train_images)
     job = Job(teacher, base, prior, load_images(files), [str(p) for p in files], out_dir, cfg)
     size = list(teacher.preprocessing.input_size)
@@ -317,7 +350,7 @@ def _optimize(fn: OptimizerFn, model: str, method: str, out_dir: Path, cfg: Opti
     report = {
         "model": name,
         "checkpoint": str(path),
-        "from": str(model),
+        "from": str(model) if weights is None else f"{model} --weights {weights}",
         "method": method,
         "recipe": {"base": job.base, "steps": steps},
         "before": before,
@@ -327,7 +360,7 @@ def _optimize(fn: OptimizerFn, model: str, method: str, out_dir: Path, cfg: Opti
         "log": log,
         "seconds_this_run": time.perf_counter() - t0,
     }
-    report["before"]["bytes"] = _file_bytes(model) if str(model).endswith(".safetensors") else _state_bytes(teacher.net)
+    report["before"]["bytes"] = _file_bytes(source) if optimized else _state_bytes(teacher.net)
     report["after"]["bytes"] = path.stat().st_size
     report["after"]["bytes_ratio"] = report["after"]["bytes"] / report["before"]["bytes"]
     report["after"]["params_ratio"] = report["after"]["params"] / before["params"]
