@@ -93,14 +93,15 @@ def _build(name: str, weights: str | os.PathLike | None, pretrained: bool) -> De
         if weights is not None:
             raise InputError("a Hugging Face model takes its weights from its directory: --model hf:DIR")
         return load_hf(name.removeprefix("hf:"), pretrained=pretrained)
-    from depthscope.models.optimized import is_optimized_checkpoint, load_optimized
+    if name.endswith(".safetensors") or str(weights).endswith(".safetensors"):  # imported only for these
+        from depthscope.models.optimized import is_optimized_checkpoint, load_optimized
 
-    if name.endswith(".safetensors"):
-        if weights is not None:
-            raise InputError(f"{name} is an optimised checkpoint holding its own weights; drop --weights")
-        return load_optimized(name, lambda base: _registered_base(name, base))
-    if weights is not None and is_optimized_checkpoint(weights):  # --model BASE --weights FILE optimised from BASE
-        return load_optimized(weights, lambda base: _typed_base(str(weights), name, base))
+        if name.endswith(".safetensors"):
+            if weights is not None:
+                raise InputError(f"{name} is an optimised checkpoint holding its own weights; drop --weights")
+            return load_optimized(name, lambda base: _registered_base(name, base))
+        if is_optimized_checkpoint(weights):  # --model BASE --weights FILE optimised from BASE
+            return load_optimized(weights, lambda base: _typed_base(str(weights), name, base))
     if ":" in name and name not in MODELS:
         return _call_entry_point(name, weights=weights, pretrained=pretrained)
     model = MODELS.get(name)(weights=weights, pretrained=pretrained)  # a file of other shapes fails here, by key

@@ -48,8 +48,21 @@ def builtin_image_paths() -> list[Path]:
 
 
 def image_paths(source: str | os.PathLike) -> list[Path]:
-    """``"builtin"``, a folder of images (searched recursively) or a glob pattern (``DIR/image_[5-9].png``) ->
-    sorted image files."""
+    """``"builtin"``, a folder of images (searched recursively), an image file or a glob pattern
+    (``DIR/image_[5-9].png``) -> sorted image files; several of them joined by commas (``builtin,DIR/image_[5-9].png``) -> each one's files in
+    turn, a file named twice taken once (a path that itself holds a comma is taken whole if it exists)."""
+    if isinstance(source, os.PathLike) or "," not in source or Path(source).exists():
+        return _source_paths(source)
+    paths: dict[Path, Path] = {}  # resolved -> as found
+    for part in source.split(","):
+        if not part.strip():
+            raise InputError(f"--train-images {source}: an empty source between commas")
+        for p in _source_paths(part.strip()):
+            paths.setdefault(p.resolve(), p)
+    return list(paths.values())
+
+
+def _source_paths(source: str | os.PathLike) -> list[Path]:
     if any(c in str(source) for c in "*?["):
         paths = sorted(Path(p) for p in glob.glob(str(source)) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
         if not paths:
@@ -64,8 +77,10 @@ def image_paths(source: str | os.PathLike) -> list[Path]:
             )
         return paths
     root = Path(source)
+    if root.is_file() and root.suffix.lower() in IMAGE_SUFFIXES:
+        return [root]
     if not root.is_dir():
-        raise InputError(f"--train-images {root}: not a directory (give a folder of images or 'builtin')")
+        raise InputError(f"--train-images {root}: not a directory or an image (give a folder of images or 'builtin')")
     paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise InputError(f"--train-images {root}: no images ({', '.join(IMAGE_SUFFIXES)}) found")

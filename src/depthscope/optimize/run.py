@@ -63,8 +63,9 @@ class OptimizeConfig:
 
     train_images: str = field(
         default="builtin",
-        metadata={"help": "'builtin', a folder of unlabeled images, or a glob ('DIR/image_[5-9].png')"},
-    )
+        metadata={"help": "'builtin', a folder of unlabeled images, an image, a glob ('DIR/image_[5-9].png'), or "
+                  "several joined by commas"},
+    )  # fmt: skip
     steps: int = field(default=200, metadata={"help": "block-wise / fine-tuning / distillation steps"})
     e2e_steps: int = field(default=100, metadata={"help": "meta/pyra/prune: end-to-end distillation steps"})
     batch: int = field(default=8, metadata={"help": "images per step"})
