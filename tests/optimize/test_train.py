@@ -20,10 +20,10 @@ def _problem():
     return net, loss_at
 
 
-def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
+def _assert_resumes_to_straight(tmp_path, **kw):
+    """A run interrupted at step 7 and resumed (state of step 6) ends with a straight run's losses and weights."""
     net, loss_at = _problem()
-    straight = train_phase("t", net, net.parameters(), loss_at, 10, tmp_path / "a.pt", save_every=3, progress=False)
-
+    straight = train_phase("t", net, net.parameters(), loss_at, 10, tmp_path / "a.pt", **kw)
     net2, loss_at2 = _problem()
 
     def crashing(step):
@@ -32,12 +32,16 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
         return loss_at2(step)
 
     with pytest.raises(KeyboardInterrupt):
-        train_phase("t", net2, net2.parameters(), crashing, 10, tmp_path / "b.pt", save_every=3, progress=False)
+        train_phase("t", net2, net2.parameters(), crashing, 10, tmp_path / "b.pt", **kw)
     net3, loss_at3 = _problem()  # a new process: fresh weights, state from disk (step 6)
-    resumed = train_phase("t", net3, net3.parameters(), loss_at3, 10, tmp_path / "b.pt", save_every=3, progress=False)
+    resumed = train_phase("t", net3, net3.parameters(), loss_at3, 10, tmp_path / "b.pt", **kw)
     assert resumed == pytest.approx(straight, rel=1e-6)
     for a, b in zip(net.parameters(), net3.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-7)
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
+    _assert_resumes_to_straight(tmp_path, save_every=3, progress=False)
 
 
 def test_cosine_schedule_rates_and_resume(tmp_path):
@@ -68,24 +72,8 @@ def test_cosine_schedule_rates_and_resume(tmp_path):
     assert (seen[2] - seen[1]).abs().max().item() < 0.1 * (1 + math.sqrt(0.5)) / 2 * 1.01
 
     # resuming under a decaying rate: the same weights as a straight run; another number of steps is refused
-    net, loss_at = _problem()
     kw = {"save_every": 3, "progress": False, "schedule": "cosine"}
-    straight = train_phase("t", net, net.parameters(), loss_at, 10, tmp_path / "a.pt", **kw)
-    net2, loss_at2 = _problem()
-
-    def crashing(step):
-        if step == 7:
-            raise KeyboardInterrupt
-        return loss_at2(step)
-
-    with pytest.raises(KeyboardInterrupt):
-        train_phase("t", net2, net2.parameters(), crashing, 10, tmp_path / "b.pt", **kw)
-    net3, loss_at3 = _problem()
-    assert train_phase("t", net3, net3.parameters(), loss_at3, 10, tmp_path / "b.pt", **kw) == pytest.approx(
-        straight, rel=1e-6
-    )
-    for a, b in zip(net.parameters(), net3.parameters(), strict=True):
-        assert torch.allclose(a, b, atol=1e-7)
+    _assert_resumes_to_straight(tmp_path, **kw)
     net4, loss_at4 = _problem()
     with pytest.raises(CheckpointError, match="training state of other settings"):
         train_phase("t", net4, net4.parameters(), loss_at4, 20, tmp_path / "b.pt", **kw)
