@@ -17,7 +17,11 @@ os.environ.setdefault("DEPTHSCOPE_DATA", str(SHARED / "data"))
 # path is tested on its own (tests/models/test_quantized.py)
 os.environ.setdefault("DEPTHSCOPE_INT8_COMPILE", "0")
 os.environ.setdefault("DEPTHSCOPE_CACHE", str(ROOT / ".pytest_cache" / "no-weights-cache"))
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# Under pytest-xdist (`-n 2`, the README's test command) each worker, and every CLI it starts, computes on one
+# thread: two workers on two cores, no oversubscription.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +43,23 @@ def meter_nyu():
     from depthscope.models import load_model
 
     return load_model("meter-xxs-nyu")
+
+
+@pytest.fixture
+def two_scenes(tmp_path, nyu_dir) -> Path:
+    """A CSV dataset of two scene folders that reuse the file names ``rgb_<i>.png`` (NYU sample 0-1 and 2-3):
+    finished work must be keyed by the path, not the file name."""
+    import shutil
+
+    lines = []
+    for scene, offset in (("scene_a", 0), ("scene_b", 2)):
+        (tmp_path / scene).mkdir()
+        for i in range(2):
+            shutil.copy(nyu_dir / f"image_{offset + i}.png", tmp_path / scene / f"rgb_{i}.png")
+            shutil.copy(nyu_dir / f"depth_{offset + i}.png", tmp_path / scene / f"depth_{i}.png")
+            lines.append(f"{scene}/rgb_{i}.png,{scene}/depth_{i}.png")
+    (tmp_path / "pairs.csv").write_text("image_path,depth_path\n" + "\n".join(lines) + "\n")
+    return tmp_path / "pairs.csv"
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ import csv
 import json
 import os
 import shutil
-import signal
 import stat
 import subprocess
 import sys
@@ -95,50 +94,14 @@ def test_refused_pickle_gets_no_advice_to_unpickle_it(tmp_path):
 
 
 # --------------------------------------------------------------------------- 2. finished work keyed by its path
-def _two_scenes(tmp_path: Path, nyu_dir: Path, n: int = 3) -> Path:
-    """A CSV dataset of two scene folders that reuse the same file names (rgb_<i>.png)."""
-    rows = []
-    for scene, offset in (("scene_a", 0), ("scene_b", n)):
-        (tmp_path / scene).mkdir()
-        for i in range(n):
-            shutil.copy(nyu_dir / f"image_{offset + i}.png", tmp_path / scene / f"rgb_{i}.png")
-            shutil.copy(nyu_dir / f"depth_{offset + i}.png", tmp_path / scene / f"depth_{i}.png")
-            rows.append(f"{scene}/rgb_{i}.png,{scene}/depth_{i}.png")
-    (tmp_path / "pairs.csv").write_text("image_path,depth_path\n" + "\n".join(rows) + "\n")
-    return tmp_path / "pairs.csv"
-
-
+# A killed run over two scene folders that reuse file names resumes to the uninterrupted run's rows:
+# tests/assess/test_run.py::test_killed_run_resumes_to_the_same_summary (the `two_scenes` fixture).
 def rows_of(path):
     return list(csv.DictReader(open(path))) if path.exists() else []
 
 
 ASSESS = [sys.executable, "-m", "depthscope.cli", "assess", "--methods", "saliency", "--metrics", "curves,infidelity"]
 ASSESS += ["--n-perturbations", "4", "--dataset", "nyu"]
-
-
-def test_killed_rerun_on_reused_file_names_equals_an_uninterrupted_run(tmp_path, nyu_dir):
-    data = _two_scenes(tmp_path, nyu_dir)
-    killed, clean = tmp_path / "killed", tmp_path / "clean"
-    proc = subprocess.Popen(
-        [*ASSESS, "--data", data, "--out", killed], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.time() + 300
-    while len(rows_of(killed / "results.csv")) < 2 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert 2 <= len(rows_of(killed / "results.csv")) < 6, "killed halfway"
-    subprocess.run([*ASSESS, "--data", data, "--out", killed], check=True, capture_output=True)
-    subprocess.run([*ASSESS, "--data", data, "--out", clean], check=True, capture_output=True)
-    got, want = rows_of(killed / "results.csv"), rows_of(clean / "results.csv")
-    images = [r["image"] for r in got]
-    assert sorted(images) == sorted(f"scene_{s}/rgb_{i}" for s in "ab" for i in range(3))  # 6 rows, none twice
-    by_image = {r["image"]: r for r in want}
-    for r in got:  # same scores (float rounding of other batch sizes: the resume test's tolerances)
-        assert float(r["af_perturbation"]) == pytest.approx(float(by_image[r["image"]]["af_perturbation"]), rel=1e-4)
-    s_got, s_want = rows_of(killed / "summary.csv"), rows_of(clean / "summary.csv")
-    assert s_got[0]["n_images"] == s_want[0]["n_images"] == "6"
-    assert float(s_got[0]["af_perturbation_mean"]) == pytest.approx(float(s_want[0]["af_perturbation_mean"]), rel=1e-4)
 
 
 def test_an_image_listed_twice_is_one_error(tmp_path, nyu_dir, capsys):

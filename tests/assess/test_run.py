@@ -24,11 +24,12 @@ CMD = [
 ]
 
 
-def test_killed_run_resumes_to_the_same_summary(tmp_path, nyu_dir):
+def test_killed_run_resumes_to_the_same_summary(tmp_path, two_scenes):
+    """Killed after two rows, rerun: every (method, image) once, the scores of an uninterrupted run, on two scene
+    folders that reuse file names (finished work is keyed by the path, SPEC §7)."""
     killed, clean = tmp_path / "killed", tmp_path / "clean"
-    proc = subprocess.Popen(
-        [*CMD, "--data", str(nyu_dir), "--out", str(killed)], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL
-    )
+    data = ["--data", str(two_scenes), "--dataset", "nyu"]
+    proc = subprocess.Popen([*CMD, *data, "--out", str(killed)], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     deadline = time.time() + 300
     while len(rows(killed / "results.csv")) < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -36,22 +37,19 @@ def test_killed_run_resumes_to_the_same_summary(tmp_path, nyu_dir):
     proc.wait()
     n_before = len(rows(killed / "results.csv"))
     assert 2 <= n_before < 6, "the run should have been killed halfway"
-    subprocess.run([*CMD, "--data", str(nyu_dir), "--out", str(killed)], check=True, capture_output=True)
-    subprocess.run([*CMD, "--data", str(nyu_dir), "--out", str(clean)], check=True, capture_output=True)
+    subprocess.run([*CMD, *data, "--out", str(killed)], check=True, capture_output=True)
+    subprocess.run([*CMD, *data, "--out", str(clean)], check=True, capture_output=True)
     got, want = rows(killed / "results.csv"), rows(clean / "results.csv")
     keys = [(r["model"], r["method"], r["image"]) for r in got]
     assert len(keys) == len(set(keys)) == 6  # no duplicates, nothing missing
+    assert {r["image"] for r in got} == {"scene_a/rgb_0", "scene_a/rgb_1", "scene_b/rgb_0"}  # --limit 3
     # The same scores, row for row (the same chunk size; approx for the float tolerance the helper states).
     assert_same_rows(got, want, skip={"seconds_per_map"})
     assert_same_rows(rows(killed / "summary.csv"), rows(clean / "summary.csv"), skip={"seconds_per_map_mean"})
     assert (killed / "curves.png").stat().st_size > 0
-    other = subprocess.run(
-        [*CMD[:-1], "5", "--data", str(nyu_dir), "--out", str(killed)], capture_output=True, text=True
-    )
+    other = subprocess.run([*CMD[:-1], "5", *data, "--out", str(killed)], capture_output=True, text=True)
     assert other.returncode == 2 and "other settings (n_perturbations)" in other.stderr
-    rebatched = subprocess.run(
-        [*CMD[:-3], "3", *CMD[-2:], "--data", str(nyu_dir), "--out", str(killed)], capture_output=True, text=True
-    )
+    rebatched = subprocess.run([*CMD[:-3], "3", *CMD[-2:], *data, "--out", str(killed)], capture_output=True, text=True)
     assert rebatched.returncode == 2 and "computed 4 inputs per forward, not 3" in rebatched.stderr
 
 

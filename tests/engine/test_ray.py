@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 from results_compare import assert_same_rows, rows
 
+# One xdist worker runs these in turn: _actors_alive counts this machine's Ray workers, whoever started them.
+pytestmark = pytest.mark.xdist_group("ray")
+
 # Cheap settings (2 maps, curves at 3 fractions, adaptive Infidelity): seconds per image, so several images run.
 ASSESS = [
     sys.executable, "-m", "depthscope.cli", "assess", "--methods", "saliency,random", "--metrics", "curves,infidelity",

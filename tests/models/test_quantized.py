@@ -71,10 +71,12 @@ def test_checkpoint_stores_scales_not_histograms_and_reproduces_the_model(meter_
 
 
 @pytest.mark.skipif(not shutil.which("g++"), reason="no C++ compiler for Inductor")
-def test_compiled_network_computes_what_the_reference_graphs_compute(int8_parts, monkeypatch):
-    """The fast path (Inductor's oneDNN int8 kernels, one compile of about 25 s) against the reference graphs: the
-    same int8 rounding, so depth agrees to a fraction of the int8 step (measured mean 0.6 %, max 1.7 % of the
-    largest value); and a hooked sub-module makes it run eagerly, so the hook fires."""
+def test_compiled_network_computes_what_the_reference_graphs_compute(meter_nyu, int8_parts, monkeypatch):
+    """The fast path (Inductor's oneDNN int8 kernels, one compile of about 25 s) against the reference graphs and
+    fp32: the fused kernels round differently (by a thread-count-dependent amount), so the claim is that they are
+    no further from fp32 than the reference graphs are. Measured on image 4, 1 / 2 threads: mean |error| against
+    fp32 3.6 / 3.6 % (fast) vs 3.8 / 3.8 % (reference), worst pixel 16.6 / 16.5 % vs 19.1 / 17.6 % of the largest
+    depth; fast vs reference 1.5 / 1.1 %. And a hooked sub-module makes it run eagerly, so the hook fires."""
     q, x = int8_parts
     monkeypatch.setenv(COMPILE_ENV, "0")
     with torch.no_grad():
@@ -88,8 +90,17 @@ def test_compiled_network_computes_what_the_reference_graphs_compute(int8_parts,
         hooked = q(x[4:5])
         handle.remove()
     assert not [w for w in record if "torch.compile of the int8 network failed" in str(w.message)]
-    assert ((fast - ref).abs().mean() / ref.abs().mean()).item() < 0.02
-    assert (fast - ref).abs().max().item() < 0.05 * ref.max().item()
+    with torch.no_grad():
+        f32 = meter_nyu.net(x[4:5])
+
+    def mean_err(a: torch.Tensor) -> float:
+        return ((a - f32).abs().mean() / f32.abs().mean()).item()
+
+    def max_err(a: torch.Tensor) -> float:
+        return ((a - f32).abs().max() / f32.max()).item()
+
+    assert mean_err(fast) < 1.2 * mean_err(ref) and max_err(fast) < 1.2 * max_err(ref)
+    assert ((fast - ref).abs().mean() / ref.abs().mean()).item() < 0.6 * mean_err(ref)  # same int8 grid
     assert seen == [1] and torch.equal(hooked, ref)
 
 
