@@ -6,12 +6,14 @@ import json
 
 import pytest
 import torch
+from cli_errors import one_line_error
 
 from depthscope.cli import main
 from depthscope.models import load_model
 from depthscope.models.mixers import replace_attention
-from depthscope.optimize.distill import batch_source, blockwise_loss
+from depthscope.optimize.distill import batch_source, blockwise_loss, end_to_end_loss
 from depthscope.optimize.images import image_paths, load_images
+from depthscope.optimize.losses import BalancedLoss
 from depthscope.optimize.train import train_phase
 
 TINY = ["--steps", "2", "--e2e-steps", "1", "--batch", "2", "--calib-images", "2"]
@@ -24,6 +26,10 @@ def test_optimize_then_evaluate_profile_explain(tmp_path, nyu_dir, method):
     report = json.loads((out / "optimize.json").read_text())
     ckpt = str(out / "model.safetensors")
     assert report["checkpoint"] == ckpt and report["recipe"]["base"] == "meter-xxs-nyu"
+    # the method's own defaults of the method-dependent options, recorded as used (README: pruning only)
+    used = {k: report["config"][k] for k in ("feature_weight", "e2e_average_from")}
+    assert used == ({"feature_weight": 100.0, "e2e_average_from": 0.5} if method == "prune" else
+                    {"feature_weight": 0.0, "e2e_average_from": 1.0})  # fmt: skip
     assert (
         main(["evaluate", "--model", ckpt, "--data", str(nyu_dir), "--limit", "2", "--out", str(tmp_path / "e")]) == 0
     )
@@ -78,6 +84,31 @@ def test_blockwise_distillation_improves_blocks_on_unseen_crops(meter_nyu, tmp_p
     assert after < 0.8 * before
 
 
+def test_feature_term_adds_each_blocks_relative_mse_on_its_own_activations():
+    """End-to-end loss with ``feature_weight``: the balanced depth loss plus w x sum over blocks of
+    ``|s_b - t_b|^2 / |t_b|^2`` (means over elements), each network's block fed its own previous layer, written
+    out here layer by layer."""
+    torch.manual_seed(0)
+    teacher = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 6, 3, padding=1), torch.nn.Conv2d(6, 6, 1), torch.nn.Conv2d(6, 1, 1)
+    )
+    student = copy.deepcopy(teacher)
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x = torch.rand(2, 3, 8, 8)
+    t0, s0 = teacher[0](x), student[0](x)
+    t1, s1 = teacher[1](t0), student[1](s0)  # block "1": the student's own input s0, not the teacher's t0
+    depth = BalancedLoss()(student[2](s1), teacher[2](t1)).item()
+    feat = (((s1 - t1) ** 2).mean() / (t1**2).mean()).item() + (((s0 - t0) ** 2).mean() / (t0**2).mean()).item()
+    plain = end_to_end_loss(teacher, student, lambda step: x, BalancedLoss(), ["0", "1"])(0).item()
+    weighted = end_to_end_loss(teacher, student, lambda step: x, BalancedLoss(), ["0", "1"], 10.0)(0)
+    assert plain == pytest.approx(depth, rel=1e-5)  # weight 0: depth only, blocks or not
+    assert weighted.item() == pytest.approx(depth + 10.0 * feat, rel=1e-5)
+    weighted.backward()
+    assert student[0].weight.grad is not None and teacher[0].weight.grad is None
+
+
 def test_optimised_checkpoint_can_be_optimised_again(tmp_path, nyu):
     assert main(["optimize", "--method", "pyra", "--out", str(tmp_path / "a"), *TINY]) == 0
     src = str(tmp_path / "a" / "model.safetensors")
@@ -94,8 +125,9 @@ def test_optimised_checkpoint_can_be_optimised_again(tmp_path, nyu):
 
 
 def test_rerun_resumes_and_other_settings_are_refused(tmp_path, capsys):
-    args = ["optimize", "--method", "prune", "--out", str(tmp_path), "--batch", "2", "--save-every", "1"]
-    args += ["--steps", "1"]
+    base = ["optimize", "--method", "prune", "--batch", "2", "--save-every", "1", "--steps", "1"]
+    # the last step's weights (no averaging): a finished phase may continue
+    args = [*base, "--out", str(tmp_path), "--e2e-average-from", "1"]
     assert main([*args, "--e2e-steps", "2"]) == 0
     first = json.loads((tmp_path / "optimize.json").read_text())["log"]["end_to_end"]
     assert main([*args, "--e2e-steps", "3"]) == 0  # continues the finished 2 end-to-end steps by one
@@ -103,3 +135,8 @@ def test_rerun_resumes_and_other_settings_are_refused(tmp_path, capsys):
     assert state["step"] == 3 and state["losses"][:2] == pytest.approx([first["first_loss"], first["last_loss"]])
     assert main([*args, "--e2e-steps", "3", "--ratio", "0.5"]) == 2
     assert "training state of other settings" in capsys.readouterr().err
+    # pruning's default averages the last half of the steps, which depends on their number: another is refused
+    averaged = [*base, "--out", str(tmp_path / "avg")]
+    assert main([*averaged, "--e2e-steps", "2"]) == 0
+    assert main([*averaged, "--e2e-steps", "3"]) == 2
+    one_line_error(capsys.readouterr().err, "training state of other settings", "average_from=0.5 steps=2")

@@ -146,6 +146,9 @@ def test_depgraph_bad_input():
         (["--prune-engine", "nope"], "--prune-engine must be one of auto, groups, depgraph, got 'nope'"),
         (["--prune-engine", "depgraph", "--prune-scope", "most"], "--prune-scope must be one of all, internal, got"),
         (["--lr-schedule", "step"], "--lr-schedule must be one of constant, cosine, got 'step'"),
+        (["--feature-weight", "-1"], "--feature-weight must be a finite number >= 0, got -1.0"),
+        (["--feature-weight", "nan"], "--feature-weight must be a finite number >= 0, got nan"),
+        (["--e2e-average-from", "1.5"], "--e2e-average-from must be in [0, 1] (a fraction of the phase), got 1.5"),
         (["--weights", "nowhere.safetensors"], "nowhere.safetensors"),
     ],
 )

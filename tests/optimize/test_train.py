@@ -77,3 +77,34 @@ def test_cosine_schedule_rates_and_resume(tmp_path):
     net4, loss_at4 = _problem()
     with pytest.raises(CheckpointError, match="training state of other settings"):
         train_phase("t", net4, net4.parameters(), loss_at4, 20, tmp_path / "b.pt", **kw)
+
+
+def test_weight_average_is_the_mean_of_the_weights_after_each_averaged_step(tmp_path):
+    """``average_from=0.6`` of 10 steps: the phase ends with the mean of the weights after steps 6-9 (0-based),
+    which a plain run's trajectory gives by hand (averaging does not change the trajectory); resumed, the same."""
+    from depthscope.errors import CheckpointError, InputError
+    from depthscope.optimize.train import average_start
+
+    net, loss_at = _problem()
+    after = []  # the weights after each step: seen at the next step's start, and at the end
+
+    def recording(step):
+        if step:
+            after.append([p.detach().clone() for p in net.parameters()])
+        return loss_at(step)
+
+    train_phase("t", net, net.parameters(), recording, 10, tmp_path / "plain.pt", progress=False)
+    after.append([p.detach().clone() for p in net.parameters()])
+    net2, loss_at2 = _problem()
+    train_phase("t", net2, net2.parameters(), loss_at2, 10, tmp_path / "avg.pt", progress=False, average_from=0.6)
+    for i, p in enumerate(net2.parameters()):
+        assert torch.allclose(p, sum(w[i] for w in after[6:]) / 4, atol=1e-6)
+        assert not torch.allclose(p, after[-1][i], atol=1e-4)  # not the last step's weights
+    kw = {"save_every": 3, "progress": False, "average_from": 0.5}
+    _assert_resumes_to_straight(tmp_path, **kw)  # interrupted after 2 of the 5 averaged steps
+    net3, loss_at3 = _problem()
+    with pytest.raises(CheckpointError, match="training state of other settings"):
+        train_phase("t", net3, net3.parameters(), loss_at3, 12, tmp_path / "b.pt", **kw)
+    assert [average_start(f, 10) for f in (0.0, 0.5, 0.99, 1.0)] == [0, 5, 9, 10]
+    with pytest.raises(InputError, match=r"--e2e-average-from must be in \[0, 1\]"):
+        average_start(1.5, 10)

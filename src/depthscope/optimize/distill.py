@@ -98,9 +98,15 @@ def kept_width_blocks(teacher: nn.Module, student: nn.Module, example: torch.Ten
     return sorted(b for b in found if not any(b.startswith(f"{o}.") for o in found))
 
 
+def relative_mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of ``out`` against ``target`` over ``target``'s mean square: blocks of any scale weigh
+    alike (0 = identical, 1 = as far off as predicting zeros)."""
+    return (out - target).pow(2).mean() / target.pow(2).mean().clamp_min(1e-12)
+
+
 def blockwise_loss(teacher: nn.Module, student: nn.Module, blocks: Sequence[str], batches: Batches) -> Callable:
-    """Step -> sum over ``blocks`` of the student block's MSE to the teacher block's output, each divided by the
-    teacher output's mean square (so blocks weigh alike), with both blocks fed the teacher's block input."""
+    """Step -> sum over ``blocks`` of the student block's :func:`relative_mse` to the teacher block's output, with
+    both blocks fed the teacher's block input."""
     modules = dict(student.named_modules())
 
     def loss_at(step: int) -> torch.Tensor:
@@ -109,20 +115,35 @@ def blockwise_loss(teacher: nn.Module, student: nn.Module, blocks: Sequence[str]
         total = torch.zeros(())
         for name in blocks:
             args, target = io[name]
-            out = modules[name](*args)
-            total = total + (out - target).pow(2).mean() / target.pow(2).mean().clamp_min(1e-12)
+            total = total + relative_mse(modules[name](*args), target)
         return total
 
     return loss_at
 
 
-def end_to_end_loss(teacher: nn.Module, student: nn.Module, batches: Batches, loss: BalancedLoss) -> Callable:
-    """Step -> METER's balanced loss between the student's and the teacher's raw depth on the step's batch."""
+def end_to_end_loss(
+    teacher: nn.Module,
+    student: nn.Module,
+    batches: Batches,
+    loss: BalancedLoss,
+    blocks: Sequence[str] = (),
+    feature_weight: float = 0.0,
+) -> Callable:
+    """Step -> METER's balanced loss between the student's and the teacher's raw depth on the step's batch, plus
+    ``feature_weight`` times the sum over ``blocks`` of the :func:`relative_mse` of the student block's output to
+    the teacher's, each network fed its own activations (feature distillation, FitNets' hints at every pruned
+    block: a depth map is one channel per pixel, a block's output dozens, so few images constrain the student
+    more)."""
+    features = list(blocks) if feature_weight > 0 else []
 
     def loss_at(step: int) -> torch.Tensor:
         x = batches(step)
-        with torch.no_grad():
+        with torch.no_grad(), capture_io(teacher, features) as theirs:
             target = teacher(x)
-        return loss(student(x), target)
+        with capture_io(student, features) as ours:
+            total = loss(student(x), target)
+        for name in features:
+            total = total + feature_weight * relative_mse(ours[name][1], theirs[name][1])
+        return total
 
     return loss_at

@@ -24,7 +24,13 @@ from depthscope.output.files import write_atomic
 
 
 def save_state(
-    path: Path, module: nn.Module, optimizer: torch.optim.Optimizer, step: int, losses: list[float], signature: str
+    path: Path,
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    losses: list[float],
+    signature: str,
+    average: WeightAverage | None = None,
 ) -> None:
     """Write a training checkpoint atomically (a crash mid-write leaves the previous one)."""
     buf = io.BytesIO()
@@ -35,6 +41,8 @@ def save_state(
         "losses": losses,
         "signature": signature,
     }
+    if average is not None:
+        state["average"], state["n_average"] = average.tensors, average.count
     torch.save(state, buf)
     write_atomic(path, buf.getvalue())
 
@@ -52,6 +60,40 @@ def lr_factor(schedule: str, step: int, steps: int) -> float:
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * step / max(steps, 1)))
     raise InputError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {schedule!r}")
+
+
+class WeightAverage:
+    """The running mean of parameters over training steps (stochastic weight averaging, Izmailov et al. 2018: the
+    mean of the weights a constant rate visits lies nearer the centre of the basin than any one of them; on METER's
+    pruning the unseen-image RMSE after single steps 50 apart swung by up to 0.16 m, the running mean's by at most
+    0.03 m, README). Batch norms are left alone: depthscope trains with their statistics frozen."""
+
+    def __init__(self, params: list[nn.Parameter], tensors: list[torch.Tensor] | None = None, count: int = 0):
+        self.params = params
+        self.tensors = tensors if tensors is not None else [p.detach().clone() for p in params]
+        self.count = count
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """Add the parameters' current values to the mean."""
+        self.count += 1
+        for mean, p in zip(self.tensors, self.params, strict=True):
+            mean.add_((p.detach() - mean) / self.count)
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        """Give the parameters the mean (nothing if no step was averaged)."""
+        if self.count:
+            for mean, p in zip(self.tensors, self.params, strict=True):
+                p.copy_(mean)
+
+
+def average_start(average_from: float, steps: int) -> int:
+    """The first step (0-based) whose weights :class:`WeightAverage` takes, for averaging from the fraction
+    ``average_from`` of a ``steps``-step phase on; ``steps`` (no step averaged) for ``average_from`` 1."""
+    if not 0 <= average_from <= 1:
+        raise InputError(f"--e2e-average-from must be in [0, 1] (a fraction of the phase), got {average_from}")
+    return min(steps, math.floor(average_from * steps))
 
 
 def load_state(path: Path) -> dict:
@@ -75,6 +117,7 @@ def train_phase(
     progress: bool = True,
     signature: str = "",
     schedule: str = "constant",
+    average_from: float = 1.0,
 ) -> list[float]:
     """Minimise ``loss_at(step)`` over ``params`` (AdamW, ``lr`` times :func:`lr_factor` of ``schedule``) for
     ``steps`` steps, checkpointing ``module`` and the optimizer to ``state_path`` every ``save_every`` steps and at
@@ -84,13 +127,21 @@ def train_phase(
     runs). Returns the loss of every step. A finished phase found on disk is loaded and not run again (a larger
     ``steps`` continues it under a constant rate; under a decaying one the rate of every step depends on
     ``steps``, so the state of another ``steps`` is refused).
+
+    ``average_from`` < 1: the phase ends with the mean of the weights after each step from
+    :func:`average_start` on (:class:`WeightAverage`) instead of the last step's; the checkpoint keeps the mean,
+    and a state of another ``steps`` is refused (the averaged steps depend on it).
     """
     lr_factor(schedule, 0, steps)  # an unknown schedule fails before anything is read
+    first_averaged = average_start(average_from, steps)
     if schedule != "constant":
         signature = f"{signature} schedule={schedule} steps={steps}"
+    if first_averaged < steps:
+        signature = f"{signature} average_from={average_from} steps={steps}"
     path = Path(state_path)
     params = list(params)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    average = WeightAverage(params) if first_averaged < steps else None
     start, losses = 0, []
     if path.is_file():
         state = load_state(path)
@@ -108,6 +159,8 @@ def train_phase(
         module.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         losses = list(state["losses"])
+        if average is not None:
+            average = WeightAverage(params, state["average"], int(state["n_average"]))
     bar = tqdm(total=steps, initial=start, desc=name, disable=not progress, leave=False)
     for step in range(start, steps):
         for group in optimizer.param_groups:
@@ -118,10 +171,14 @@ def train_phase(
             raise InputError(f"{name}: loss is {loss.item()} at step {step}; lower --lr")
         loss.backward()
         optimizer.step()
+        if average is not None and step >= first_averaged:
+            average.update()
         losses.append(loss.item())
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.4g}")
         if (step + 1) % save_every == 0 or step + 1 == steps:
-            save_state(path, module, optimizer, step + 1, losses, signature)
+            save_state(path, module, optimizer, step + 1, losses, signature, average)
     bar.close()
+    if average is not None:
+        average.apply()
     return losses
