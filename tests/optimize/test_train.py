@@ -101,7 +101,7 @@ def test_weight_average_is_the_mean_of_the_weights_after_each_averaged_step(tmp_
         assert torch.allclose(p, sum(w[i] for w in after[6:]) / 4, atol=1e-6)
         assert not torch.allclose(p, after[-1][i], atol=1e-4)  # not the last step's weights
     kw = {"save_every": 3, "progress": False, "average_from": 0.5}
-    _assert_resumes_to_straight(tmp_path, **kw)  # interrupted after 2 of the 5 averaged steps
+    _assert_resumes_to_straight(tmp_path, **kw)  # the state read back holds the first of the 5 averaged steps
     net3, loss_at3 = _problem()
     with pytest.raises(CheckpointError, match="training state of other settings"):
         train_phase("t", net3, net3.parameters(), loss_at3, 12, tmp_path / "b.pt", **kw)
