@@ -108,3 +108,27 @@ def test_weight_average_is_the_mean_of_the_weights_after_each_averaged_step(tmp_
     assert [average_start(f, 10) for f in (0.0, 0.5, 0.99, 1.0)] == [0, 5, 9, 10]
     with pytest.raises(InputError, match=r"--e2e-average-from must be in \[0, 1\]"):
         average_start(1.5, 10)
+
+
+def test_select_keeps_whichever_of_mean_and_last_weights_scores_lower(tmp_path):
+    """With ``select``, an averaged phase ends with the mean or the last step's weights, whichever ``select``
+    scores lower, and ``report`` says which; the scores are those of the weights themselves."""
+    net, loss_at = _problem()
+    train_phase("t", net, net.parameters(), loss_at, 10, tmp_path / "last.pt", progress=False)
+    last = [p.detach().clone() for p in net.parameters()]
+    net_mean, loss_mean = _problem()
+    train_phase("t", net_mean, net_mean.parameters(), loss_mean, 10, tmp_path / "mean.pt", progress=False,
+                average_from=0.5)  # fmt: skip
+    mean = [p.detach().clone() for p in net_mean.parameters()]
+
+    def distance_to(target):
+        return lambda: sum((p - t).pow(2).sum() for p, t in zip(net2.parameters(), target, strict=True)).item()
+
+    for target, kept in ((last, "last step"), (mean, "mean")):
+        net2, loss_at2 = _problem()
+        report = {}
+        train_phase("t", net2, net2.parameters(), loss_at2, 10, tmp_path / f"{kept}-sel.pt", progress=False,
+                    average_from=0.5, select=distance_to(target), report=report)  # fmt: skip
+        assert report["kept"] == kept and min(report["mean_score"], report["last_score"]) == 0.0
+        for p, t in zip(net2.parameters(), target, strict=True):
+            assert torch.equal(p, t)

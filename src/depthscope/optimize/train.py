@@ -118,6 +118,8 @@ def train_phase(
     signature: str = "",
     schedule: str = "constant",
     average_from: float = 1.0,
+    select: Callable[[], float] | None = None,
+    report: dict | None = None,
 ) -> list[float]:
     """Minimise ``loss_at(step)`` over ``params`` (AdamW, ``lr`` times :func:`lr_factor` of ``schedule``) for
     ``steps`` steps, checkpointing ``module`` and the optimizer to ``state_path`` every ``save_every`` steps and at
@@ -130,7 +132,11 @@ def train_phase(
 
     ``average_from`` < 1: the phase ends with the mean of the weights after each step from
     :func:`average_start` on (:class:`WeightAverage`) instead of the last step's; the checkpoint keeps the mean,
-    and a state of another ``steps`` is refused (the averaged steps depend on it).
+    and a state of another ``steps`` is refused (the averaged steps depend on it). With ``select`` (a score of the
+    module's current weights, lower is better, e.g. the loss on held-out batches), the phase keeps whichever of the
+    mean and the last step's weights scores lower: a mean of weights that are still moving far can be worse than
+    any of them (METER-XXS pruned by 50 %: RMSE 1.37 m for the mean against 0.66 m for the last step, README).
+    ``report`` receives both scores and the choice.
     """
     lr_factor(schedule, 0, steps)  # an unknown schedule fails before anything is read
     first_averaged = average_start(average_from, steps)
@@ -180,5 +186,23 @@ def train_phase(
             save_state(path, module, optimizer, step + 1, losses, signature, average)
     bar.close()
     if average is not None:
-        average.apply()
+        _end_with_average(average, select, report)
     return losses
+
+
+def _end_with_average(average: WeightAverage, select: Callable[[], float] | None, report: dict | None) -> None:
+    """Give the parameters the mean, or, with ``select``, whichever of the mean and the current (last step's)
+    weights scores lower; the scores and the choice go into ``report``."""
+    if select is None or not average.count:
+        average.apply()
+        return
+    last_weights = [p.detach().clone() for p in average.params]
+    last = select()
+    average.apply()
+    mean = select()
+    if last < mean:
+        with torch.no_grad():
+            for p, w in zip(average.params, last_weights, strict=True):
+                p.copy_(w)
+    if report is not None:
+        report.update(mean_score=mean, last_score=last, kept="last step" if last < mean else "mean")
