@@ -33,7 +33,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -186,11 +186,20 @@ class Job:
 # Batches of held-out crops (seeded apart from every training step) that choose between averaged and last weights.
 HELD_OUT_BATCHES = 4
 OptimizerFn = Callable[[Job], tuple[nn.Module, dict[str, Any], dict[str, Any]]]  # -> (net, step, training log)
-OPTIMIZERS: Registry[OptimizerFn] = Registry("optimisation method")
 # Options whose best value depends on the method (None in OptimizeConfig), with the value of a method that names
 # none: the feature term and weight averaging measured better for pruning, worse for Meta and Pyra (README).
 METHOD_OPTIONS: dict[str, Any] = {"feature_weight": 0.0, "e2e_average_from": 1.0}
-METHOD_DEFAULTS: dict[str, dict[str, Any]] = {}
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """A registered optimisation method: the function that runs it and its values of the :data:`METHOD_OPTIONS`."""
+
+    run: OptimizerFn
+    defaults: Mapping[str, Any]
+
+
+OPTIMIZERS: Registry[Optimizer] = Registry("optimisation method")
 
 
 def register_optimizer(name: str, **defaults: Any) -> Callable[[OptimizerFn], OptimizerFn]:
@@ -203,23 +212,22 @@ def register_optimizer(name: str, **defaults: Any) -> Callable[[OptimizerFn], Op
         ...     return job.model.net, {"method": "noop"}, {}
         >>> [method_config(OptimizeConfig(), m).feature_weight for m in ("noop", "pyra", "prune")]
         [1.0, 0.0, 100.0]
-        >>> OPTIMIZERS.unregister("noop"); del METHOD_DEFAULTS["noop"]
+        >>> OPTIMIZERS.unregister("noop")
     """
     unknown = sorted(set(defaults) - set(METHOD_OPTIONS))
     if unknown:
         raise ValueError(f"optimisation method {name!r}: no method-dependent option {', '.join(unknown)}")
 
     def add(fn: OptimizerFn) -> OptimizerFn:
-        OPTIMIZERS.register(name)(fn)
-        METHOD_DEFAULTS[name] = defaults
+        OPTIMIZERS.register(name)(Optimizer(fn, defaults))
         return fn
 
     return add
 
 
 def method_config(cfg: OptimizeConfig, method: str) -> OptimizeConfig:
-    """``cfg`` with every :data:`METHOD_OPTIONS` field left at None set to ``method``'s default."""
-    own = METHOD_DEFAULTS.get(method, {})
+    """``cfg`` with every :data:`METHOD_OPTIONS` field left at None set to registered ``method``'s default."""
+    own = OPTIMIZERS.get(method).defaults
     unset = {k: own.get(k, v) for k, v in METHOD_OPTIONS.items() if getattr(cfg, k) is None}
     return replace(cfg, **unset)
 
@@ -388,7 +396,7 @@ def optimize(
     if unknown:
         raise InputError(f"unknown optimize option(s) {', '.join(unknown)}; valid: {', '.join(asdict(cfg))}")
     cfg = replace(cfg, **options)  # the caller's config is left as it was
-    fn = OPTIMIZERS.get(method)
+    fn = OPTIMIZERS.get(method).run
     cfg = method_config(cfg, method)
     lr_factor(cfg.lr_schedule, 0, 1)  # an unknown schedule fails before a model or an image is loaded
     if not 0 <= cfg.feature_weight < math.inf:
