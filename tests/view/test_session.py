@@ -10,21 +10,14 @@ import depthscope as ds
 from depthscope.errors import DepthscopeError, InputError
 from depthscope.view import Explorer
 
+pytestmark = pytest.mark.xdist_group("view")  # one worker: the explorer tests share the int8 checkpoint
+
 
 @pytest.fixture(scope="module")
 def explorer(meter_nyu, nyu_dir):
     ex = Explorer([meter_nyu], nyu_dir)
     ex.select(0)
     return ex
-
-
-@pytest.fixture(scope="module")
-def int8_checkpoint(tmp_path_factory, nyu_dir):
-    from depthscope.optimize import OptimizeConfig, optimize
-
-    out = tmp_path_factory.mktemp("int8")
-    cfg = OptimizeConfig(calib_images=2, train_images=str(nyu_dir / "image_[5-9].png"))
-    return optimize("meter-xxs-nyu", "int8", out, cfg)["checkpoint"]
 
 
 def test_page_controls_become_targets_and_bad_ones_are_one_message(explorer):
@@ -65,10 +58,10 @@ def test_curves_of_a_mean_target_map_equal_the_assessment(explorer, meter_nyu, n
 
 
 def test_int8_beside_fp32_agreement_and_refusals_in_the_page(meter_nyu, nyu_dir, int8_checkpoint):
-    ex = Explorer([meter_nyu], nyu_dir)
+    ex = Explorer([meter_nyu], nyu_dir, models_dir=[int8_checkpoint.parent.parent])
     ex.select(1)
     with pytest.raises(DepthscopeError, match="nope.safetensors"):
-        ex.compare_with("runs/nope.safetensors")
+        ex.compare_with(str(int8_checkpoint.parent / "nope.safetensors"))
     assert list(ex.by_name) == ["meter-xxs-nyu"]  # nothing changed
     assert ex.compare_with(int8_checkpoint) == ["meter-xxs-nyu", "meter-xxs-nyu+int8"]
     panels = ex.explain("mean", ["attention_rollout"])

@@ -5,21 +5,18 @@ run here on the same image and target."""
 import json
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
 import torch
+from net import free_port
 
 import depthscope as ds
 
 pytest.importorskip("gradio", reason="the explorer needs the [view] extra (gradio)")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = pytest.mark.xdist_group("view")  # one worker: the explorer tests share the int8 checkpoint
 
 
 @pytest.fixture(scope="module")

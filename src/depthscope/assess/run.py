@@ -30,7 +30,7 @@ from depthscope.explain.attribution import Attribution
 from depthscope.models import DepthModel, load_model, warn_if_untrained
 from depthscope.ops.batching import tune_chunk_size
 from depthscope.output.figures import curves_figure
-from depthscope.output.files import CsvAppender, RunLock, write_csv, write_json
+from depthscope.output.files import CsvAppender, RunLock, claim_folder, write_csv, write_json
 from depthscope.output.tables import format_table
 
 KEY_COLUMNS = ("model", "method", "image")
@@ -230,6 +230,7 @@ def assess(
     weights: str | None = None,
     engine: Any = None,
     chunk_size: int | None = None,
+    force_new: bool = False,
 ) -> list[dict[str, Any]]:
     """Assess attribution methods on models over a dataset, resumably.
 
@@ -249,6 +250,9 @@ def assess(
             appends ``results.csv``, so resume and the settings checks are the same.
         chunk_size: perturbed inputs per forward (default: the fastest, measured once per model and kept in
             ``settings.json``); fixing it makes runs on different machines or engines batch alike.
+        force_new: ``out`` holds an earlier run (of this or other data): move its files to
+            ``out/previous-<time>/`` and start afresh. Without it, a folder of other data is one clear error
+            (``out/dataset.json`` records the data's root and a fingerprint of its files).
 
     Returns:
         The summary rows (mean, std, direction and unit of each score per model and method).
@@ -267,7 +271,7 @@ def assess(
         raise InputError(f"--chunk-size must be >= 1, got {chunk_size}")
     out = Path(out)
     with RunLock(out):  # two runs never append to one results.csv
-        return _assess(models, data, config, out, limit, device, progress, weights, engine, chunk_size)
+        return _assess(models, data, config, out, limit, device, progress, weights, engine, chunk_size, force_new)
 
 
 class LocalRunner:
@@ -289,6 +293,11 @@ class LocalRunner:
         self.device = str(self.model.device)
         self.timer = PhaseTimer()
         warn_if_untrained(self.model, "its maps explain no trained model")
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """The data's identity (:meth:`~depthscope.data.DepthDataset.identity`), recorded in the run folder."""
+        return self.ds.identity()
 
     def keys(self, limit: int | None) -> list[str]:
         """The keys of the first ``limit`` images (all when None), known before any image is decoded."""
@@ -336,7 +345,21 @@ def _assess(
     weights: str | None,
     engine: Any,
     chunk_size: int | None,
+    force_new: bool = False,
 ) -> list[dict[str, Any]]:
+    def runner_of(model: DepthModel | str) -> Any:
+        return (
+            engine.runner(model, data, device, weights)
+            if engine is not None
+            else LocalRunner(model, data, device, weights)
+        )
+
+    first = runner_of(models[0])  # the data it opens is what the folder records
+    try:
+        claim_folder(out, first.identity, force_new)
+    except BaseException:
+        first.close()
+        raise
     settings = config.settings()
     chunks, recorded = resume_settings(out / "settings.json", settings)
     columns = [*KEY_COLUMNS, *(c.name for c in config.columns()), *(c.name for c in RUN_COLUMNS)]
@@ -347,12 +370,8 @@ def _assess(
     # computed whole (its rows equal a clean run's); otherwise only its missing methods run.
     joint = any(m.joint for m in config.build_metrics().values())
     plans: dict[str, Any] = {}
-    for model in models:
-        runner = (
-            engine.runner(model, data, device, weights)
-            if engine is not None
-            else LocalRunner(model, data, device, weights)
-        )
+    for k, model in enumerate(models):
+        runner = first if k == 0 else runner_of(model)
         try:
             keys = runner.keys(limit)
             used = runner.weights_record  # recorded: rows of random weights never pass for a trained model's

@@ -38,6 +38,14 @@ def data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split-file", help="KITTI Eigen list (BTS format) or NYU splits.mat")
 
 
+def force_new_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--force-new", action="store_true",
+        help="--out holds an earlier run: move its files to OUT/previous-<time>/ and start afresh (without it, "
+        "rerunning into a folder of the same data resumes, of other data is refused)",
+    )  # fmt: skip
+
+
 def option_arg(p: argparse.ArgumentParser, owners: str) -> None:
     p.add_argument(
         "--option",

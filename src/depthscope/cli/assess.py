@@ -13,6 +13,7 @@ from depthscope.cli._args import (
     data_spec,
     engine_args,
     engine_from,
+    force_new_arg,
     html_arg,
     load,
     model_args,
@@ -108,6 +109,7 @@ class Assess(Command):
             "image, projected wall time) and exit without writing anything",
         )  # fmt: skip
         p.add_argument("--out", default="out/assess", help="output directory (default %(default)s)")
+        force_new_arg(p)
         p.add_argument("--chunk-size", type=int, help="perturbed inputs per forward (default: the fastest, measured "
                        "once per model and kept in settings.json)")  # fmt: skip
         html_arg(p)
@@ -124,7 +126,7 @@ class Assess(Command):
         if engine is not None and not args.dry_run:  # Ray's workers load the models and open the data themselves
             summary = assess(split(args.model), data_spec(args), config, args.out, limit=args.limit,
                              device=args.device, progress=True, weights=args.weights, engine=engine,
-                             chunk_size=args.chunk_size)  # fmt: skip
+                             chunk_size=args.chunk_size, force_new=args.force_new)  # fmt: skip
             return self._show(args, config, summary, [])
         models = [load(args, name) for name in split(args.model)]
         data = open_data(args, models[0].info.eval.dataset)
@@ -141,7 +143,7 @@ class Assess(Command):
             print(f"projected wall time: {total:.0f} s ({total / 60:.1f} min); nothing was written")
             return 0
         summary = assess(models, data, config, args.out, limit=args.limit, device=args.device, progress=True,
-                         chunk_size=args.chunk_size)  # fmt: skip
+                         chunk_size=args.chunk_size, force_new=args.force_new)  # fmt: skip
         return self._show(args, config, summary, models)
 
     def _show(self, args: argparse.Namespace, config, summary: list, models: list) -> int:

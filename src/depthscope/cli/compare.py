@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from depthscope.cli._args import data_args, html_arg, open_data, write_html
+from depthscope.cli._args import data_args, force_new_arg, html_arg, open_data, write_html
 from depthscope.cli._base import Command, register_command
 
 
@@ -38,6 +38,7 @@ class Compare(Command):
         p.add_argument("--limit", type=int, help="first N images only (default: all)")
         p.add_argument("--figures", type=int, default=1, help="images with a map figure (default %(default)s)")
         p.add_argument("--out", default="out/compare", help="output directory (default %(default)s)")
+        force_new_arg(p)
         html_arg(p)
         add_assess_config_args(p)
         p.set_defaults(methods=",".join(DEFAULT_METHODS), metrics=",".join(DEFAULT_METRICS))
@@ -55,7 +56,7 @@ class Compare(Command):
         models = [load_model(name, device=args.device) for name in args.model]
         data = open_data(args, models[0].info.eval.dataset)
         summary = compare(*models, data, config, args.out, limit=args.limit, device=args.device, progress=True,
-                          figures=args.figures)  # fmt: skip
+                          figures=args.figures, force_new=args.force_new)  # fmt: skip
         shown = display_compare(summary)
         print(f"B = {models[1].name} against A = {models[0].name}")
         print(format_table(shown))

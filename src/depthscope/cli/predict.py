@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from depthscope.cli._args import html_arg, load, model_args, write_html
+from depthscope.cli._args import force_new_arg, html_arg, load, model_args, write_html
 from depthscope.cli._base import Command, register_command
 
 
@@ -46,6 +46,7 @@ class Predict(Command):
             "--fov", type=float, metavar="DEG", help="horizontal field of view of a centred camera, for ply"
         )
         p.add_argument("--batch", type=int, default=1, help="images per forward pass (default %(default)s)")
+        force_new_arg(p)
         html_arg(p)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -54,7 +55,7 @@ class Predict(Command):
         model = load(args, args.model)
         res = predict(
             model, args.images, args.out, args.format, args.depth_scale, args.intrinsics, args.fov,
-            batch=args.batch, device=args.device, progress=True,
+            batch=args.batch, device=args.device, progress=True, force_new=args.force_new,
         )  # fmt: skip
         done = f"predicted {res.written} image(s)" + (f", {res.skipped} already done" if res.skipped else "")
         print(f"{done} in {res.seconds:.1f} s; depth unit: {res.unit}; wrote {res.out}")

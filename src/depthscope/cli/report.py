@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from depthscope.cli._args import data_args, load, model_args, open_data
+from depthscope.cli._args import data_args, force_new_arg, load, model_args, open_data
 from depthscope.cli._base import Command, register_command
 from depthscope.cli.assess import add_assess_config_args, assess_config
 
@@ -29,6 +29,7 @@ class Report(Command):
             "--gallery", type=int, default=3, help="images in the gallery of predictions (default %(default)s)"
         )
         p.add_argument("--out", default="runs/demo", help="output directory (default %(default)s)")
+        force_new_arg(p)
         add_assess_config_args(p)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -47,6 +48,7 @@ class Report(Command):
             progress=True,
             echo=True,
             gallery=args.gallery,
+            force_new=args.force_new,
         )
         print(f"wrote {page}")
         return 0

@@ -27,12 +27,20 @@ class View(Command):
         data_args(p)
         p.add_argument("--host", default="127.0.0.1", help="interface to bind (default %(default)s: this machine only)")
         p.add_argument("--port", type=int, default=7860, help="port (default %(default)s)")
+        p.add_argument("--models-dir", action="append", default=[], metavar="DIR",
+                       help="a folder whose optimised .safetensors checkpoints the page's 'compare with' box may load "
+                       "(repeatable; default: the current directory). The page never loads entry points or hf: "
+                       "folders: type those here, in --model")  # fmt: skip
+        p.add_argument("--auth", metavar="USER:PASSWORD",
+                       help="ask for this login on the page and its HTTP API (advised with a --host beyond "
+                       "127.0.0.1; also read from DEPTHSCOPE_VIEW_AUTH, which keeps it out of the process list)")  # fmt: skip
 
     def run(self, args: argparse.Namespace) -> int:
         from depthscope.errors import InputError
 
         try:
             from depthscope.view import app, serve
+            from depthscope.view.web import parse_auth
         except ImportError as e:
             raise InputError(f'depthscope view needs Gradio: pip install -e ".[view]" ({e})') from None
         names = split(args.model)
@@ -40,8 +48,14 @@ class View(Command):
             raise InputError(f"--model takes one or two models for the explorer, got {len(names)}")
         if not 1 <= args.port <= 65535:
             raise InputError(f"--port must be 1..65535, got {args.port}")
+        import os
+
+        auth = parse_auth(args.auth or os.environ.get("DEPTHSCOPE_VIEW_AUTH"))
+        for d in args.models_dir:
+            if not os.path.isdir(d):
+                raise InputError(f"--models-dir {d}: no such folder")
         models = [load(args, name) for name in names]
         data = open_data(args, models[0].info.eval.dataset)
         print(f"depthscope view: http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True)
-        serve(app(models, data, args.device), args.host, args.port, block=True)
+        serve(app(models, data, args.device, args.models_dir or None), args.host, args.port, block=True, auth=auth)
         return 0

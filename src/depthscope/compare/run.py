@@ -29,7 +29,7 @@ from depthscope.explain.api import check_gradients
 from depthscope.explain.attribution import Attribution
 from depthscope.models import DepthModel, load_model, warn_if_untrained
 from depthscope.ops.batching import tune_chunk_size
-from depthscope.output.files import CsvAppender, RunLock, write_csv, write_json
+from depthscope.output.files import CsvAppender, RunLock, claim_folder, output_path, write_csv, write_json
 
 DEFAULT_METHODS = ("saliency", "integrated_gradients", "attention_rollout")
 DEFAULT_METRICS = ("curves", "af_depth_correlation", "infidelity")
@@ -96,6 +96,7 @@ def compare(
     device: str = "cpu",
     progress: bool = False,
     figures: int = 1,
+    force_new: bool = False,
 ) -> list[dict[str, Any]]:
     """Compare model B with reference model A on a dataset: depth agreement, attribution agreement and the change
     of each assessment score, per image and method, resumably.
@@ -112,6 +113,8 @@ def compare(
         device: where models given by name are loaded.
         progress: show a progress bar.
         figures: how many images get a figure.
+        force_new: ``out`` holds an earlier run: move its files to ``out/previous-<time>/`` and start afresh
+            (without it, a folder of other data is one clear error; ``out/dataset.json`` records the data).
 
     Returns:
         The summary rows: ``model`` (B), ``reference`` (A), ``method``, ``n_images`` and per column its mean,
@@ -139,6 +142,7 @@ def compare(
     ds = as_dataset(data, models[0].info.eval.dataset)
     out = Path(out)
     with RunLock(out):  # two runs never append to one results.csv
+        claim_folder(out, ds.identity(), force_new)
         return _compare(models, ds, config, out, limit, progress, figures, notes)
 
 
@@ -205,7 +209,7 @@ def _compare(
 
             compare_figure(sample.image, {k: v.magnitude[0] for k, v in maps_a.items()},
                            {k: v.magnitude[0] for k, v in maps_b.items()}, (a.name, b.name),
-                           out / "figures" / f"{sample.name}.png")  # fmt: skip
+                           output_path(out, f"figures/{sample.name}.png"))  # fmt: skip
         bar.update()
     bar.close()
     summary = [{"reference": a.name, **r} for r in summarize(sink.rows, columns)]

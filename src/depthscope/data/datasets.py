@@ -8,10 +8,12 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from depthscope.data.identity import data_identity
 from depthscope.data.io import (
     DEPTH_SUFFIXES,
     IMAGE_SUFFIXES,
@@ -64,6 +66,12 @@ class DepthDataset(Sequence[Sample]):
         """The image file of sample ``i`` (what a command line that reproduces work on it names), or None when
         the image lives inside a container file (the NYU ``.mat``)."""
         return None
+
+    def identity(self) -> dict[str, Any]:
+        """Which data this is (:func:`~depthscope.data.identity.data_identity`): a run folder records it so that a
+        rerun with other data is refused. This default knows only the keys; readers of files add their sizes."""
+        return data_identity(getattr(self, "root", type(self).__name__), ((self.key(i), ()) for i in range(len(self))),
+                             self.name)  # fmt: skip
 
     def __iter__(self) -> Iterator[Sample]:
         for i in range(len(self)):
@@ -142,6 +150,9 @@ class PairsDataset(DepthDataset):
     def source(self, i: int) -> str:
         return str(self.pairs[i][0])
 
+    def identity(self) -> dict[str, Any]:
+        return data_identity(self.root, zip(self.keys, self.pairs, strict=True), self.name)
+
     def __getitem__(self, i: int) -> Sample:
         img, dep = self.pairs[i]
         depth = None
@@ -158,18 +169,45 @@ class PairsDataset(DepthDataset):
         return sample
 
 
+OUTSIDE = "_outside"  # the key prefix of an input that lies outside its source's root
+
+
+def safe_key(image: str | os.PathLike, base: str | os.PathLike) -> str:
+    """The key of ``image`` under root ``base``: its path relative to ``base`` without suffix
+    (``scene1/rgb_00045``), computed on the paths as written (symlinks are not followed, so a link inside the
+    root keeps a key inside it). An image outside the root (a list file's ``../x.png`` or ``/abs/x.png``) gets
+    ``_outside/<its absolute path>``: a key is always a relative path without ``..``, so output files named by
+    keys stay inside the output folder.
+
+    Example:
+        >>> safe_key("/data/set/scene1/rgb_01.png", "/data/set"), safe_key("/data/set/../victim/photo.png", "/data/set")
+        ('scene1/rgb_01', '_outside/data/victim/photo')
+    """
+    rel = os.path.relpath(os.path.abspath(image), os.path.abspath(base))
+    if rel == os.pardir or rel.startswith(os.pardir + os.sep) or os.path.isabs(rel):
+        rel = os.path.join(OUTSIDE, os.path.abspath(image).lstrip(os.sep))
+    key = Path(rel).with_suffix("").as_posix()
+    if not key or key == "." or any(part in ("", ".", "..") for part in key.split("/")):
+        raise InputError(f"{image}: cannot name an output after this path; give the file a name")
+    return key
+
+
 def unique_keys(images: Sequence[Path], base: Path, where: str) -> list[str]:
-    """Each image's path relative to ``base`` without its suffix (``scene1/rgb_00045``), never the bare file
-    name: scene folders reuse file names. An image listed twice is one clear error."""
+    """Each image's :func:`safe_key` under ``base``, never the bare file name: scene folders reuse file names.
+    Two inputs that would share a key (the same file listed twice, or ``x.png`` beside ``x.jpg``) are one clear
+    error naming both."""
     keys, seen = [], {}
     for row, img in enumerate(images, 1):
-        try:
-            key = img.resolve().relative_to(base.resolve()).with_suffix("").as_posix()
-        except ValueError:  # outside the root (a CSV may point anywhere): the absolute path is unique
-            key = img.resolve().with_suffix("").as_posix()
+        key = safe_key(img, base)
         if key in seen:
-            raise InputError(f"{where}: {img} is listed twice (entries {seen[key]} and {row}); each image once")
-        seen[key] = row
+            first, n = seen[key]
+            what = (
+                f"{img} is listed twice (entries {n} and {row})"
+                if os.path.abspath(first) == os.path.abspath(img)
+                else f"{first} and {img} would share the output name {key!r} (the path without its suffix)"
+            )
+            raise InputError(f"{where}: {what}; each image once, with a name of its own")  # fmt: skip
+        seen[key] = (img, row)
         keys.append(key)
     return keys
 
@@ -207,6 +245,10 @@ class NYUMatDataset(DepthDataset):
 
     def key(self, i: int) -> str:
         return f"nyu_{self.indices[i] + 1:04d}"
+
+    def identity(self) -> dict[str, Any]:
+        return data_identity(self.path, [(self.key(i), ()) for i in range(len(self))] + [("", (self.path,))],
+                             self.name)  # fmt: skip
 
     def __getitem__(self, i: int) -> Sample:
         k = self.indices[i]
@@ -272,6 +314,9 @@ class KittiEigenDataset(DepthDataset):
 
     def source(self, i: int) -> str:
         return str(self.pairs[i][0])
+
+    def identity(self) -> dict[str, Any]:
+        return data_identity(self.data_root, zip(self.keys, self.pairs, strict=True), self.name)
 
 
 def open_dataset(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from depthscope.data.datasets import unique_keys
+from depthscope.data.identity import data_identity
 from depthscope.data.io import IMAGE_SUFFIXES, csv_rows
 from depthscope.errors import InputError
 
@@ -28,6 +29,10 @@ class ImageSource:
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def identity(self) -> dict:
+        """Which images these are (:func:`~depthscope.data.identity.data_identity`: the spec, keys and sizes)."""
+        return data_identity(self.spec, ((k, (f,)) for k, f in zip(self.keys, self.files, strict=True)), "images")
 
 
 def _natural(p: Path) -> tuple:

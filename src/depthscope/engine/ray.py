@@ -186,7 +186,8 @@ class _AssessWorker(_Worker):
     def info(self) -> dict[str, Any]:
         self._ok()
         loc = self.local
-        return {"name": loc.name, "weights": loc.weights_record, "device": loc.device, "keys": loc.keys(None)}
+        return {"name": loc.name, "weights": loc.weights_record, "device": loc.device, "keys": loc.keys(None),
+                "identity": loc.identity}  # fmt: skip
 
     def tune(self) -> int:
         self._ok()
@@ -336,6 +337,7 @@ class RayAssessRunner:
         info = self.ray.pool.info  # the first worker's: every worker loads the same model and data
         self.name, self.weights_record, self.device = info["name"], info["weights"], info["device"]
         self._keys: list[str] = info["keys"]
+        self.identity: dict[str, Any] = info["identity"]
         self.timer = PhaseTimer()
         if self.weights_record == RANDOM_WEIGHTS:
             warn_untrained(self.name, "its maps explain no trained model")

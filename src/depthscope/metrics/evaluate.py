@@ -25,7 +25,7 @@ from depthscope.models import DepthModel, load_model, warn_if_untrained, warn_un
 from depthscope.models.base import RANDOM_WEIGHTS
 from depthscope.ops.batching import reserve_one_core
 from depthscope.output.depth import encode_npy
-from depthscope.output.files import CsvAppender, RunLock, write_atomic, write_json
+from depthscope.output.files import CsvAppender, RunLock, output_path, write_atomic, write_json
 
 DEFAULT_ALIGNMENT = {"depth": "none", "disparity": "lstsq-disparity", "relative": "lstsq-depth"}
 
@@ -183,7 +183,7 @@ def evaluate(
         def keep(name: str, pred: Any) -> None:  # an image without ground truth: predicted, kept, not scored
             without_gt.append(name)
             if out is not None:
-                write_atomic(Path(out) / "predictions" / f"{name}.npy", encode_npy(pred))
+                write_atomic(output_path(out, f"predictions/{name}.npy"), encode_npy(pred))
 
         def add(row: dict[str, float | str]) -> None:
             rows.append(row)

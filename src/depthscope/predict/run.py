@@ -36,9 +36,10 @@ from depthscope.output.depth import (
     encode_ply,
     encode_png16,
 )
-from depthscope.output.files import CsvAppender, RunLock, write_atomic, write_json
+from depthscope.output.files import CsvAppender, RunLock, claim_folder, output_path, write_atomic, write_json
 
 SUFFIX = {"npy": ".npy", "png16": ".png", "color": "_color.png", "ply": ".ply"}
+FORMAT_NAMES = {"npy": "depth .npy", "png16": "16-bit depth PNG", "color": "colour preview", "ply": "point cloud"}
 COLUMNS = ("image", "source", "height", "width", "depth_min", "depth_median", "depth_max", "png16_clipped")
 SETTINGS = "predict.json"
 PENDING_WRITES = 4  # batches being encoded at once: bounds memory when encoding is slower than the model
@@ -59,8 +60,23 @@ class PredictResult:
 
 
 def output_files(out: Path, key: str, formats: Sequence[str]) -> dict[str, Path]:
-    """Where each format of image ``key`` goes: ``out/<key>.npy``, ``.png`` (16-bit), ``_color.png``, ``.ply``."""
-    return {f: out / f"{key}{SUFFIX[f]}" for f in formats}
+    """Where each format of image ``key`` goes: ``out/<key>.npy``, ``.png`` (16-bit), ``_color.png``, ``.ply``;
+    always inside ``out`` (:func:`~depthscope.output.files.output_path`)."""
+    return {f: output_path(out, f"{key}{SUFFIX[f]}") for f in formats}
+
+
+def check_collisions(src: ImageSource, formats: Sequence[str]) -> None:
+    """One clear error when two inputs' files would share a name (``x_color.png``'s 16-bit depth PNG and
+    ``x.png``'s colour preview are both ``x_color.png``): one would silently replace the other."""
+    owner: dict[str, str] = {}
+    for path, key in zip(src.files, src.keys, strict=True):
+        for f in formats:
+            name = f"{key}{SUFFIX[f]}"
+            if owner.setdefault(name, f"{path}'s {FORMAT_NAMES[f]}") != f"{path}'s {FORMAT_NAMES[f]}":
+                raise InputError(
+                    f"{owner[name]} and {path}'s {FORMAT_NAMES[f]} would both be written to {name}; rename one "
+                    "of the inputs, or drop a --format"
+                )
 
 
 def check_formats(formats: Sequence[str] | str) -> tuple[str, ...]:
@@ -162,6 +178,7 @@ def predict(
     batch: int = 1,
     device: str = "cpu",
     progress: bool = False,
+    force_new: bool = False,
 ) -> PredictResult:
     """Predict the depth of every image of ``images`` and save it under ``out``, mirroring the input folders.
 
@@ -179,6 +196,8 @@ def predict(
         batch: images per forward pass (consecutive images of one size share a batch).
         device: where to load ``model`` when it is a name.
         progress: a progress bar.
+        force_new: ``out`` holds an earlier run: move its files to ``out/previous-<time>/`` and start afresh
+            (without it, a folder of other data is one clear error; ``out/dataset.json`` records the data).
 
     Returns:
         A :class:`PredictResult`. Relative (disparity) models write their raw output to ``.npy`` and a per-image
@@ -206,6 +225,7 @@ def predict(
     src = images if isinstance(images, ImageSource) else find_images(images)
     out = Path(out)
     _check_out(out, src)
+    check_collisions(src, formats)
     model = load_model(model, device=device) if isinstance(model, str) else model
     model.eval()
     dev = model.device
@@ -222,6 +242,7 @@ def predict(
     }  # fmt: skip
     result = PredictResult(out, unit=unit)
     with RunLock(out):
+        claim_folder(out, src.identity(), force_new)
         _resume(out / SETTINGS, settings)
         sink = CsvAppender(out / "predictions.csv", COLUMNS)
         done = {r["image"] for r in sink.rows}

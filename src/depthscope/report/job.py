@@ -43,6 +43,7 @@ def report(
     progress: bool = False,
     echo: bool = False,
     gallery: int = 3,
+    force_new: bool = False,
 ) -> Path:
     """Evaluate ``model`` on ``data``, explain its first image and assess ``config.methods`` on ``limit`` images.
 
@@ -56,6 +57,8 @@ def report(
         progress: progress bars.
         echo: print each section's table as it is finished.
         gallery: images shown in the gallery (image, prediction, ground truth, absolute error).
+        force_new: the assessment folder ``out/assess`` holds an earlier run: move it aside and start afresh
+            (without it, an assessment of other data there is one clear error; one of the same data resumes).
 
     Returns:
         The path of ``report.html``.
@@ -129,7 +132,8 @@ def report(
     ))  # fmt: skip
 
     t0 = time.perf_counter()
-    summary = assess([model], data, config, out / "assess", limit=limit, device=device, progress=progress)
+    summary = assess([model], data, config, out / "assess", limit=limit, device=device, progress=progress,
+                     force_new=force_new)  # fmt: skip
     if echo:
         print(format_table(display_summary(summary)))
     body = score_table(summary, config.descriptions())

@@ -67,6 +67,8 @@ class Explorer:
         models: one or two :class:`DepthModel` s or names (two: side by side, with their agreement).
         data: a dataset or a path :func:`depthscope.open_dataset` reads (the thumbnail strip), or None.
         device: where models given by name are loaded.
+        models_dir: the folders whose optimised ``.safetensors`` checkpoints the page may load
+            (:meth:`compare_with`; default: the current directory).
 
     Example:
         >>> from depthscope.data import find_data
@@ -81,6 +83,7 @@ class Explorer:
     models: Sequence[DepthModel | str]
     data: DepthDataset | str | os.PathLike | None = None
     device: str = "cpu"
+    models_dir: Sequence[str | os.PathLike] | None = None
     image: torch.Tensor | None = None
     gt: torch.Tensor | None = None
     name: str = ""
@@ -98,14 +101,19 @@ class Explorer:
         if self.data is not None and not isinstance(self.data, DepthDataset):
             self.data = open_dataset(self.data, loaded[0].info.eval.dataset)
 
-    def compare_with(self, model: DepthModel | str | None) -> list[str]:
-        """Show ``model`` (a name or a checkpoint path) beside the first model, or only the first (None); returns
-        the models shown. A checkpoint that does not load is one clear error and nothing changes."""
+    def compare_with(self, model: DepthModel | str | os.PathLike | None) -> list[str]:
+        """Show ``model`` beside the first model, or only the first (None); returns the models shown.
+
+        A string is what a page (or anyone reaching its HTTP API) typed, so it may only name a registered model
+        or an optimised ``.safetensors`` checkpoint under :attr:`models_dir` (:func:`page_model`): never an entry
+        point (``module:function`` runs code) nor an ``hf:`` folder. A refused or broken name is one clear error
+        and nothing changes; a Python caller passes any :class:`DepthModel` itself."""
         first = self.models[0]
         if model in (None, ""):
             second = []
         else:
-            second = [load_model(model, device=self.device) if isinstance(model, str) else model]
+            second = [page_model(str(model), self.models_dir, self.device) if isinstance(model, str | os.PathLike)
+                      else model]  # fmt: skip
             if second[0].name == first.name:
                 raise InputError(f"{second[0].name} is already shown; compare with another model or checkpoint")
         self.models = [first, *second]
@@ -322,6 +330,37 @@ class Explorer:
                        for k, p in panels.items()},
             "agreement": self.agreement(panels),
         }  # fmt: skip
+
+
+def page_model(text: str, models_dir: Sequence[str | os.PathLike] | None = None, device: str = "cpu") -> DepthModel:
+    """The model a page asks for by ``text``: a registered name, or an optimised ``.safetensors`` checkpoint
+    inside one of ``models_dir`` (default: the current directory; symbolic links resolved first). Entry points
+    (``module:function``), ``hf:`` folders and any other file are one clear error, before anything is imported
+    or opened: a page's text is untrusted input.
+
+    Example:
+        >>> page_model("os:getpid")
+        Traceback (most recent call last):
+        depthscope.errors.InputError: the explorer loads only registered models (...) or optimised .safetensors ...
+    """
+    from depthscope.models import list_models
+
+    text = text.strip()
+    if text in list_models():
+        return load_model(text, device=device)
+    dirs = [Path(d).resolve() for d in (models_dir or [os.getcwd()])]
+    where = ", ".join(str(d) for d in dirs)
+    refusal = (f"the explorer loads only registered models ({', '.join(list_models())}) or optimised .safetensors "
+               f"checkpoints under {where} (--models-dir), not {text!r}; entry points and hf: folders are typed "
+               "on the command line (depthscope view --model ...)")  # fmt: skip
+    if not text.endswith(".safetensors"):
+        raise InputError(refusal)
+    path = Path(text).resolve()
+    if not any(path == d or d in path.parents for d in dirs):
+        raise InputError(refusal)
+    if not path.is_file():
+        raise InputError(f"{text}: no such checkpoint file")
+    return load_model(str(path), device=device)
 
 
 def _outline(draw: Any, weights: np.ndarray) -> None:

@@ -15,7 +15,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 
 from depthscope.config import group_options  # noqa: E402
 from depthscope.data.datasets import DepthDataset  # noqa: E402
-from depthscope.errors import DepthscopeError  # noqa: E402
+from depthscope.errors import DepthscopeError, InputError, warn  # noqa: E402
 from depthscope.explain import METHODS  # noqa: E402
 from depthscope.models import DepthModel  # noqa: E402
 from depthscope.view.session import Explorer, png_bytes  # noqa: E402
@@ -71,6 +71,7 @@ def app(
     models: Sequence[DepthModel | str] = ("meter-xxs-nyu",),
     data: DepthDataset | str | os.PathLike | None = None,
     device: str = "cpu",
+    models_dir: Sequence[str | os.PathLike] | None = None,
 ):  # noqa: ANN201  (a gradio.Blocks)
     """The explorer's Gradio app (``pip install -e ".[view]"``), for notebooks; :func:`serve` launches it.
 
@@ -78,6 +79,8 @@ def app(
         models: one or two models (names or :class:`DepthModel` s), shown side by side.
         data: a dataset folder (any layout ``evaluate`` reads) for the thumbnail strip, or None (upload only).
         device: where models given by name are loaded.
+        models_dir: the folders whose optimised checkpoints the page's "compare with" box may load (default: the
+            current directory); it never loads entry points or ``hf:`` folders (:func:`~.session.page_model`).
 
     Returns:
         A ``gradio.Blocks``; launch it with :func:`serve` (offline theme, 127.0.0.1).
@@ -89,7 +92,7 @@ def app(
     """
     import gradio as gr
 
-    base = Explorer(models, data, device)
+    base = Explorer(models, data, device, models_dir)
     sessions: dict[str, Explorer] = {}
     names = [m.name for m in base.models]
     two = len(names) == 2
@@ -100,7 +103,7 @@ def app(
         if key not in sessions:  # models are shared; the image and the last panel are per browser tab
             if len(sessions) >= MAX_SESSIONS:  # a long-running server forgets the oldest tab first
                 sessions.pop(next(iter(sessions)))
-            sessions[key] = Explorer(base.models, base.data, device)
+            sessions[key] = Explorer(base.models, base.data, device, models_dir)
             sessions[key].running = set()
         return sessions[key]
 
@@ -294,20 +297,52 @@ def app(
     return demo
 
 
-def serve(demo: Any, host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> Any:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable only from this machine (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_auth(text: str | None) -> tuple[str, str] | None:
+    """``"user:password"`` as a pair (None: no login); anything else is one error naming ``--auth``."""
+    if text is None:
+        return None
+    user, sep, password = text.partition(":")
+    if not sep or not user or not password:
+        raise InputError("--auth takes USER:PASSWORD (both non-empty)")
+    return user, password
+
+
+def serve(
+    demo: Any, host: str = "127.0.0.1", port: int = 7860, block: bool = True, auth: tuple[str, str] | None = None
+) -> Any:
     """Launch ``demo`` (from :func:`app`) with the offline theme, the drag-a-box script and no share link.
 
     Args:
         demo: the app :func:`app` returned.
-        host: the interface to bind (default: this machine only).
+        host: the interface to bind (default: this machine only). Any other is warned about loudly: the page's
+            HTTP API then answers anyone who can reach the port (with ``auth``, anyone who has the password).
         port: the port.
         block: wait until the server stops (the CLI); False returns at once (tests, notebooks).
+        auth: ``(user, password)`` the page and its API ask for (None: no login).
 
     Returns:
         What ``gradio.Blocks.launch`` returns (the app, its local URL, and no share URL).
     """
+    if not is_loopback(host):
+        warn(
+            f"the explorer listens on {host}:{port}, beyond this machine: anyone who reaches it can run the models "
+            "on their images and read the dataset"
+            + ("" if auth else "; no login is asked (--auth USER:PASSWORD asks for one)")
+        )
     demo.queue(default_concurrency_limit=1)
     return demo.launch(
         server_name=host, server_port=port, share=False, prevent_thread_lock=not block, quiet=not block,
-        theme=_theme(), css=CSS, head=DRAG_JS, footer_links=[], show_error=True,
+        theme=_theme(), css=CSS, head=DRAG_JS, footer_links=[], show_error=True, auth=auth,
     )  # fmt: skip
