@@ -162,3 +162,87 @@ def test_missing_directory_is_one_clear_error(tmp_path):
 
     with pytest.raises(CheckpointError, match="does not exist"):
         load_model(f"hf:{tmp_path / 'nope'}")
+
+
+@pytest.fixture
+def remote_code_model(tmp_path, tiny_depth_anything):
+    """A model folder whose config names its own code (``auto_map`` -> evil.py); running that code would create
+    the file ``RAN`` beside it."""
+    import shutil
+
+    d = tmp_path / "remote"
+    shutil.copytree(tiny_depth_anything, d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["auto_map"] = {"AutoConfig": "evil.EvilConfig", "AutoModelForDepthEstimation": "evil.EvilModel"}
+    (d / "config.json").write_text(json.dumps(cfg))
+    (d / "evil.py").write_text(f"open({str(d / 'RAN')!r}, 'w').write('ran')\n")
+    return d
+
+
+def run_in_terminal(argv: list[str], timeout: float = 240) -> tuple[int, str]:
+    """Run ``argv`` with a pseudo-terminal as stdin, stdout and stderr (as a user at a shell): a prompt would wait
+    for an answer there; returns the exit status and everything printed."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import time
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(argv, stdin=follower, stdout=follower, stderr=follower, close_fds=True)
+    os.close(follower)
+    out, end = b"", time.monotonic() + timeout
+    while time.monotonic() < end:
+        ready, _, _ = select.select([leader], [], [], 1.0)
+        if ready:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal closed: the process ended
+                break
+            if not chunk:
+                break
+            out += chunk
+        elif proc.poll() is not None:
+            break
+    if proc.poll() is None:  # waiting for an answer: the failure this test exists for
+        proc.kill()
+    os.close(leader)
+    return proc.wait(), out.decode(errors="replace")
+
+
+def test_remote_code_is_one_line_without_a_prompt_in_a_terminal(remote_code_model, nyu_dir):
+    import sys
+
+    argv = [sys.executable, "-c", "import sys; from depthscope.cli import main; sys.exit(main())", "evaluate",
+            "--model", f"hf:{remote_code_model}", "--data", str(nyu_dir), "--limit", "1"]  # fmt: skip
+    rc, text = run_in_terminal(argv)
+    assert rc == 2, text
+    assert "needs its own code (evil.py, named by auto_map in its config.json), which depthscope never runs" in text
+    assert "[y/N]" not in text and "trust_remote_code" not in text and "Traceback" not in text
+    assert not (remote_code_model / "RAN").exists()
+
+
+def test_an_optimised_checkpoint_may_not_lead_to_remote_code(tmp_path, remote_code_model):
+    from depthscope.errors import CheckpointError
+    from depthscope.models.optimized import save_optimized
+
+    path = save_optimized(tmp_path / "model.safetensors", torch.nn.Conv2d(3, 1, 1), f"hf:{remote_code_model}", [],
+                          "evil+int8")  # fmt: skip
+    with pytest.raises(CheckpointError, match="needs its own code"):
+        load_model(str(path))
+    assert not (remote_code_model / "RAN").exists()
+
+
+def test_weights_that_do_not_fit_the_config_name_the_keys(tmp_path, tiny_depth_anything):
+    import shutil
+
+    from depthscope.errors import CheckpointError
+
+    d = tmp_path / "neck"
+    shutil.copytree(tiny_depth_anything, d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["neck_hidden_sizes"] = cfg["neck_hidden_sizes"][:3]  # one reassemble stage fewer than the weights hold
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=r"do not match its config.json: missing keys: none; unexpected keys: "
+                       r"neck\.convs\.3\.weight"):  # fmt: skip
+        load_model(f"hf:{d}")

@@ -80,6 +80,38 @@ def read_preprocessor_config(source: str, local_files_only: bool = False) -> dic
         return {}
 
 
+def read_model_config(source: str, local_files_only: bool = False) -> dict[str, Any]:
+    """``config.json`` of a local directory or a hub model (a hub model's from the local cache only with
+    ``local_files_only``), as plain data; one clear error when it cannot be read."""
+    try:
+        if Path(source).expanduser().is_dir():
+            path = Path(source).expanduser() / "config.json"
+        else:
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(source, "config.json", local_files_only=local_files_only))
+        config = json.loads(path.read_text())
+    except Exception as e:  # missing, offline, malformed JSON
+        raise CheckpointError(f"cannot read the config.json of Hugging Face model {source!r}: {e}") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"the config.json of Hugging Face model {source!r} is not a JSON object")
+    return config
+
+
+def check_no_remote_code(source: str, config: dict[str, Any]) -> None:
+    """One clear error for a model whose config asks for code shipped with it (``auto_map``: a ``.py`` file run by
+    ``trust_remote_code``): depthscope never runs a model's own code, and never asks whether to."""
+    auto_map = config.get("auto_map")
+    if auto_map:
+        files = sorted({str(v).split(".")[0] + ".py" for v in (auto_map.values() if isinstance(auto_map, dict)
+                                                               else [auto_map])})  # fmt: skip
+        raise CheckpointError(
+            f"Hugging Face model {source!r} needs its own code ({', '.join(files)}, named by auto_map in its "
+            "config.json), which depthscope never runs; use a model that transformers implements, or wrap yours in "
+            "Python: depthscope.wrap(your_module, ...)"
+        )
+
+
 def _nearest_multiple(value: float, multiple: int) -> int:
     return max(multiple, int(round(value / multiple)) * multiple)
 
@@ -97,6 +129,23 @@ def network_input_size(proc: dict[str, Any], reference: tuple[int, int]) -> tupl
     if proc.get("keep_aspect_ratio", False):  # scale as little as possible, keep the aspect ratio
         sh = sw = sw if abs(1 - sw) < abs(1 - sh) else sh
     return _nearest_multiple(sh * h, multiple), _nearest_multiple(sw * w, multiple)
+
+
+def _check_loading_info(source: str, info: dict[str, Any]) -> None:
+    """Weights that do not fit the config (missing, unexpected or of another shape) are one error naming them:
+    transformers would load the rest and leave those layers random."""
+    missing, unexpected = list(info.get("missing_keys", [])), list(info.get("unexpected_keys", []))
+    shapes = [str(m[0]) if isinstance(m, tuple | list) else str(m) for m in info.get("mismatched_keys", [])]
+    if missing or unexpected or shapes:
+
+        def show(items: list[str]) -> str:
+            items = sorted(items)
+            return ", ".join(items[:5]) + (f" ... ({len(items)} in all)" if len(items) > 5 else "") or "none"
+
+        raise CheckpointError(
+            f"Hugging Face model {source!r}: its weights do not match its config.json: missing keys: {show(missing)};"
+            f" unexpected keys: {show(unexpected)}; shape mismatches: {show(shapes)}"
+        )
 
 
 def output_kind(config: Any) -> str:
@@ -121,16 +170,27 @@ def load_hf(
     looks_local = source.startswith(("/", ".", "~")) or source.count("/") > 1  # a hub name is "org/name"
     if looks_local and not Path(source).expanduser().is_dir():
         raise CheckpointError(f"Hugging Face model directory {source} does not exist")
+    check_no_remote_code(source, read_model_config(source, local_files_only))  # before transformers could prompt
+    quiet = tf.logging.get_verbosity()
+    tf.logging.set_verbosity_error()  # its load report goes to our error below, not a 60-line table on stdout
     try:
         if pretrained:
-            model = tf.AutoModelForDepthEstimation.from_pretrained(
-                source, attn_implementation="eager", local_files_only=local_files_only
-            )
+            model, info = tf.AutoModelForDepthEstimation.from_pretrained(
+                source, attn_implementation="eager", local_files_only=local_files_only, trust_remote_code=False,
+                output_loading_info=True,
+            )  # fmt: skip
         else:
-            config = tf.AutoConfig.from_pretrained(source, local_files_only=local_files_only)
-            model = tf.AutoModelForDepthEstimation.from_config(config, attn_implementation="eager")
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"cannot load Hugging Face depth model {source!r}: {e}") from None
+            config = tf.AutoConfig.from_pretrained(source, local_files_only=local_files_only, trust_remote_code=False)
+            model = tf.AutoModelForDepthEstimation.from_config(
+                config, attn_implementation="eager", trust_remote_code=False
+            )
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:  # missing file, unknown type, bad config
+        reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"cannot load Hugging Face depth model {source!r}: {reason}") from None
+    finally:
+        tf.logging.set_verbosity(quiet)
+    if pretrained:
+        _check_loading_info(source, info)
     proc = read_preprocessor_config(source, local_files_only)
     mean = tuple(proc["image_mean"]) if proc.get("do_normalize", "image_mean" in proc) else None
     std = tuple(proc["image_std"]) if mean is not None else None
