@@ -30,6 +30,18 @@ from depthscope.errors import DepthscopeError
 __all__ = ["COMMANDS", "Command", "build_parser", "main", "register_command"]
 
 
+# what to ask for less of when a command runs out of memory, in that command's own options
+FEWER = {
+    "assess": "fewer draws (--n-perturbations)",
+    "compare": "fewer draws (--n-perturbations)",
+    "report": "fewer draws (--n-perturbations)",
+    "explain": "fewer steps or samples (e.g. --option integrated_gradients.n_steps=32, --option "
+    "smoothgrad.n_samples=10), a coarser --target grid",
+    "optimize": "a smaller --batch",
+    "predict": "a smaller --batch",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="depthscope",
@@ -63,8 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not isinstance(e, MemoryError | torch.OutOfMemoryError) and "can't allocate memory" not in str(e):
             raise
         reason = str(e).splitlines()[0][:200]
-        print(f"depthscope {args.command}: error: out of memory ({reason}); use smaller images, fewer draws "
-              "(--n-perturbations) or another --device", file=sys.stderr)  # fmt: skip
+        fewer = FEWER.get(args.command, "less work per call")
+        print(f"depthscope {args.command}: error: out of memory ({reason}); use smaller images, {fewer} or another "
+              "--device", file=sys.stderr)  # fmt: skip
         return 2
     except OSError as e:  # a read-only, full or missing output path: the path and the reason, finished rows kept
         where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f) or "a file"

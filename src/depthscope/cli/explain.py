@@ -69,6 +69,8 @@ class Explain(Command):
         model = load(args, args.model)
         image_path = Path(args.image) if args.image else find_data() / "image_0.png"
         depth_path = Path(args.depth) if args.depth else None
+        if depth_path is not None and not depth_path.is_file():  # typed, so wanted: never silently left out
+            raise InputError(f"--depth {depth_path}: no such file")
         if depth_path is None and not args.image:
             depth_path = image_path.with_name(image_path.name.replace("image_", "depth_"))
         methods = split(args.methods)

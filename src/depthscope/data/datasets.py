@@ -15,6 +15,7 @@ import torch
 
 from depthscope.data.identity import data_identity
 from depthscope.data.io import (
+    DEPTH_HEADERS,
     DEPTH_SUFFIXES,
     IMAGE_SUFFIXES,
     check_depth_scale,
@@ -133,7 +134,7 @@ class PairsDataset(DepthDataset):
 
     @staticmethod
     def _read_csv(path: Path) -> list[tuple[Path, Path | None]]:
-        rows = csv_rows(path, ("image_path", "image", "rgb"))
+        rows = csv_rows(path, ("image_path", "image", "rgb"), DEPTH_HEADERS)
         if not rows:
             raise InputError(f"{path}: CSV lists no pairs (empty dataset)")
         return [

@@ -113,14 +113,28 @@ def read_depth_scaled(path: str | os.PathLike, depth_scale: float = 1000.0) -> t
     return torch.from_numpy(np.ascontiguousarray(depth)), scaled
 
 
-def csv_rows(path: str | os.PathLike, headers: Sequence[str]) -> list[list[str]]:
-    """The rows of a list file (CSV), without empty and ``#`` comment lines and without a header row, which is
-    a first row whose first cell is one of ``headers`` (case-insensitive)."""
+DEPTH_HEADERS = ("depth_path", "depth", "gt", "depth_gt", "gt_path")
+
+
+def csv_rows(path: str | os.PathLike, headers: Sequence[str], second: Sequence[str] = ()) -> list[list[str]]:
+    """The rows of a list file (CSV), without empty and ``#`` comment lines and without a header row: a first
+    row with a cell in ``headers`` (the image column's names) or ``second`` (the second column's), any case.
+    A header puts its columns in order: the image column first, then the ``second`` one, whatever the file's
+    order (``depth_path,image_path`` is read as the header it is, not as a pair of files)."""
     with open(path, newline="") as f:
         rows = [r for r in csv.reader(f) if r and not r[0].startswith("#")]
-    if rows and rows[0][0].strip().lower() in headers:
-        rows = rows[1:]
-    return rows
+    if not rows:
+        return rows
+    names = [c.strip().lower() for c in rows[0]]
+    if not any(n in headers or n in second for n in names):
+        return rows
+    image = next((k for k, n in enumerate(names) if n in headers), None)
+    if image is None:
+        raise InputError(f"{path}: its header {','.join(rows[0])} names no image column ({', '.join(headers)})")
+    other = next((k for k, n in enumerate(names) if n in second), None)
+    order = [image, *([other] if other is not None else [])]
+    order += [k for k in range(len(names)) if k not in order]
+    return [[r[k] if k < len(r) else "" for k in order] for r in rows[1:]]
 
 
 def check_image_tensor(x: object, where: str = "image") -> torch.Tensor:

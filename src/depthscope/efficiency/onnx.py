@@ -24,6 +24,7 @@ import torch
 
 from depthscope.errors import InputError
 from depthscope.models.base import DepthModel
+from depthscope.ops.quiet import quiet_tracing, trace_reason
 from depthscope.output.files import write_atomic
 
 INPUT, OUTPUT = "image", "depth"
@@ -138,16 +139,13 @@ def export_onnx(
     net = model.net.eval()
     example = _example(model, 2, 0)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), quiet_tracing():
             program = torch.onnx.export(
                 net, (example,), dynamo=True, opset_version=opset, input_names=[INPUT], output_names=[OUTPUT],
                 dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False,
             )  # fmt: skip
     except Exception as e:  # the exporter raises many types; the user needs the model and the reason
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise InputError(
-            f"{model.name}: torch.onnx.export cannot export its network ({type(e).__name__}: {first})"
-        ) from None
+        raise InputError(f"{model.name}: torch.onnx.export cannot export its network ({trace_reason(e)})") from None
     proto = program.model_proto
     meta = {
         "depthscope.model": model.name,

@@ -8,6 +8,7 @@ one backward of the batch. Chunk sizes are chosen by measurement (:func:`depthsc
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -246,6 +247,10 @@ def smoothgrad(
 ) -> Attribution:
     """SmoothGrad (Smilkov et al.): mean gradient over ``n_samples`` copies with Gaussian noise of standard
     deviation ``sigma`` (fraction of the input range [0, 1]), all noisy copies run in batches."""
+    if not isinstance(n_samples, int) or n_samples < 1:
+        raise InputError(f"smoothgrad.n_samples must be an integer >= 1, got {n_samples}")
+    if not math.isfinite(sigma) or sigma <= 0:
+        raise InputError(f"smoothgrad.sigma is the noise's standard deviation, a number > 0, got {sigma}")
     g = generator(seed, "smoothgrad")
     noisy = x + sigma * torch.randn((n_samples, *x.shape[1:]), generator=g).to(x)
     grads = weighted_input_gradients(fmodel, noisy, torch.full((n_samples,), 1.0 / n_samples), chunk_size)

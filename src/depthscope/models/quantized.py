@@ -40,6 +40,7 @@ from depthscope.errors import CheckpointError, InputError
 from depthscope.models.base import require_modules, source_type
 from depthscope.models.hooks import forward_hooks
 from depthscope.models.meter import METER, Transformer
+from depthscope.ops.quiet import quiet_tracing, trace_reason
 
 KEEP_FLOAT: dict[type, tuple[str, ...]] = {METER: ("decoder.ups_block_3",)}
 FLOAT_LEAVES: tuple[type, ...] = (Transformer,)  # run as whole fp32 modules, not exported
@@ -87,11 +88,8 @@ def _batch_dims(args: tuple) -> tuple:
 
 
 def _export(mod: nn.Module, args: tuple) -> torch.fx.GraphModule:
-    return torch.export.export(mod, args, dynamic_shapes=_batch_dims(args)).module()
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+    with quiet_tracing():  # a failing export prints its graph; the error below names the module and reason
+        return torch.export.export(mod, args, dynamic_shapes=_batch_dims(args)).module()
 
 
 def _culprit(mod: nn.Module, name: str, inputs: Mapping[str, tuple], error: BaseException) -> tuple[str, str]:
@@ -103,7 +101,7 @@ def _culprit(mod: nn.Module, name: str, inputs: Mapping[str, tuple], error: Base
                 _export(c, inputs[full])
             except Exception as e:  # noqa: BLE001 - any export failure is reported, named
                 return _culprit(c, full, inputs, e)
-    return name, _first_line(error)
+    return name, trace_reason(error, 200)
 
 
 def prepare_int8(net: nn.Module, example: torch.Tensor, keep_float: Sequence[str] | None = None) -> nn.Module:
@@ -314,7 +312,7 @@ def _compiling(cls: type) -> type:
             with torch._inductor.config.patch(freezing=True):  # weights as constants: int8 packed once
                 return run(*args)
         except Exception as e:  # noqa: BLE001 - no C++ compiler, an op Inductor lacks: the reference graphs still run
-            warnings.warn(f"torch.compile of the int8 network failed ({type(e).__name__}: {_first_line(e)}); "
+            warnings.warn(f"torch.compile of the int8 network failed ({trace_reason(e, 200)}); "
                           "running the reference int8 graphs (slower)", RuntimeWarning, stacklevel=2)  # fmt: skip
             _COMPILED[self] = eager
             return eager(*args)

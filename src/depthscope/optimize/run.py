@@ -344,8 +344,14 @@ def _int8(job: Job) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
     size = list(job.model.preprocessing.input_size)
     net = job.model.net.eval()
     keep = [*default_keep_float(net), *_names(job.cfg.keep_float)]
-    observed = prepare_int8(net, torch.zeros(1, 3, *size), keep)
     batches = batch_source(job.model, job.images, 1, job.cfg.seed)
+    with torch.no_grad():
+        if not torch.isfinite(net(batches(0))).all():  # calibrating on NaN gives a checkpoint that says nothing
+            raise InputError(
+                f"{job.model.name} predicts NaN/Inf on a calibration image (weights: {job.model.weights_record}); "
+                "int8 would quantise a broken model: fix its weights first"
+            )
+    observed = prepare_int8(net, torch.zeros(1, 3, *size), keep)
     n = calibrate(observed, (batches(i) for i in range(job.cfg.calib_images)))
     step = {"method": "int8", "input_size": size, "storage": "pt2e", "keep_float": keep}
     return convert_int8(observed), step, {"calibration_images": n}
@@ -399,6 +405,14 @@ def optimize(
     fn = OPTIMIZERS.get(method).run
     cfg = method_config(cfg, method)
     lr_factor(cfg.lr_schedule, 0, 1)  # an unknown schedule fails before a model or an image is loaded
+    for name, least in (("steps", 0), ("e2e_steps", 0), ("batch", 1), ("calib_images", 1), ("save_every", 1),
+                        ("sr_ratio", 1), ("pool", 1)):  # fmt: skip
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise InputError(f"--{name.replace('_', '-')} must be an integer >= {least}, got {value!r}")
+    for name in ("lr", "e2e_lr"):
+        if not 0 < getattr(cfg, name) < math.inf:
+            raise InputError(f"--{name.replace('_', '-')} must be a finite number > 0, got {getattr(cfg, name)}")
     if not 0 <= cfg.feature_weight < math.inf:
         raise InputError(f"--feature-weight must be a finite number >= 0, got {cfg.feature_weight}")
     average_start(cfg.e2e_average_from, 1)  # likewise a fraction outside [0, 1]

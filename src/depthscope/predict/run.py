@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from depthscope.data.images import ImageSource, find_images, is_video
-from depthscope.data.io import check_depth_scale, read_image
+from depthscope.data.io import check_depth_scale, check_image_tensor, read_image
 from depthscope.errors import InputError, warn
 from depthscope.models import DepthModel, load_model, warn_if_untrained
 from depthscope.ops.batching import reserve_one_core
@@ -31,6 +31,7 @@ from depthscope.output.depth import (
     FORMATS,
     PNG16_MAX,
     Intrinsics,
+    backproject,
     encode_color,
     encode_npy,
     encode_ply,
@@ -87,6 +88,31 @@ def check_formats(formats: Sequence[str] | str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
+def check_encodable(
+    depth: np.ndarray, source: str, formats: Sequence[str], depth_scale: float | None, intrinsics: Intrinsics | None
+) -> None:
+    """One clear error for output settings that would store nothing true about ``depth`` (metres, ``(H, W)``):
+    a ``depth_scale`` that rounds every depth to 0 (the 16-bit PNG's "invalid"), or ``intrinsics`` whose principal
+    point lies outside the image or whose points are not finite."""
+    valid = depth[np.isfinite(depth) & (depth > 0)]
+    if "png16" in formats and depth_scale is not None and valid.size and float(valid.max()) * depth_scale < 0.5:
+        raise InputError(
+            f"--depth-scale {depth_scale:g} stores every depth of {source} ({float(valid.min()):.3g}.."
+            f"{float(valid.max()):.3g} m) as 0, the 16-bit PNG's 'invalid'; use a scale of at least "
+            f"{1 / float(valid.min()):.3g} (1000: millimetres)"
+        )
+    if "ply" in formats and intrinsics is not None:
+        h, w = depth.shape
+        if not (-0.5 <= intrinsics.cx <= w - 0.5 and -0.5 <= intrinsics.cy <= h - 0.5):
+            raise InputError(
+                f"--intrinsics: the principal point ({intrinsics.cx:g}, {intrinsics.cy:g}) lies outside the {w}x{h} "
+                f"image {source}; cx, cy are pixel coordinates of the optical axis (about {w / 2:g}, {h / 2:g})"
+            )
+        points, _ = backproject(depth, intrinsics)
+        if not np.isfinite(points).all():
+            raise InputError(f"--intrinsics {intrinsics}: the points of {source} are not finite; fx, fy are too small")
+
+
 def _check_out(out: Path, src: ImageSource) -> None:
     spec = Path(src.spec)
     if spec.is_file():  # one file or a CSV: nothing under their folder is read as an input
@@ -134,17 +160,29 @@ def _video_frames(path: Path, key: str, formats: Sequence[str], out: Path) -> It
     except ImportError:
         yield key, str(path), f'{path}: reading video needs PyAV: pip install -e ".[video]"'
         return
+    k = -1
     try:
         with av.open(str(path)) as container:
+            if not container.streams.video:
+                yield key, str(path), f"{path}: holds no video stream (audio or data only)"
+                return
             for k, frame in enumerate(container.decode(video=0)):
                 fkey = f"{key}/frame_{k:06d}"
                 if all(p.exists() for p in output_files(out, fkey, formats).values()):
                     yield fkey, f"{path}#{k}", None
                     continue
                 rgb = frame.to_ndarray(format="rgb24")
-                yield fkey, f"{path}#{k}", torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
-    except (av.error.FFmpegError, OSError) as e:  # type: ignore[attr-defined]
-        yield key, str(path), f"{path}: not a readable video ({e})"
+                image = torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
+                try:
+                    yield fkey, f"{path}#{k}", check_image_tensor(image, f"{path} frame {k}")
+                except InputError as e:
+                    yield fkey, f"{path}#{k}", str(e)
+    except (av.error.FFmpegError, OSError, ValueError, IndexError) as e:  # type: ignore[attr-defined]
+        where = f"after frame {k}" if k >= 0 else "before its first frame"
+        yield key, str(path), f"{path}: not a readable video, {where} ({type(e).__name__}: {e})"
+        return
+    if k < 0:
+        yield key, str(path), f"{path}: the video has no frame"
 
 
 def _background(items: Iterator[Any], ahead: int) -> Iterator[Any]:
@@ -299,6 +337,8 @@ def predict(
                     depth = model(x)[:, 0].float().cpu().numpy()
                 if not np.isfinite(depth).all():
                     raise InputError(f"{model.name} predicts NaN/Inf on {group[0][1]}; the checkpoint is broken")
+                for (_, source, _), d in zip(group, depth, strict=True):  # before any of its files is written
+                    check_encodable(d, source, formats, depth_scale if metric else None, intrinsics)
                 keys, sources, imgs = zip(*group, strict=True)
                 pending.append(writer.submit(write, list(keys), list(sources), list(imgs), depth))
                 result.written += len(group)
