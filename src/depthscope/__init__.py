@@ -5,15 +5,33 @@
 commands of the same names. Extension points: ``register_model`` (with a ``ModelConfig``), ``register_method``, ``register_metric``.
 """
 
-from depthscope.assess import METRICS, AssessConfig, AssessmentMetric, assess, register_metric
-from depthscope.compare import compare
-from depthscope.data import open_dataset
-from depthscope.efficiency import pareto, profile
-from depthscope.explain import METHODS, explain, register_method
-from depthscope.metrics.evaluate import evaluate
-from depthscope.models import DepthModel, ModelConfig, list_models, load_model, register_model, wrap
-from depthscope.predict import predict
-from depthscope.report import report
+import importlib
+from typing import Any
+
+# Imported on first use (PEP 562): ``import depthscope`` stays light (the command line answers Ctrl-C during
+# start-up, and importing the package starts no torch work); every name below is where it always was.
+_WHERE = {
+    "METRICS": "depthscope.assess", "AssessConfig": "depthscope.assess", "AssessmentMetric": "depthscope.assess",
+    "assess": "depthscope.assess", "register_metric": "depthscope.assess", "compare": "depthscope.compare",
+    "open_dataset": "depthscope.data", "pareto": "depthscope.efficiency", "profile": "depthscope.efficiency",
+    "METHODS": "depthscope.explain", "explain": "depthscope.explain", "register_method": "depthscope.explain",
+    "evaluate": "depthscope.metrics.evaluate", "DepthModel": "depthscope.models", "ModelConfig": "depthscope.models",
+    "list_models": "depthscope.models", "load_model": "depthscope.models", "register_model": "depthscope.models",
+    "wrap": "depthscope.models", "predict": "depthscope.predict", "report": "depthscope.report",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'depthscope' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])
+
 
 __all__ = [
     "METHODS",

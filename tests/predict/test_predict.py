@@ -169,3 +169,139 @@ def test_out_inside_images_is_refused(nyu_dir, tmp_path, capsys):
     shutil.copy(nyu_dir / "image_0.png", tmp_path / "image_0.png")
     assert main(["predict", "--images", str(tmp_path), "--out", str(tmp_path / "depth")]) == 2
     assert "is inside --images" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ hostile inputs: nothing outside --out changes
+def hashes(root, skip):
+    """sha256 of every file under ``root`` outside ``skip`` (links are listed, not followed)."""
+    import hashlib
+
+    return {
+        p: hashlib.sha256(p.read_bytes()).hexdigest() if not p.is_symlink() else f"link->{p.readlink()}"
+        for p in sorted(root.rglob("*"))
+        if (p.is_file() or p.is_symlink()) and skip not in p.parents
+    }
+
+
+@pytest.fixture
+def hostile(tmp_path, nyu_dir):
+    """A victim folder of photos, and inputs that reach it: a list with ``../..`` and absolute entries, and a folder
+    holding a symbolic link to one of them."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    for k, name in enumerate(("a.png", "b.png", "c.png", "c.npy")):
+        shutil.copy(nyu_dir / f"image_{k}.png", victim / name)
+    lists = tmp_path / "work" / "lists"
+    lists.mkdir(parents=True)
+    (lists / "list.csv").write_text(f"image\n../../victim/a.png\n{victim / 'b.png'}\n")
+    folder = tmp_path / "work" / "imgs"
+    folder.mkdir()
+    shutil.copy(nyu_dir / "image_5.png", folder / "own.png")
+    (folder / "c.png").symlink_to(victim / "c.png")
+    return tmp_path
+
+
+def test_hostile_lists_and_links_never_write_outside_out(hostile, meter_nyu, capsys):
+    before = hashes(hostile, hostile / "out")
+    for src, run in (("work/lists/list.csv", "csv"), ("work/imgs", "folder")):
+        out = hostile / "out" / run
+        rc = main(["predict", "--images", str(hostile / src), "--out", str(out), "--format", "npy,png16,color,ply",
+                   "--fov", "60"])  # fmt: skip
+        assert rc == 0, capsys.readouterr().err
+    assert hashes(hostile, hostile / "out") == before  # every victim, link and input byte for byte as it was
+    outside = (hostile / "victim").as_posix().lstrip("/")
+    csv_out = {p.relative_to(hostile / "out" / "csv").as_posix() for p in (hostile / "out" / "csv").rglob("*.npy")}
+    assert csv_out == {f"_outside/{outside}/a.npy", f"_outside/{outside}/b.npy"}
+    assert {p.name for p in (hostile / "out" / "folder").glob("*.npy")} == {"own.npy", "c.npy"}
+    rows = list(csv.DictReader(open(hostile / "out" / "folder" / "predictions.csv")))
+    assert {r["image"] for r in rows} == {"own", "c"}
+
+
+def test_evaluate_keeps_predictions_of_outside_images_inside_out(hostile, meter_nyu, nyu_dir):
+    pairs = hostile / "work" / "pairs"
+    pairs.mkdir()
+    (pairs / "list.csv").write_text(f"image_path,depth_path\n{hostile / 'victim' / 'a.png'},\nimage_0.png,depth_0.png\n")
+    shutil.copy(nyu_dir / "image_0.png", pairs / "image_0.png")
+    shutil.copy(nyu_dir / "depth_0.png", pairs / "depth_0.png")
+    before = hashes(hostile, hostile / "out")
+    res = evaluate(meter_nyu, pairs / "list.csv", out=hostile / "out")
+    assert res.settings["n_without_gt"] == 1 and len(res.per_image) == 1
+    assert hashes(hostile, hostile / "out") == before
+    (saved,) = (hostile / "out" / "predictions").rglob("*.npy")
+    assert saved.relative_to(hostile / "out" / "predictions").as_posix().startswith("_outside/")
+
+
+def test_csv_header_in_any_order_is_a_header(tmp_path, nyu_dir):
+    from depthscope.data import open_dataset
+
+    for name in ("image_0.png", "depth_0.png"):
+        shutil.copy(nyu_dir / name, tmp_path / name)
+    (tmp_path / "swapped.csv").write_text("depth_path,image_path\ndepth_0.png,image_0.png\n")
+    ds = open_dataset(tmp_path / "swapped.csv", "nyu")
+    assert len(ds) == 1 and ds.pairs[0] == (tmp_path / "image_0.png", tmp_path / "depth_0.png")
+    (tmp_path / "nameless.csv").write_text("depth_path,other\ndepth_0.png,x\n")
+    with pytest.raises(InputError, match="nameless.csv: its header depth_path,other names no image column"):
+        open_dataset(tmp_path / "nameless.csv", "nyu")
+
+
+def test_outputs_that_would_collide_and_settings_that_store_nothing_are_refused(tmp_path, nyu_dir, meter_nyu):
+    images = tmp_path / "imgs"
+    images.mkdir()
+    shutil.copy(nyu_dir / "image_0.png", images / "x.png")
+    shutil.copy(nyu_dir / "image_1.png", images / "x_color.png")
+    with pytest.raises(InputError, match=r"x.png's colour preview and .*x_color.png's 16-bit depth PNG would both be "
+                       r"written to x_color.png"):  # fmt: skip
+        predict(meter_nyu, images, tmp_path / "o1", "png16,color")
+    assert predict(meter_nyu, images, tmp_path / "o2", "npy,png16").written == 2  # no preview: no collision
+    shutil.copy(nyu_dir / "image_0.jpg" if (nyu_dir / "image_0.jpg").exists() else nyu_dir / "image_0.png",
+                images / "x.jpg")  # fmt: skip
+    with pytest.raises(InputError, match=r"x.jpg and .*x.png would share the output name 'x'|x.png and .*x.jpg would "
+                       r"share the output name 'x'"):  # fmt: skip
+        predict(meter_nyu, images, tmp_path / "o3")
+    one = nyu_dir / "image_0.png"
+    with pytest.raises(InputError, match=r"--depth-scale 0.01 stores every depth of .*image_0.png \(.* m\) as 0"):
+        predict(meter_nyu, one, tmp_path / "o4", "png16", depth_scale=0.01)
+    assert not list((tmp_path / "o4").glob("*.png"))
+    with pytest.raises(InputError, match=r"principal point \(5000, 5000\) lies outside the 640x480 image"):
+        predict(meter_nyu, one, tmp_path / "o5", "ply", intrinsics="2000,2000,5000,5000")
+    with pytest.raises(InputError, match="points of .* are not finite"):
+        predict(meter_nyu, one, tmp_path / "o6", "ply", intrinsics="1e-310,1e-310,320,240")
+
+
+def test_videos_without_frames_are_skipped_with_one_line_each(tmp_path, nyu_dir, meter_nyu, capsys):
+    av = pytest.importorskip("av", reason="video needs the [video] extra (PyAV)")
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    with av.open(str(folder / "audio.mp4"), "w") as c:  # an audio track, no video stream
+        s = c.add_stream("aac", rate=16000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), dtype=np.float32), format="fltp", layout="mono")
+        frame.rate = 16000
+        for packet in [*s.encode(frame), *s.encode(None)]:
+            c.mux(packet)
+    (folder / "zero.mp4").write_bytes(b"")
+    shutil.copy(nyu_dir / "image_0.png", folder / "photo.png")
+    rc = main(["predict", "--images", str(folder), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err
+    assert "audio.mp4: holds no video stream (audio or data only) (skipped; the other images go on)" in err
+    assert "zero.mp4: not a readable video, before its first frame" in err
+    assert (tmp_path / "out" / "photo.npy").exists()
+
+
+def test_a_rerun_with_other_images_is_refused_and_force_new_starts_afresh(tmp_path, nyu_dir, meter_nyu, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, k in ((a, 0), (b, 1)):
+        folder.mkdir()
+        shutil.copy(nyu_dir / f"image_{k}.png", folder / "image_0.png")  # the same key, other pixels
+    out = tmp_path / "out"
+    assert main(["predict", "--images", str(a), "--out", str(out)]) == 0
+    first = np.load(out / "image_0.npy")
+    assert main(["predict", "--images", str(b), "--out", str(out)]) == 2
+    from cli_errors import one_line_error
+
+    one_line_error(capsys.readouterr().err, f"holds results of {a} (1 files), not of {b} (1 files)", "--force-new")
+    assert np.array_equal(np.load(out / "image_0.npy"), first)  # nothing of the first run was touched
+    assert main(["predict", "--images", str(b), "--out", str(out), "--force-new"]) == 0
+    (old,) = out.glob("previous-*")
+    assert np.array_equal(np.load(old / "image_0.npy"), first)
+    assert not np.array_equal(np.load(out / "image_0.npy"), first)

@@ -214,6 +214,10 @@ class _ActorPool:
             num_cpus=engine.cpus_per_worker, num_gpus=engine.gpus_per_worker, max_restarts=0, max_task_retries=0
         )
         self.args = args
+        if engine.address is None:  # a Ray of this machine's own cannot grow: a worker that cannot fit never will
+            have = self.ray.cluster_resources()
+            if engine.cpus_per_worker > have.get("CPU", 0) or engine.gpus_per_worker > have.get("GPU", 0):
+                raise InputError(self._no_room(waited=False))
         self.starting: dict[Any, Any] = {}  # info() ref -> actor not known to be up yet
         self.idle: list[Any] = []
         self.all: list[Any] = []
@@ -249,10 +253,11 @@ class _ActorPool:
                 return info
         raise InputError(self._no_room())
 
-    def _no_room(self) -> str:
+    def _no_room(self, waited: bool = True) -> str:
         e = self.engine
         have = self.ray.cluster_resources()
-        return (f"no Ray worker started within {e.start_timeout:.0f} s: each needs {e.cpus_per_worker:g} CPU(s) and "
+        when = f"no Ray worker started within {e.start_timeout:.0f} s" if waited else "no Ray worker can start here"
+        return (f"{when}: each needs {e.cpus_per_worker:g} CPU(s) and "
                 f"{e.gpus_per_worker:g} GPU(s); the cluster has {have.get('CPU', 0):g} CPU(s) and "
                 f"{have.get('GPU', 0):g} GPU(s) (--cpus-per-worker, --gpus-per-worker)")  # fmt: skip
 

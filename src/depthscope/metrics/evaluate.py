@@ -161,6 +161,8 @@ def evaluate(
     if n == 0:
         raise InputError("the dataset is empty")
     output = model.preprocessing.output
+    if median_scaling and align not in (None, "median"):
+        raise InputError(f"--median-scaling and --align {align} ask for two different fits; give one of them")
     align = "median" if median_scaling else (align or DEFAULT_ALIGNMENT[output])
     if align not in ALIGNMENTS:
         raise InputError(f"unknown alignment {align!r}; valid: {', '.join(ALIGNMENTS)}")

@@ -108,7 +108,8 @@ def check_encodable(
                 f"--intrinsics: the principal point ({intrinsics.cx:g}, {intrinsics.cy:g}) lies outside the {w}x{h} "
                 f"image {source}; cx, cy are pixel coordinates of the optical axis (about {w / 2:g}, {h / 2:g})"
             )
-        points, _ = backproject(depth, intrinsics)
+        with np.errstate(over="ignore", invalid="ignore"):
+            points, _ = backproject(depth, intrinsics)
         if not np.isfinite(points).all():
             raise InputError(f"--intrinsics {intrinsics}: the points of {source} are not finite; fx, fy are too small")
 
