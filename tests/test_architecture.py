@@ -21,7 +21,7 @@ LAYERS = [
     {"assess", "efficiency"},
     {"optimize", "engine", "compare"},
     {"report", "view"},
-    {"cli"},
+    {"cli", "launch"},
 ]
 LAYER = {top: i for i, tops in enumerate(LAYERS) for top in tops}
 

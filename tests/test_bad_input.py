@@ -55,7 +55,7 @@ def test_checkpoint_metadata_never_names_code(tmp_path, capsys, monkeypatch):
     # a Hugging Face base is a config read from this machine, never fetched because a file names it
     for base, why in [
         ("hf:/tmp/does-not-exist", "Hugging Face model directory /tmp/does-not-exist does not exist"),
-        ("hf:nobody/never-downloaded", "cannot load Hugging Face depth model 'nobody/never-downloaded'"),
+        ("hf:nobody/never-downloaded", "cannot read the config.json of Hugging Face model 'nobody/never-downloaded'"),
     ]:
         path = _optimised(tmp_path / "hf.safetensors", base)
         rc, err = cli(capsys, "evaluate", "--model", path, "--limit", 1)
@@ -135,6 +135,29 @@ def test_second_run_into_a_locked_folder_refuses_and_a_stale_lock_is_taken_over(
     cmd = ["assess", "--data", nyu_dir, "--out", out, "--limit", 3, "--methods", "saliency"]
     assert cli(capsys, *cmd, "--metrics", "curves,infidelity", "--n-perturbations", 4)[0] == 0
     assert not (out / ".depthscope.lock").exists()
+
+
+def test_a_rerun_with_other_data_whose_names_coincide_is_refused(tmp_path, nyu_dir, capsys):
+    """Two datasets whose images are both image_0 (keys coincide): a resumed assess or compare would keep the first
+    dataset's rows as done. Refused with one line naming both; --force-new moves the first run aside."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, k in ((a, 0), (b, 1)):
+        folder.mkdir()
+        shutil.copy(nyu_dir / f"image_{k}.png", folder / "image_0.png")
+        shutil.copy(nyu_dir / f"depth_{k}.png", folder / "depth_0.png")
+    cheap = ["--methods", "random", "--metrics", "af_depth_correlation", "--dataset", "nyu"]
+    for command, extra in (("assess", []), ("compare", ["--model", "meter-xxs-nyu", "--model", "meter-xxs-nyu"])):
+        out = tmp_path / command
+        assert cli(capsys, command, *extra, *cheap, "--data", a, "--out", out)[0] == 0
+        first = rows_of(out / "results.csv")
+        rc, err = cli(capsys, command, *extra, *cheap, "--data", b, "--out", out)
+        assert rc == 2
+        one_line_error(err, f"{out} holds results of {a} (1 files), not of {b} (1 files)", "--force-new")
+        assert rows_of(out / "results.csv") == first
+        assert cli(capsys, command, *extra, *cheap, "--data", b, "--out", out, "--force-new")[0] == 0
+        (old,) = out.glob("previous-*")
+        assert rows_of(old / "results.csv") == first and len(rows_of(out / "results.csv")) == len(first)
+        assert rows_of(out / "results.csv") != first  # the other image's scores
 
 
 def test_lock_api_names_the_holder(tmp_path):
@@ -278,6 +301,23 @@ def test_optimize_rerun_with_fewer_steps_is_refused(tmp_path, capsys):
         (
             ["explain", "--methods", "lime"],
             "unknown attribution method 'lime'; valid attribution methods: attention_rollout",
+        ),
+        (["explain", "--depth", "missing_depth.png"], "--depth missing_depth.png: no such file"),
+        (
+            ["explain", "--methods", "smoothgrad", "--option", "smoothgrad.sigma=-1"],
+            "smoothgrad.sigma is the noise's standard deviation, a number > 0, got -1.0",
+        ),
+        (
+            ["optimize", "--method", "distill", "--student", "meter-xxs-nyu", "--steps", "-1"],
+            "--steps must be an integer >= 0, got -1",
+        ),
+        (
+            ["optimize", "--method", "distill", "--student", "meter-xxs-nyu", "--lr", "0"],
+            "--lr must be a finite number > 0, got 0.0",
+        ),
+        (
+            ["evaluate", "--median-scaling", "--align", "lstsq-depth"],
+            "--median-scaling and --align lstsq-depth ask for two different fits",
         ),
     ],
 )

@@ -104,3 +104,27 @@ def test_every_option_with_a_default_shows_it_in_help():
         and "default" not in a.help
     ]
     assert silent == []
+
+
+def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path, nyu_dir):
+    """SIGINT while torch is being imported (seen in /proc/PID/maps) ends with one line and status 130."""
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    import pytest
+
+    argv = [sys.executable, "-m", "depthscope.launch", "assess", "--data", str(nyu_dir), "--out", str(tmp_path / "a")]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    maps = Path(f"/proc/{proc.pid}/maps")
+    if not maps.exists():
+        proc.kill()
+        pytest.skip("no /proc here to see when torch is being imported")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None and "torch" not in maps.read_text(errors="replace"):
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-3000:]
+    assert "interrupted" in err and len([ln for ln in err.splitlines() if ln.strip()]) <= 3

@@ -6,6 +6,8 @@ commands of the same names. Extension points: ``register_model`` (with a ``Model
 """
 
 import importlib
+import sys
+import types
 from typing import Any
 
 # Imported on first use (PEP 562): ``import depthscope`` stays light (the command line answers Ctrl-C during
@@ -31,6 +33,20 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *_WHERE])
+
+
+class _Package(types.ModuleType):
+    """Five sub-packages are named like the functions they export (``depthscope.assess`` the package and
+    ``depthscope.assess(...)`` the function): importing such a sub-package must not replace the function on
+    the package (the eager ``from depthscope.assess import assess`` of old gave the function the last word)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _WHERE and isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.{name}":
+            return  # the sub-module stays in sys.modules; the name keeps meaning the function (resolved lazily)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 __all__ = [

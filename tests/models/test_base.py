@@ -1,5 +1,9 @@
+import os
+from pathlib import Path
+
 import pytest
 import torch
+from cli_errors import one_line_error
 from torch import nn
 
 import depthscope as ds
@@ -120,6 +124,24 @@ def test_entry_point_errors(tmp_path, monkeypatch, capsys):
     ):
         assert main(["profile", "--model", spec, "--out", str(tmp_path / "p")]) == 2
         assert message in capsys.readouterr().err
+    # the user's own code failing or exiting: one line, in every command, never a traceback nor a silent exit 0
+    (tmp_path / "bad_models.py").write_text(
+        "def boom():\n    raise ValueError('bad config in my factory')\ndef leave():\n    raise SystemExit(0)\n"
+    )
+    (tmp_path / "broken_module.py").write_text("raise RuntimeError('broken at import')\n")
+    images = str(Path(os.environ["DEPTHSCOPE_DATA"]) / "nyu_sample" / "image_0.png")
+    for argv, message in (
+        (
+            ["predict", "--images", images, "--out", str(tmp_path / "pr")],
+            "'bad_models:boom' raised ValueError: bad config in my factory",
+        ),
+        (["optimize", "--method", "int8", "--out", str(tmp_path / "o")], "'bad_models:boom' raised ValueError"),
+        (["predict", "--images", images, "--out", str(tmp_path / "pr")], "'bad_models:leave' raised SystemExit: 0"),
+        (["profile", "--out", str(tmp_path / "p")], "importing broken_module raised RuntimeError: broken at import"),
+    ):
+        spec = message.split("'")[1] if "'" in message else "broken_module:build"
+        assert main([*argv, "--model", spec]) == 2
+        one_line_error(capsys.readouterr().err, message)
 
 
 def test_a_network_without_tensors_runs_on_the_cpu(nyu):

@@ -58,7 +58,9 @@ def test_a_folder_of_other_data_is_refused_and_force_new_moves_it_aside(tmp_path
     (out / "results.csv").write_text("rows of a\n")
     claim_folder(out, ident("/data/a", 1, 2))  # the same data: a resume
     assert json.loads((out / DATA_RECORD).read_text())["root"] == "/data/a"
-    with pytest.raises(InputError, match=r"holds results of /data/a \(2 files\), not of /data/b \(2 files\).*--force-new"):
+    with pytest.raises(
+        InputError, match=r"holds results of /data/a \(2 files\), not of /data/b \(2 files\).*--force-new"
+    ):
         claim_folder(out, ident("/data/b", 1, 2))
     with pytest.raises(InputError, match="data at /data/a that has changed since"):
         claim_folder(out, ident("/data/a", 1, 3))  # same root, a file replaced

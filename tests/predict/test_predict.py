@@ -220,7 +220,9 @@ def test_hostile_lists_and_links_never_write_outside_out(hostile, meter_nyu, cap
 def test_evaluate_keeps_predictions_of_outside_images_inside_out(hostile, meter_nyu, nyu_dir):
     pairs = hostile / "work" / "pairs"
     pairs.mkdir()
-    (pairs / "list.csv").write_text(f"image_path,depth_path\n{hostile / 'victim' / 'a.png'},\nimage_0.png,depth_0.png\n")
+    (pairs / "list.csv").write_text(
+        f"image_path,depth_path\n{hostile / 'victim' / 'a.png'},\nimage_0.png,depth_0.png\n"
+    )
     shutil.copy(nyu_dir / "image_0.png", pairs / "image_0.png")
     shutil.copy(nyu_dir / "depth_0.png", pairs / "depth_0.png")
     before = hashes(hostile, hostile / "out")

@@ -187,10 +187,11 @@ def safe_key(image: str | os.PathLike, base: str | os.PathLike) -> str:
     rel = os.path.relpath(os.path.abspath(image), os.path.abspath(base))
     if rel == os.pardir or rel.startswith(os.pardir + os.sep) or os.path.isabs(rel):
         rel = os.path.join(OUTSIDE, os.path.abspath(image).lstrip(os.sep))
-    key = Path(rel).with_suffix("").as_posix()
-    if not key or key == "." or any(part in ("", ".", "..") for part in key.split("/")):
-        raise InputError(f"{image}: cannot name an output after this path; give the file a name")
-    return key
+    head, tail = os.path.split(rel)
+    stem = os.path.splitext(tail)[0]
+    if stem in ("", ".", ".."):
+        raise InputError(f"{image}: names a folder, not an image file")
+    return Path(head, stem).as_posix()
 
 
 def unique_keys(images: Sequence[Path], base: Path, where: str) -> list[str]:

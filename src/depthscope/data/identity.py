@@ -48,8 +48,3 @@ def data_identity(root: str | os.PathLike, entries: Iterable[tuple[str, Sequence
         h.update(("\t".join([key, *(str(_size(f)) for f in files)]) + "\n").encode())
         n += 1
     return {"root": os.path.abspath(Path(root)), "kind": kind, "files": n, "fingerprint": h.hexdigest()}
-
-
-def same_data(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Whether two identities describe the same data (the root and the fingerprint agree)."""
-    return a.get("root") == b.get("root") and a.get("fingerprint") == b.get("fingerprint")

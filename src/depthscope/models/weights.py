@@ -181,7 +181,7 @@ def load_into(module: nn.Module, state: Mapping[str, torch.Tensor], origin: str)
     """Load ``state`` strictly; a mismatch names the missing, unexpected and wrongly shaped keys, and tensors
     holding NaN or Inf are refused (they would give NaN depth, or a finite-looking RMSE over what is left).
     Counters the model keeps as integers (batch norms' ``num_batches_tracked``) are not weights: a checkpoint cast
-    to fp16 overflows them to Inf, and the model's own value is kept instead."""
+    to fp16 overflows them to Inf, and the module's own value (a new model's 0) is kept instead."""
     own_dtypes = {k: v.dtype for k, v in module.state_dict().items()}
     counters = {k for k, v in state.items() if k in own_dtypes and not own_dtypes[k].is_floating_point
                 and v.is_floating_point() and not torch.isfinite(v).all()}  # fmt: skip

@@ -42,8 +42,8 @@ class Intrinsics:
     @classmethod
     def from_fov(cls, fov_deg: float, height: int, width: int) -> Intrinsics:
         """A centred camera whose horizontal field of view is ``fov_deg`` degrees, square pixels."""
-        if not 0 < fov_deg < 180:
-            raise InputError(f"--fov takes the horizontal field of view in degrees, 0 < fov < 180, got {fov_deg}")
+        if not 0.1 <= fov_deg <= 179.9:  # beyond: tan overflows or underflows into points at infinity
+            raise InputError(f"--fov takes the horizontal field of view in degrees, 0.1 to 179.9, got {fov_deg}")
         f = width / 2 / math.tan(math.radians(fov_deg) / 2)
         return cls(f, f, (width - 1) / 2, (height - 1) / 2)
 

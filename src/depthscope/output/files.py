@@ -268,8 +268,6 @@ def claim_folder(out: str | os.PathLike, identity: dict[str, Any], force_new: bo
     Returns:
         The folder the old files were moved to, or None.
     """
-    from depthscope.data.identity import same_data
-
     out = Path(out)
     record = out / DATA_RECORD
     before = None
@@ -281,7 +279,7 @@ def claim_folder(out: str | os.PathLike, identity: dict[str, Any], force_new: bo
     moved = None
     if force_new:
         moved = _move_aside(out)
-    elif before is not None and not same_data(before, identity):
+    elif before is not None and any(before.get(k) != identity.get(k) for k in ("root", "fingerprint")):
         same_root = before.get("root") == identity["root"]
         then = f"{before.get('root')} ({before.get('files', '?')} files)"
         now = f"{identity['root']} ({identity['files']} files)"

@@ -247,7 +247,7 @@ def predict(
         >>> from depthscope.data import find_data
         >>> res = ds.predict("meter-xxs-nyu", find_data() / "image_0.png", tempfile.mkdtemp())
         >>> res.written, sorted(p.name for p in res.out.iterdir() if not p.name.startswith("."))
-        (1, ['image_0.npy', 'image_0.png', 'predict.json', 'predictions.csv'])
+        (1, ['dataset.json', 'image_0.npy', 'image_0.png', 'predict.json', 'predictions.csv'])
     """
     t0 = time.perf_counter()
     formats = check_formats(formats)
