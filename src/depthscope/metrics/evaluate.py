@@ -166,6 +166,9 @@ def evaluate(
     align = "median" if median_scaling else (align or DEFAULT_ALIGNMENT[output])
     if align not in ALIGNMENTS:
         raise InputError(f"unknown alignment {align!r}; valid: {', '.join(ALIGNMENTS)}")
+    if output == "depth" and align != "none":
+        warn(f"--align {align} fits {model.name}'s metric depth to each image's ground truth: the metrics measure "
+             "the shape of the depth, not its metric accuracy (the fitted scale and shift are in per_image.csv)")  # fmt: skip
     fitted = {"none": [], "median": ["scale"]}.get(align, ["scale", "shift"])
     columns = ["image", *METRIC_NAMES, "n_valid", *fitted]
     read_pred = None if predictions is None else saved_predictions(predictions, pred_scale)
