@@ -17,7 +17,7 @@ LAYERS = [
     {"errors", "seeding", "registry", "config", "ops", "output"},
     {"data"},
     {"models"},
-    {"metrics", "explain", "predict"},
+    {"metrics", "explain", "predict", "probe"},
     {"assess", "efficiency"},
     {"optimize", "engine", "compare"},
     {"report", "view"},

@@ -19,7 +19,7 @@ _WHERE = {
     "METHODS": "depthscope.explain", "explain": "depthscope.explain", "register_method": "depthscope.explain",
     "evaluate": "depthscope.metrics.evaluate", "DepthModel": "depthscope.models", "ModelConfig": "depthscope.models",
     "list_models": "depthscope.models", "load_model": "depthscope.models", "register_model": "depthscope.models",
-    "wrap": "depthscope.models", "predict": "depthscope.predict", "report": "depthscope.report",
+    "wrap": "depthscope.models", "predict": "depthscope.predict", "probe": "depthscope.probe", "report": "depthscope.report",
 }  # fmt: skip
 
 
@@ -65,6 +65,7 @@ __all__ = [
     "open_dataset",
     "pareto",
     "predict",
+    "probe",
     "profile",
     "register_method",
     "register_metric",

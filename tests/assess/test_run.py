@@ -86,14 +86,16 @@ def test_bad_infidelity_sigma_fails_before_work(tmp_path, nyu_dir):
 
 
 def test_assess_image_infidelity_uses_the_given_noise(meter_nyu, small_image):
-    """The dataset run's infidelity equals the function's on the same seed, sigma and symmetry."""
+    """The dataset run's infidelity equals the function's on the same seed, sigma and symmetry (over the whole
+    image, as the function draws its noise: ``perturb_region="full"``)."""
     from depthscope.assess import AssessConfig, infidelity
     from depthscope.assess.run import assess_image
     from depthscope.explain import explain, target_model
 
     def config(**infidelity_options):
         opts = {"infidelity": infidelity_options}
-        return AssessConfig(methods=("saliency",), metrics=("infidelity",), n_perturbations=6, metric_options=opts)
+        return AssessConfig(methods=("saliency",), metrics=("infidelity",), n_perturbations=6, metric_options=opts,
+                            perturb_region="full")  # fmt: skip
 
     ((_, scores),) = assess_image(meter_nyu, small_image, config(symmetric=True, sigma=0.01))
     fm = target_model(meter_nyu, small_image, "mean")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from depthscope.assess.fidelity import DEFAULT_N_PERTURBATIONS, check_draws
-from depthscope.assess.perturbation import DEFAULT_FRACTIONS
+from depthscope.assess.perturbation import DEFAULT_FRACTIONS, region_mask
 from depthscope.assess.registry import METRICS, AssessmentMetric
 from depthscope.config import group_options, to_jsonable
 from depthscope.errors import InputError
@@ -32,6 +32,7 @@ PROTOCOLS: dict[str, dict[str, dict[str, Any]]] = {
     "recommended": {"curves": {"replacement": "blur", "patch": 8, "fractions": list(DEFAULT_FRACTIONS)}},
 }
 DEFAULT_PROTOCOL = "recommended"
+DEFAULT_REGION = "crop"
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,10 @@ class AssessConfig:
         seed: image ``i`` of a dataset uses seed ``seed + i``; each method and metric draws from its own stream.
         protocol: a named preset of metric options (:data:`PROTOCOLS`: ``paper``, ``recommended``); options given
             in ``metric_options`` override it.
+        perturb_region: the pixels every perturbation metric may perturb (curves rank within them):
+            ``crop`` (default: the evaluation crop of the model's protocol, Eigen on NYU, which leaves out the
+            white frame METER-XXS-NYU reads its global depth from; ``depthscope probe``), ``full`` or
+            ``x0,y0,x1,y1`` (pixels, end-exclusive).
 
     Example:
         >>> cfg = AssessConfig(methods=("saliency", "random")).with_options(["infidelity.sigma=0.02"])
@@ -61,8 +66,11 @@ class AssessConfig:
     n_perturbations: int = DEFAULT_N_PERTURBATIONS
     seed: int = 0
     protocol: str = DEFAULT_PROTOCOL
+    perturb_region: str = DEFAULT_REGION
 
     def __post_init__(self) -> None:
+        if self.perturb_region not in ("crop", "full"):
+            region_mask(self.perturb_region, 1 << 30, 1 << 30)  # the form now; the bounds against each image
         if self.protocol not in PROTOCOLS:
             raise InputError(f"unknown protocol {self.protocol!r}; valid protocols: {', '.join(PROTOCOLS)}")
         object.__setattr__(self, "methods", _names(self.methods, "methods"))
@@ -141,6 +149,8 @@ class AssessConfig:
         """
         args = ["--methods", ",".join(self.methods), "--metrics", ",".join(self.metrics)]
         args += ["--n-perturbations", str(self.n_perturbations), "--seed", str(self.seed), "--protocol", self.protocol]
+        if self.perturb_region != DEFAULT_REGION:
+            args += ["--perturb-region", self.perturb_region]
         for owner, opts in (*self.method_options.items(), *self.metric_options.items()):
             if owner in self.methods or owner in self.metrics:
                 for key, value in opts.items():

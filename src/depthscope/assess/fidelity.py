@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from depthscope.assess.perturbation import replace_masked
 from depthscope.errors import InputError
@@ -127,8 +128,10 @@ class NoiseStream:
         chunk_size: int | str = "auto",
         symmetric: bool = DEFAULT_SYMMETRIC_INFIDELITY,
         control_variate: bool = True,
+        region: torch.Tensor | None = None,
     ) -> None:
         self.fmodel, self.x, self.sigma, self.chunk_size = fmodel, x, sigma, chunk_size
+        self.region = None if region is None else region.to(x.device, x.dtype)  # noise only inside it
         self.symmetric, self.control_variate = symmetric, control_variate
         self.gen = generator(seed, "infidelity")
         self.buf = ChunkBuffer(x)
@@ -140,6 +143,8 @@ class NoiseStream:
         """The next ``n`` draws and their drops (forwards: ``2 n`` symmetric, else ``n``, + 1 the first time)."""
         x, buf, fm = self.x, self.buf, self.fmodel
         noise = self.sigma * torch.randn((n, *x.shape[1:]), generator=self.gen).to(x)
+        if self.region is not None:
+            noise *= self.region
         down = predict_chunks(fm, n, lambda s: torch.sub(x, noise[s], out=buf(len(noise[s]))), self.chunk_size)[:, 0]
         if self.symmetric:
             up = predict_chunks(fm, n, lambda s: torch.add(x, noise[s], out=buf(len(noise[s]))), self.chunk_size)
@@ -269,10 +274,23 @@ class SubsetStream:
         replacement: torch.Tensor | None = None,
         seed: int = 0,
         chunk_size: int | str = "auto",
+        region: torch.Tensor | None = None,
     ) -> None:
         self.fmodel, self.x, self.patch, self.replacement, self.chunk_size = fmodel, x, patch, replacement, chunk_size
         self.grid = tuple(math.ceil(d / patch) for d in x.shape[-2:])
-        self.k = max(1, int(subset_fraction * self.grid[0] * self.grid[1]))
+        # the squares a set may hold: all, or those wholly inside the region (so no pixel outside it is replaced)
+        if region is None:
+            self.cells = None
+            available = self.grid[0] * self.grid[1]
+        else:
+            inside = region.to(torch.float32)[None, None]
+            full = F.avg_pool2d(inside, patch, ceil_mode=True)[0, 0] >= 1.0 - 1e-6
+            self.cells = full.flatten().nonzero().squeeze(1).cpu()
+            available = int(self.cells.numel())
+            if available == 0:
+                raise InputError(f"the perturbation region holds no whole {patch}x{patch} square for the "
+                                 "Faithfulness Estimate's sets; use a larger region or a smaller patch")  # fmt: skip
+        self.k = max(1, int(subset_fraction * available))
         self.gen = generator(seed, "faithfulness")
         self.f0: torch.Tensor | None = None
 
@@ -280,7 +298,11 @@ class SubsetStream:
     def draw(self, n: int) -> Draws:
         """The next ``n`` patch sets and their drops (``n`` forwards, + 1 the first time)."""
         gh, gw = self.grid
-        cells = torch.stack([torch.randperm(gh * gw, generator=self.gen)[: self.k] for _ in range(n)])
+        if self.cells is None:
+            cells = torch.stack([torch.randperm(gh * gw, generator=self.gen)[: self.k] for _ in range(n)])
+        else:
+            cells = torch.stack([self.cells[torch.randperm(self.cells.numel(), generator=self.gen)[: self.k]]
+                                 for _ in range(n)])  # fmt: skip
         grid = torch.zeros(n, gh * gw, dtype=torch.bool).scatter_(1, cells, True).view(n, 1, gh, gw)
         if self.f0 is None:
             self.f0 = self.fmodel(self.x)[0, 0]

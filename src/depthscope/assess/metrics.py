@@ -216,7 +216,7 @@ class PerturbationCurves(AssessmentMetric):
         c = self.config
         curves = perturbation_curves(
             ctx.model, ctx.x, attribution.magnitude[0], c.fractions, c.replacement, c.patch, ctx.seed, ctx.gt,
-            ctx.chunk_size,
+            ctx.chunk_size, ctx.region,
         )  # fmt: skip
         af = af_perturbation(curves.rmse["morf"], curves.rmse["lerf"])
         return {
@@ -298,7 +298,7 @@ class Infidelity(MonteCarloMetric):
     def stream(self, ctx: ImageContext) -> NoiseStream:
         c = self.config
         cv = self._control_variate(ctx.model.differentiable)
-        return NoiseStream(ctx.fmodel, ctx.x, c.sigma, ctx.seed, ctx.chunk_size, c.symmetric, cv)
+        return NoiseStream(ctx.fmodel, ctx.x, c.sigma, ctx.seed, ctx.chunk_size, c.symmetric, cv, ctx.region)
 
     def map_of(self, attribution: Attribution) -> torch.Tensor:
         return attribution.raw[0].expand(3, *attribution.raw.shape[-2:])  # a one-channel map: every channel
@@ -358,7 +358,8 @@ class FaithfulnessEstimate(MonteCarloMetric):
 
     def stream(self, ctx: ImageContext) -> SubsetStream:
         c = self.config
-        return SubsetStream(ctx.fmodel, ctx.x, c.subset_fraction, c.patch, seed=ctx.seed, chunk_size=ctx.chunk_size)
+        return SubsetStream(ctx.fmodel, ctx.x, c.subset_fraction, c.patch, seed=ctx.seed, chunk_size=ctx.chunk_size,
+                            region=ctx.region)  # fmt: skip
 
     def map_of(self, attribution: Attribution) -> torch.Tensor:
         return attribution.signed[0]

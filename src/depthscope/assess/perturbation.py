@@ -51,12 +51,86 @@ def random_rank(h: int, w: int, patch: int = 1, gen: torch.Generator | None = No
     return _expand_patches(torch.randperm(gh * gw, generator=gen).view(gh, gw), patch, h, w)
 
 
-def order_ranks(score: torch.Tensor, patch: int = 1, seed: int = 0) -> dict[str, torch.Tensor]:
+def order_ranks(
+    score: torch.Tensor, patch: int = 1, seed: int = 0, region: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
     """The rank maps of the three orders (``ORDERS``): MoRF from ``score`` ``(H, W)``, LeRF its reverse, and a
-    random order from ``seed``'s own stream."""
+    random order from ``seed``'s own stream. With ``region`` (a bool ``(H, W)`` mask), only its pixels are ranked
+    (:func:`region_ranks`); the others get an infinite rank and are never perturbed."""
+    if region is not None:
+        return region_ranks(score, region, patch, seed)
     morf = rank_map(score, patch)
     rand = random_rank(*score.shape, patch, generator(seed, "random_order")).to(score)
     return {"morf": morf, "lerf": reversed_rank(morf, patch), "random": rand}
+
+
+def region_ranks(score: torch.Tensor, region: torch.Tensor, patch: int = 1, seed: int = 0) -> dict[str, torch.Tensor]:
+    """MoRF, LeRF and random ranks of the pixels of ``region`` only, counted in region pixels.
+
+    Patches (``patch`` x ``patch`` squares of the image grid) with at least one region pixel are ranked by the mean
+    score of their region pixels; a pixel's rank is the number of region pixels in the patches ranked before its
+    own, so ``rank < f * region.sum()`` selects whole patches until a share ``f`` of the region is covered. Pixels
+    outside the region get ``inf``: no order ever perturbs them.
+
+    Example:
+        >>> score = torch.arange(16.0).view(4, 4)
+        >>> region = torch.zeros(4, 4, dtype=torch.bool); region[1:3, 1:3] = True
+        >>> region_ranks(score, region)["morf"][1:3, 1:3].tolist()
+        [[3.0, 2.0], [1.0, 0.0]]
+    """
+    h, w = score.shape
+    if tuple(region.shape) != (h, w):
+        raise InputError(f"perturbation region {tuple(region.shape)} does not match the map {(h, w)}")
+    inside = region.to(score.device, torch.float32)
+    if patch > 1:
+        count = F.avg_pool2d(inside[None, None], patch, ceil_mode=True, divisor_override=1)[0, 0]
+        total = F.avg_pool2d((score * inside)[None, None].float(), patch, ceil_mode=True, divisor_override=1)[0, 0]
+    else:
+        count, total = inside, score.float() * inside
+    used = count > 0
+    mean = torch.where(used, total / count.clamp_min(1), torch.zeros_like(total)).flatten()
+    cells = used.flatten().nonzero().squeeze(1)
+    morf = cells[descending_ranks(mean[cells]).argsort()]  # most relevant first
+    gen = generator(seed, "random_order")
+    orders = {"morf": morf, "lerf": morf.flip(0), "random": cells[torch.randperm(cells.numel(), generator=gen)]}
+    out = {}
+    for name, order in orders.items():
+        before = torch.full((count.numel(),), math.inf, device=score.device)
+        c = count.flatten()[order]
+        before[order] = torch.cumsum(c, 0) - c  # region pixels in the patches ranked earlier
+        cell_rank = before.view(count.shape)
+        pixel = cell_rank.repeat_interleave(patch, 0).repeat_interleave(patch, 1)[:h, :w] if patch > 1 else cell_rank
+        out[name] = torch.where(region.to(score.device), pixel, torch.full_like(pixel, math.inf)).to(score.dtype)
+    return out
+
+
+def region_mask(spec: str | None, h: int, w: int, crop: str = "none") -> torch.Tensor | None:
+    """The pixels perturbation metrics may perturb, from ``spec``: ``full`` or None (every pixel: None),
+    ``crop`` (the evaluation ``crop`` of the model's protocol: Eigen on NYU, which leaves NYU's white frame out;
+    Garg/Eigen on KITTI), or ``x0,y0,x1,y1`` (a box in pixels, end-exclusive). An empty box, or one reaching
+    outside the ``h`` x ``w`` image, is one clear error.
+
+    Example:
+        >>> m = region_mask("crop", 480, 640, "eigen")
+        >>> int(m.sum()), bool(m[44, 320]), bool(m[45, 320])
+        (238560, False, True)
+    """
+    if spec in (None, "full"):
+        return None
+    if spec == "crop":
+        from depthscope.metrics.depth import crop_mask
+
+        return None if crop == "none" else crop_mask(h, w, crop)
+    try:
+        x0, y0, x1, y1 = (int(t) for t in str(spec).split(","))
+    except ValueError:
+        raise InputError(f"--perturb-region takes full, crop or x0,y0,x1,y1 (pixels), got {spec!r}") from None
+    if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
+        raise InputError(f"--perturb-region {spec}: the box must be non-empty and inside the {w}x{h} image "
+                         "(x0,y0,x1,y1 in pixels, end-exclusive)")  # fmt: skip
+    mask = torch.zeros(h, w, dtype=torch.bool)
+    mask[y0:y1, x0:x1] = True
+    return mask
 
 
 @dataclass
@@ -93,12 +167,14 @@ def perturbed_batch(
     replacement: Fill,
     out: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
+    n_pixels: int | None = None,
 ) -> torch.Tensor:
-    """Perturbed images ``(K, 3, H, W)``: in image ``k``, pixels with ``ranks[k] < fractions[k] * H * W`` are
+    """Perturbed images ``(K, 3, H, W)``: in image ``k``, pixels with ``ranks[k] < fractions[k] * n_pixels`` (default
+    ``H * W``; a perturbation region's pixel count when ranks are counted within it) are
     replaced by ``replacement`` (an image, or a function of the masks ``(K, 1, H, W)`` giving one fill per mask). ``out`` and ``mask`` ``(K, 1, H, W)`` (optional) are reused as storage. Each mask
     is written straight into ``x``'s dtype from its own rank map (no gathered copy of the maps, no bool pass):
     2x faster than comparing a gathered ``(K, H, W)`` stack."""
-    n = x.shape[-2] * x.shape[-1]
+    n = x.shape[-2] * x.shape[-1] if n_pixels is None else n_pixels
     if mask is None:
         mask = torch.empty(len(ranks), 1, *x.shape[-2:], dtype=x.dtype, device=x.device)
     for j, (r, f) in enumerate(zip(ranks, fractions, strict=True)):
@@ -126,8 +202,12 @@ def perturbation_curves(
     seed: int = 0,
     gt: torch.Tensor | None = None,
     chunk_size: int | str = "auto",
+    region: torch.Tensor | None = None,
 ) -> Curves:
     """MoRF/LeRF/random curves for image ``x`` ``(1,3,H,W)`` and relevance ``score`` ``(H,W)`` (magnitude).
+
+    ``region`` (bool ``(H, W)``, :func:`region_mask`): only its pixels are ranked and perturbed, and fractions
+    are shares of the region (None: the whole image).
 
     ``replacement``: ``mean`` (default), ``black``, ``blur``, ``noise`` or ``inpaint`` (the perturbed region
     filled from its unperturbed surroundings, :func:`~depthscope.ops.fills.inpaint_fill`).
@@ -142,7 +222,8 @@ def perturbation_curves(
     if not torch.isfinite(score).all():
         raise InputError("attribution map contains NaN or Inf")
     fractions = [float(f) for f in fractions]
-    ranks = order_ranks(score, patch, seed)
+    ranks = order_ranks(score, patch, seed, region)
+    n_pixels = None if region is None else int(region.sum())
     # Fraction 0 perturbs nothing: one unperturbed image (entry 0) gives ``ref`` for every order; the other
     # fractions run (3 x 10 by default), each chunk of perturbed images built just before its forward.
     moved = [j for j, f in enumerate(fractions) if f > 0]
@@ -153,7 +234,7 @@ def perturbation_curves(
 
     def make(s: slice) -> torch.Tensor:
         k = len(rank_of[s])
-        return perturbed_batch(x, rank_of[s], fraction_of[s], rep, buf(k), mask_buf(k))
+        return perturbed_batch(x, rank_of[s], fraction_of[s], rep, buf(k), mask_buf(k), n_pixels)
 
     d = predict_chunks(model, len(rank_of), make, chunk_size, _Distances(gt))[1:].view(len(ranks), len(moved), -1)
     table = torch.zeros(len(ranks), len(fractions), d.shape[-1])  # fraction 0: the prediction is ref, distance 0
@@ -216,13 +297,15 @@ def perturbed_views(
     replacement: str = "mean",
     patch: int = 1,
     seed: int = 0,
+    region: torch.Tensor | None = None,
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """What the curves feed the model, to look at: per order (``morf``, ``lerf``), the perturbed images
     ``(K, 3, H, W)`` at ``fractions`` and the model's depth on them ``(K, H, W)`` in metres (the paper's figure)."""
-    ranks = order_ranks(score, patch, seed)
+    ranks = order_ranks(score, patch, seed, region)
     rep = replacement_fill(x, replacement, seed)
+    n_pixels = None if region is None else int(region.sum())
     out = {}
     for order in ("morf", "lerf"):
-        images = perturbed_batch(x, [ranks[order]] * len(fractions), list(fractions), rep)
+        images = perturbed_batch(x, [ranks[order]] * len(fractions), list(fractions), rep, n_pixels=n_pixels)
         out[order] = (images, model(images)[:, 0])
     return out

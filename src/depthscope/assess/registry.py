@@ -52,7 +52,8 @@ class Column:
 class ImageContext:
     """What a metric's ``prepare`` sees of one image: the model, its whole-map mean target model ``fmodel``
     (``(B, 3, H, W)`` images -> ``(B, 1)`` metres), the image ``x`` ``(1, 3, H, W)``, the predicted depth
-    ``(H, W)`` in metres, ground truth (or None), the image's ``seed`` and the forward ``chunk_size``."""
+    ``(H, W)`` in metres, ground truth (or None), the image's ``seed``, the forward ``chunk_size`` and the
+    perturbation ``region`` (bool ``(H, W)``: the pixels a perturbation metric may change; None: all)."""
 
     model: DepthModel
     fmodel: TargetModel
@@ -61,6 +62,7 @@ class ImageContext:
     gt: torch.Tensor | None
     seed: int
     chunk_size: int | str = "auto"
+    region: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)

@@ -19,19 +19,21 @@ import torch
 from tqdm.auto import tqdm
 
 from depthscope.assess.config import AssessConfig
-from depthscope.assess.perturbation import ORDERS
+from depthscope.assess.perturbation import ORDERS, region_mask
 from depthscope.assess.plan import CHUNK_PROBE, CostPlan, PhaseTimer, probe_config, scaled_plan
 from depthscope.assess.registry import Column, ImageContext
 from depthscope.config import flatten
 from depthscope.data.datasets import DataSpec, DepthDataset, as_dataset, check_limit
-from depthscope.errors import InputError
+from depthscope.errors import InputError, warn
 from depthscope.explain import explain, target_model
 from depthscope.explain.attribution import Attribution
+from depthscope.metrics.evaluate import resolve_crop
 from depthscope.models import DepthModel, load_model, warn_if_untrained
 from depthscope.ops.batching import tune_chunk_size
 from depthscope.output.figures import curves_figure
 from depthscope.output.files import CsvAppender, RunLock, claim_folder, write_csv, write_json
 from depthscope.output.tables import format_table
+from depthscope.probe.run import frame_check
 
 KEY_COLUMNS = ("model", "method", "image")
 RUN_COLUMNS = (  # written by the runner
@@ -75,7 +77,10 @@ def assess_image(
     x = image.unsqueeze(0) if image.dim() == 3 else image
     with torch.no_grad():
         depth = model(x)[0, 0]
-    ctx = ImageContext(model, target_model(model, x, "mean"), x, depth, gt, seed, chunk_size)
+    crop = resolve_crop(None, model.info.eval.dataset, model)
+    region = region_mask(config.perturb_region, *x.shape[-2:], crop)
+    ctx = ImageContext(model, target_model(model, x, "mean"), x, depth, gt, seed, chunk_size,
+                       None if region is None else region.to(x.device))  # fmt: skip
     metrics = config.build_metrics()
     phase = on_phase or (lambda name: None)
     prepared = {}
@@ -360,6 +365,7 @@ def _assess(
     except BaseException:
         first.close()
         raise
+    shortcuts = []
     settings = config.settings()
     chunks, recorded = resume_settings(out / "settings.json", settings)
     columns = [*KEY_COLUMNS, *(c.name for c in config.columns()), *(c.name for c in RUN_COLUMNS)]
@@ -374,6 +380,12 @@ def _assess(
         runner = first if k == 0 else runner_of(model)
         try:
             keys = runner.keys(limit)
+            if isinstance(runner, LocalRunner) and keys:  # what the model reads, before its maps are scored
+                found = frame_check(runner.model, runner.ds[0].image[None].to(runner.device))
+                for line in found:
+                    warn(line + " (depthscope probe measures every probe)")
+                shortcuts += found
+                write_json(out / "shortcuts.json", shortcuts)
             used = runner.weights_record  # recorded: rows of random weights never pass for a trained model's
             if (recorded.setdefault(runner.name, used) == "random") != (used == "random"):
                 raise InputError(f"{out} holds rows of {runner.name} with weights {recorded[runner.name]}, not "

@@ -20,6 +20,7 @@ from depthscope.cli import (  # noqa: F401
     optimize,
     pareto,
     predict,
+    probe,
     profile,
     report,
     view,

@@ -59,6 +59,12 @@ def add_assess_config_args(p: argparse.ArgumentParser) -> None:
         help="named perturbation settings: paper (pixels -> image mean, 0-50 %%) or recommended (README, 'Which "
         "protocol'); --curves-* options override it (default %(default)s)",
     )
+    p.add_argument(
+        "--perturb-region", default=d.perturb_region, metavar="crop|full|x0,y0,x1,y1",
+        help="the pixels every perturbation metric may perturb, curves ranked within them: crop (the model's "
+        "evaluation crop, Eigen on NYU: leaves out the image frame, see `depthscope probe`), full, or a box in "
+        "pixels (default %(default)s)",
+    )  # fmt: skip
     option_arg(p, "method or metric")
     for name in METRICS.names():
         cls = METRICS.get(name)
@@ -78,7 +84,7 @@ def assess_config(args: argparse.Namespace):
             metric_options[name] = given
     config = AssessConfig(
         methods=args.methods, metrics=args.metrics, n_perturbations=args.n_perturbations, seed=args.seed,
-        protocol=args.protocol, metric_options=metric_options,
+        protocol=args.protocol, metric_options=metric_options, perturb_region=args.perturb_region,
     )  # fmt: skip
     return config.with_options(args.option)
 

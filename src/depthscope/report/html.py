@@ -189,7 +189,7 @@ h1{font-size:24px;margin-bottom:4px}h2{font-size:19px;border-bottom:1px solid #d
 h3{font-size:15px}table{border-collapse:collapse;font-size:12.5px;margin:8px 0}
 td,th{border:1px solid #ccc;padding:3px 6px;text-align:right;vertical-align:top}th{background:#f4f4f4}
 .l{text-align:left}.unit{font-weight:normal;color:#555;font-size:11px}tr.control td{background:#f0f0f0;
-font-style:italic}td.warn{color:#b00;font-weight:bold}.banner{border:2px solid #b00;background:#fff3f3;
+font-style:italic}td.warn,p.warn{color:#b00;font-weight:bold}.banner{border:2px solid #b00;background:#fff3f3;
 padding:8px 12px;color:#900;font-weight:bold}figure{margin:10px 0}img{max-width:100%;height:auto}
 figcaption{font-size:12px;color:#555}.defs{font-size:12px;display:grid;grid-template-columns:max-content 1fr;
 gap:1px 10px}.defs dt{font-weight:bold}.defs dd{margin:0}.note{font-size:12.5px}pre{font-size:11px;

@@ -19,10 +19,13 @@ from depthscope.metrics.evaluate import evaluate
 from depthscope.models import DepthModel, load_model
 from depthscope.output.figures import gallery_figure
 from depthscope.output.tables import format_table
+from depthscope.probe import probe
 from depthscope.report.html import (
     Section,
     accuracy_table,
+    esc,
     figure,
+    plain_table,
     provenance,
     random_weights_banner,
     score_table,
@@ -50,7 +53,8 @@ def report(
     Args:
         model: a :class:`DepthModel` or a model name.
         data: a dataset or a path :func:`depthscope.open_dataset` reads.
-        out: output directory: ``report.html``, ``evaluate/``, ``gallery.png``, ``explain.png`` and ``assess/``.
+        out: output directory: ``report.html``, ``evaluate/``, ``gallery.png``, ``explain.png``, ``probe/`` (the
+            shortcut probes of the ``limit`` images) and ``assess/``.
         config: the assessment's settings (default :class:`AssessConfig`); its methods are also the figure's.
         limit: images to assess (the evaluation uses all of them).
         device: where to load ``model`` when it is a name.
@@ -129,6 +133,22 @@ def report(
         ["Every method's |attribution| is shown as its share of the total (1 = the share of a uniform map), on one "
          "colour scale clipped at the 99th percentile of all maps, so panels are comparable across methods; "
          "methods whose maps have a sign are shown signed on one diverging scale below."],
+    ))  # fmt: skip
+
+    t0 = time.perf_counter()
+    probed = probe(model, data, limit=limit, out=out / "probe")
+    rows = [{"probe": r["probe"], "kind": r["kind"], "n": r["n_images"],
+             "mean depth change (%)": f"{100 * r['mean_depth_change_mean']:+.1f} ± {100 * r['mean_depth_change_std']:.1f}",
+             "depth RMSE (m)": f"{r['depth_rmse_m_mean']:.3f} ± {r['depth_rmse_m_std']:.3f}", "edit": r["description"]}
+            for r in probed.summary]  # fmt: skip
+    sections.append(Section(
+        f"What the model reads: shortcut probes ({limit} images)",
+        "".join(f"<p class='warn'>⚠ {esc(w)}</p>" for w in probed.warnings) + plain_table(rows),
+        [*base, "probe", *common, *data_opts, "--limit", str(limit), "--out", str(out / "probe")],
+        time.perf_counter() - t0,
+        ["Each probe edits every image and measures the relative change of the mean predicted depth and the RMSE "
+         "between the depth maps (metres). Controls move the content with the frame kept and should barely move "
+         "the depth; a frame probe that moves it means perturbation scores of border pixels measure the frame."],
     ))  # fmt: skip
 
     t0 = time.perf_counter()

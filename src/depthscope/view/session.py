@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from depthscope.assess.fidelity import af_depth_correlation, af_perturbation
-from depthscope.assess.perturbation import ORDERS, perturbation_curves
+from depthscope.assess.perturbation import ORDERS, perturbation_curves, region_mask
 from depthscope.compare.agreement import depth_agreement, map_agreement
 from depthscope.data.datasets import DepthDataset, open_dataset
 from depthscope.data.io import read_image
@@ -239,12 +239,15 @@ class Explorer:
 
     def curves(self, panels: Mapping[str, Panel], replacement: str = "blur", patch: int = 8) -> dict[str, Any]:
         """MoRF / LeRF / random curves of each current map (RMSE of the whole predicted map, m, as ``assess``
-        measures) with both AF readings and n = 1 image."""
+        measures: pixels ranked and perturbed within the model's evaluation crop) with both AF readings and n = 1
+        image."""
         out: dict[str, Any] = {}
         for model, panel in panels.items():
             m = self.by_name[model]
+            region = region_mask("crop", *self._x().shape[-2:], resolve_crop(None, m.info.eval.dataset, m))
             for name, a in panel.maps.items():
-                c = perturbation_curves(m, self._x(), a.magnitude[0], replacement=replacement, patch=patch)
+                c = perturbation_curves(m, self._x(), a.magnitude[0], replacement=replacement, patch=patch,
+                                        region=region)  # fmt: skip
                 out[f"{model}/{name}"] = {
                     "fractions": c.fractions,
                     **{o: c.rmse[o] for o in ORDERS},
