@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from depthscope.assess.fidelity import DEFAULT_N_PERTURBATIONS, check_draws
-from depthscope.assess.perturbation import DEFAULT_FRACTIONS, region_mask
+from depthscope.assess.perturbation import DEFAULT_FRACTIONS, parse_region
 from depthscope.assess.registry import METRICS, AssessmentMetric
 from depthscope.config import group_options, to_jsonable
 from depthscope.errors import InputError
@@ -69,8 +69,7 @@ class AssessConfig:
     perturb_region: str = DEFAULT_REGION
 
     def __post_init__(self) -> None:
-        if self.perturb_region not in ("crop", "full"):
-            region_mask(self.perturb_region, 1 << 30, 1 << 30)  # the form now; the bounds against each image
+        parse_region(self.perturb_region)  # its form now; a box's bounds against each image
         if self.protocol not in PROTOCOLS:
             raise InputError(f"unknown protocol {self.protocol!r}; valid protocols: {', '.join(PROTOCOLS)}")
         object.__setattr__(self, "methods", _names(self.methods, "methods"))

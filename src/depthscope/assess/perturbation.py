@@ -104,6 +104,18 @@ def region_ranks(score: torch.Tensor, region: torch.Tensor, patch: int = 1, seed
     return out
 
 
+def parse_region(spec: str | None) -> str | tuple[int, int, int, int]:
+    """``full`` (also for None), ``crop``, or the box ``(x0, y0, x1, y1)`` a ``--perturb-region`` names; a
+    malformed one is one clear error (its bounds are checked against each image by :func:`region_mask`)."""
+    if spec in (None, "full", "crop"):
+        return spec or "full"
+    try:
+        x0, y0, x1, y1 = (int(t) for t in str(spec).split(","))
+    except ValueError:
+        raise InputError(f"--perturb-region takes full, crop or x0,y0,x1,y1 (pixels), got {spec!r}") from None
+    return x0, y0, x1, y1
+
+
 def region_mask(spec: str | None, h: int, w: int, crop: str = "none") -> torch.Tensor | None:
     """The pixels perturbation metrics may perturb, from ``spec``: ``full`` or None (every pixel: None),
     ``crop`` (the evaluation ``crop`` of the model's protocol: Eigen on NYU, which leaves NYU's white frame out;
@@ -115,16 +127,14 @@ def region_mask(spec: str | None, h: int, w: int, crop: str = "none") -> torch.T
         >>> int(m.sum()), bool(m[44, 320]), bool(m[45, 320])
         (238560, False, True)
     """
-    if spec in (None, "full"):
+    box = parse_region(spec)
+    if box == "full":
         return None
-    if spec == "crop":
+    if box == "crop":
         from depthscope.metrics.depth import crop_mask
 
         return None if crop == "none" else crop_mask(h, w, crop)
-    try:
-        x0, y0, x1, y1 = (int(t) for t in str(spec).split(","))
-    except ValueError:
-        raise InputError(f"--perturb-region takes full, crop or x0,y0,x1,y1 (pixels), got {spec!r}") from None
+    x0, y0, x1, y1 = box
     if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
         raise InputError(f"--perturb-region {spec}: the box must be non-empty and inside the {w}x{h} image "
                          "(x0,y0,x1,y1 in pixels, end-exclusive)")  # fmt: skip
