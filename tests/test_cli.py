@@ -60,6 +60,8 @@ def test_explain_cli_writes_maps_figure_and_sanity(tmp_path, nyu_dir, meter_nyu)
             "box:100,100,200,300",
             "--option",
             "integrated_gradients.n_steps=4",
+            "--option",
+            "integrated_gradients.tolerance=null",  # Captum's fixed rule, 4 nodes: quick
             "--sanity",
             "--out",
             str(tmp_path),
@@ -71,7 +73,7 @@ def test_explain_cli_writes_maps_figure_and_sanity(tmp_path, nyu_dir, meter_nyu)
         image,
         ["saliency", "integrated_gradients"],
         "box:100,100,200,300",
-        {"integrated_gradients": {"n_steps": 4}},
+        {"integrated_gradients": {"n_steps": 4, "tolerance": None}},
     )
     for name in ("saliency", "integrated_gradients"):
         mag, signed = np.load(tmp_path / f"{name}.npy"), np.load(tmp_path / f"{name}_signed.npy")

@@ -107,7 +107,7 @@ def _af_means(model, samples, methods, size=None, fractions=(0, 0.1, 0.2, 0.3, 0
             model,
             x,
             methods,
-            options={"integrated_gradients": {"n_steps": 16, "chunk_size": 8}}
+            options={"integrated_gradients": {"n_steps": 16, "tolerance": None, "chunk_size": 8}}
             if "integrated_gradients" in methods
             else None,
         )

@@ -15,7 +15,7 @@ def test_passes_per_phase_by_hand():
         methods=("saliency", "integrated_gradients", "occlusion", "random"),
         metrics=("curves", "infidelity", "faithfulness_estimate", "af_depth_correlation"),
         n_perturbations=8,
-        method_options={"integrated_gradients": {"n_steps": 16}},
+        method_options={"integrated_gradients": {"n_steps": 16, "tolerance": None}},
     )
     got = phase_passes(cfg, 480, 640)
     curves = 1 + 3 * 10  # the unperturbed image, then MoRF/LeRF/random at the 10 fractions 5 %..50 %

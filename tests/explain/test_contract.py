@@ -15,7 +15,7 @@ from depthscope.explain import METHODS, explain
 # Options that keep each method quick on a 120x160 image; the second set makes a seeded method use its seed
 # (IG and Occlusion draw only for a noise baseline).
 QUICK = {
-    "integrated_gradients": {"n_steps": 4},
+    "integrated_gradients": {"n_steps": 4, "tolerance": None},
     "smoothgrad": {"n_samples": 4},
     "occlusion": {"window": 40, "stride": 40},
 }
@@ -87,7 +87,8 @@ def test_specs_are_declared():
         "saliency": (True, False, False),
         "smoothgrad": (True, True, False),
     }
-    assert METHODS.get("integrated_gradients").defaults["n_steps"] == 50
+    ig = METHODS.get("integrated_gradients").defaults  # one default everywhere: converged to 2 % completeness
+    assert (ig["n_steps"], ig["tolerance"], ig["max_steps"]) == (16, 0.02, 150)
 
 
 def test_unknown_option_names_the_valid_ones(meter_nyu, image):

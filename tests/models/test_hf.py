@@ -81,6 +81,8 @@ def test_explain_rollout_uses_target_patch_tokens(tmp_path, tiny_depth_anything,
                 "saliency,integrated_gradients,attention_rollout",
                 "--option",
                 "integrated_gradients.n_steps=4",
+                "--option",
+                "integrated_gradients.tolerance=null",
                 "--out",
                 str(tmp_path),
             ]

@@ -152,7 +152,7 @@ def test_cancel_stops_long_work_and_the_page_keeps_working(served, browser, mete
     for name in ("saliency", "smoothgrad", "integrated_gradients", "occlusion"):
         toggle("methods", name)  # saliency off, the three slow ones on
     browser.find_element(By.CSS_SELECTOR, "#options textarea").send_keys(
-        "smoothgrad.n_samples=80\nintegrated_gradients.n_steps=80\nocclusion.window=8"  # occlusion: 18,921 windows
+        "smoothgrad.n_samples=80\nintegrated_gradients.n_steps=80\nintegrated_gradients.tolerance=null\nocclusion.window=8"  # occlusion: 18,921 windows
     )
     toggle("kind", "mean")
     browser.find_element(By.ID, "explain_btn").click()

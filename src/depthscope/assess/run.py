@@ -38,6 +38,13 @@ from depthscope.probe.run import frame_check
 KEY_COLUMNS = ("model", "method", "image")
 RUN_COLUMNS = (  # written by the runner
     Column("seconds_per_map", higher_is_better=False, summarised=False, unit="s"),
+    Column(
+        "completeness_error",
+        higher_is_better=False,
+        summarised=False,
+        description="a path method's |sum of the map - (F(x) - F(baseline))| / |F(x) - F(baseline)| (Integrated "
+        "Gradients' completeness; empty for the other methods)",
+    ),  # fmt: skip
     Column("device", summarised=False),
 )
 
@@ -104,7 +111,9 @@ def assess_image(
             joint[name] = m.score_maps(ctx, attrs)
     for method, attr in attrs.items():
         phase(f"scores: {method}")
-        row: dict[str, Any] = {"seconds_per_map": seconds[method]}
+        errors = attr.info.get("completeness_error")
+        row: dict[str, Any] = {"seconds_per_map": seconds[method],
+                               "completeness_error": errors[0] if errors else ""}  # fmt: skip
         for name, m in metrics.items():
             row |= joint[name][method] if name in joint else m.score(prepared[name], attr)
         yield method, row

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from depthscope.errors import InputError
+from depthscope.errors import InputError, warn
 from depthscope.explain.attribution import Attribution, register_method
 from depthscope.ops.batching import resolve_chunk_size
 from depthscope.ops.fills import fill_image
@@ -179,6 +179,13 @@ def adaptive_path_integral(
         alphas, grads, outs = torch.cat([alphas, mids]), torch.cat([grads, g_new]), torch.cat([outs, o_new])
 
 
+# The one Integrated Gradients default: converged to a 2 % completeness error (measured on the 10 NYU sample images
+# with METER-XXS: 48-112 nodes, median error 1.0 %, worst 1.9 %; 16 fixed Gauss-Legendre nodes gave median 79 %).
+IG_TOLERANCE = 0.02
+IG_START_NODES = 16
+IG_MAX_NODES = 150
+
+
 def _ig_cost(o: Mapping[str, Any], h: int, w: int) -> tuple[int, int]:
     # F(x) and F(baseline) for the completeness check, then one forward+backward per node (adaptive: at most
     # max_steps nodes; the plan takes the bound)
@@ -191,10 +198,10 @@ def integrated_gradients(
     fmodel: torch.nn.Module,
     x: torch.Tensor,
     baseline: str | torch.Tensor = "black",
-    n_steps: int = 50,
+    n_steps: int = IG_START_NODES,
     method: str = "gausslegendre",
-    tolerance: float | None = None,
-    max_steps: int = 150,
+    tolerance: float | None = IG_TOLERANCE,
+    max_steps: int = IG_MAX_NODES,
     chunk_size: int | str = "auto",
     seed: int = 0,
 ) -> Attribution:
@@ -202,10 +209,13 @@ def integrated_gradients(
 
     ``baseline``: black, mean, blur, noise (:func:`depthscope.ops.fills.fill_image`; ``seed`` draws the noise) or
     a tensor.
-    Reports the completeness error ``|sum(attr) - (F(x) - F(b))| / |F(x) - F(b)|`` per target. Without
-    ``tolerance`` it uses ``n_steps`` nodes of ``method`` exactly as Captum does. With ``tolerance`` it starts
-    from ``n_steps`` uniform trapezoid nodes and refines adaptively (:func:`adaptive_path_integral`) up to
-    ``max_steps`` nodes (default 3x Captum's 50); the nodes used are reported as ``n_steps``.
+    Reports the completeness error ``|sum(attr) - (F(x) - F(b))| / |F(x) - F(b)|`` per target. By default (one
+    default for ``explain``, ``assess``, ``compare``, the report and the explorer) it converges: it starts from
+    ``n_steps`` uniform trapezoid nodes and refines adaptively (:func:`adaptive_path_integral`) until the
+    completeness error is at most ``tolerance`` (2 %) or ``max_steps`` nodes (3x Captum's 50) are used; the
+    nodes used are reported as ``n_steps``, and a map that missed the tolerance is warned about. With
+    ``tolerance=None`` it uses ``n_steps`` nodes of ``method`` exactly as Captum does (unconverged: 16
+    Gauss-Legendre nodes left completeness errors of 0.5 % to 600 % on the 10 NYU sample images).
     """
     if isinstance(baseline, str):
         b = fill_image(x, baseline, seed, "baseline_noise", what="baseline")
@@ -221,6 +231,11 @@ def integrated_gradients(
         method = "adaptive_trapezoid"
         attr, n_steps = adaptive_path_integral(fmodel, b, diff, delta, tolerance, n_steps, max_steps, chunk_size)
     err = completeness_error(attr, delta)
+    if tolerance is not None and bool((err > tolerance).any()):
+        worst = int(err.argmax())
+        warn(f"integrated_gradients: {int((err > tolerance).sum())} of {err.numel()} target(s) missed the "
+             f"completeness tolerance {tolerance:g} after {n_steps} nodes (worst: target {worst}, "
+             f"{float(err[worst]):.3g}); raise integrated_gradients.max_steps")  # fmt: skip
     info = {
         "n_steps": n_steps,
         "method": method,

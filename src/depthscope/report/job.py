@@ -32,9 +32,6 @@ from depthscope.report.html import (
     write_page,
 )
 
-# The figure's IG is adaptive (2 % completeness error): one image, so accuracy is worth the extra steps.
-FIGURE_OPTIONS = {"integrated_gradients": {"n_steps": 24, "tolerance": 0.02}}
-
 
 def report(
     model: DepthModel | str,
@@ -117,7 +114,7 @@ def report(
 
     t0 = time.perf_counter()
     first = data[0]
-    options = {k: v for k, v in FIGURE_OPTIONS.items() if k in config.methods}
+    options = {k: dict(v) for k, v in config.method_options.items() if k in config.methods}  # the assessment's
     attrs = explain(model, first.image, config.methods, "mean", options)
     files = save_explanation(
         out, model, first.image, attrs, "mean", first.depth, title=f"{model.name} · {first.name} · target: mean depth"
