@@ -1,6 +1,11 @@
 """Does the paper's finding hold, and under which protocol? A study of the perturbation assessment on METER.
 
-Run: python benchmarks/paper_protocol.py [--nyu-images 10] [--out runs/paper_protocol] [--draws 128]
+Run: python benchmarks/paper_protocol.py [--nyu-images 10] [--out runs/paper_protocol] [--draws 128] [--region crop]
+
+Every perturbation (curves, Infidelity's noise, the Faithfulness Estimate's sets) stays inside ``--region``:
+``crop`` (default, as ``assess``: the model's evaluation crop, Eigen on NYU, which leaves out the white frame
+METER-XXS-NYU reads its global depth from; see ``depthscope probe``) or ``full`` (the whole image, as before
+2026-12-06, when the frame dominated the least relevant pixels of saliency).
 
 For meter-xxs-nyu on the NYU sample and meter-xxs-kitti on the KITTI sample, and for 7 methods (saliency,
 adaptive IG, Attention Rollout, input x gradient, SmoothGrad, Grad-CAM, random), every map is computed once per
@@ -35,10 +40,11 @@ from scipy.stats import spearmanr, wilcoxon
 
 from depthscope.assess import af_depth_correlation, af_perturbation, perturbation_curves
 from depthscope.assess.fidelity import faithfulness_score, infidelity_score, noise_draws, subset_draws
-from depthscope.assess.perturbation import order_ranks, replacement_fill
+from depthscope.assess.perturbation import order_ranks, region_mask, replacement_fill
 from depthscope.data import find_data, open_dataset
 from depthscope.explain import explain, target_model
 from depthscope.explain.sanity import cascading_randomization
+from depthscope.metrics.evaluate import resolve_crop
 from depthscope.models import load_model
 from depthscope.output.files import write_json
 from depthscope.output.tables import format_table
@@ -52,7 +58,7 @@ METHODS = [
     "gradcam",
     "random",
 ]
-OPTIONS = {"integrated_gradients": {"n_steps": 24, "tolerance": 0.02}}
+OPTIONS: dict = {}  # every method with its defaults: IG converges to a 2 % completeness error
 REPLACEMENTS = ["mean", "black", "blur", "noise", "inpaint"]
 PATCHES = [1, 8, 16]
 FRACTIONS = [round(0.1 * i, 1) for i in range(11)]  # to 100 %; the first 6 are the "to 50 %" reading
@@ -71,11 +77,11 @@ def curve_scores(c, upto: int) -> dict[str, float]:
     return out
 
 
-def colour_shifts(x, score, replacement, patch, seed) -> dict[str, list[float]]:
+def colour_shifts(x, score, replacement, patch, seed, region=None) -> dict[str, list[float]]:
     """Per order and fraction > 0, the mean colour change the perturbation makes over the whole image (the norm of
     the mean of ``fill - x`` over all pixels, in [0, 1] units): what a model that only saw global colour would see."""
-    ranks = order_ranks(score, patch, seed)
-    n = score.numel()
+    ranks = order_ranks(score, patch, seed, region)
+    n = score.numel() if region is None else int(region.sum())
     out = {}
     rep = replacement_fill(x, replacement, seed)  # the curves' own fill
     for order, r in ranks.items():
@@ -102,12 +108,16 @@ def main() -> None:
     ap.add_argument("--out", default="runs/paper_protocol")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--figure", metavar="REPLACEMENT/PATCH", help="only draw the paper's figure for this protocol")
+    ap.add_argument("--region", choices=["crop", "full"], default="crop", help="where perturbations may fall")
+    ap.add_argument("--replacements", default=",".join(REPLACEMENTS))
+    ap.add_argument("--patches", default=",".join(map(str, PATCHES)))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     if args.figure:
-        figure(args.figure, out)
+        figure(args.figure, out, args.region)
         return
+    replacements, patches = args.replacements.split(","), [int(p) for p in args.patches.split(",")]
     t_start = time.perf_counter()
     sets = [
         ("meter-xxs-nyu", open_dataset(find_data("nyu_sample"), "nyu"), args.nyu_images),
@@ -127,24 +137,25 @@ def main() -> None:
             with torch.no_grad():
                 depth = model(x)[0, 0]
             fm = target_model(model, x, "mean")
-            nd = noise_draws(fm, x, args.draws, seed=i)
-            sd = subset_draws(fm, x, args.draws, seed=i)
+            region = region_mask(args.region, *x.shape[-2:], resolve_crop(None, ds.name, model))
+            nd = noise_draws(fm, x, args.draws, seed=i, region=region)
+            sd = subset_draws(fm, x, args.draws, seed=i, region=region)
             for m in METHODS:
                 e = extra.setdefault(model_name, {}).setdefault(m, {"infidelity": [], "fe": [], "af_depth": []})
                 e["infidelity"].append(infidelity_score(nd, attrs[m].raw).value)
                 e["fe"].append(faithfulness_score(sd, attrs[m].signed).value)
                 e["af_depth"].append(af_depth_correlation(attrs[m].magnitude[0], depth))
-            for rep, patch in itertools.product(REPLACEMENTS, PATCHES):
+            for rep, patch in itertools.product(replacements, patches):
                 proto = f"{rep}/{patch}px"
                 for m in METHODS:
                     score = attrs[m].magnitude[0]
-                    c = perturbation_curves(model, x, score, FRACTIONS, rep, patch, i, gt)
+                    c = perturbation_curves(model, x, score, FRACTIONS, rep, patch, i, gt, region=region)
                     for upto, label in ((6, "50%"), (11, "100%")):
                         for reading, v in curve_scores(c, upto).items():
                             scores.setdefault(model_name, {}).setdefault(proto, {}).setdefault(label, {}).setdefault(
                                 reading, {}
                             ).setdefault(m, []).append(v)
-                    shifts = colour_shifts(x, score, rep, patch, i)
+                    shifts = colour_shifts(x, score, rep, patch, i, region)
                     o = ood.setdefault(model_name, {}).setdefault(proto, {"shift": [], "rmse": []})
                     for order in ("morf", "lerf", "random"):
                         o["shift"] += shifts[order]
@@ -152,7 +163,7 @@ def main() -> None:
             print(f"{model_name} image {i} ({s.name}): {time.perf_counter() - t0:.0f} s", flush=True)
 
     rng = np.random.default_rng(0)
-    report: dict = {"scores": scores, "extra": extra, "ood_r2": {}, "tables": {}}
+    report: dict = {"scores": scores, "extra": extra, "ood_r2": {}, "tables": {}, "region": args.region}
     for model_name, protos in scores.items():
         rows = []
         for proto, by_upto in protos.items():
@@ -170,6 +181,7 @@ def main() -> None:
                             diff = sal - np.array(by_method[m])
                             tests[m] = float(wilcoxon(diff).pvalue) if np.any(diff != 0) else 1.0
                     ci = {m: bootstrap_ci(np.array(v), rng) for m, v in by_method.items()}
+                    std = {m: float(np.std(v)) for m, v in by_method.items()}
                     rows.append(
                         {
                             "protocol": proto,
@@ -179,12 +191,14 @@ def main() -> None:
                             "ranking": " > ".join(order),
                             **{m: f"{means[m]:+.3f} [{ci[m][0]:+.3f},{ci[m][1]:+.3f}]" for m in METHODS},
                             "saliency_vs_p": " ".join(f"{k[:4]}={v:.3f}" for k, v in tests.items()),
+                            "random_std": std["random"],  # the control's spread over images
                             "ood_r2": r2,
                         }
                     )
         report["tables"][model_name] = rows
         print(f"\n== {model_name}: mean over images [95 % bootstrap CI]; saliency's rank; Wilcoxon p (saliency vs)")
-        print(format_table(rows, ["protocol", "to", "reading", "saliency_rank", "ranking", "ood_r2"], digits=3))
+        print(format_table(rows, ["protocol", "to", "reading", "saliency_rank", "ranking", "ood_r2", "random_std"],
+                           digits=3))  # fmt: skip
         first = sorted({r["saliency_rank"] for r in rows})
         print(f"saliency ranks seen: {first}; protocols where saliency ranks first:")
         for r in rows:
@@ -236,7 +250,7 @@ def main() -> None:
     print(f"\n{report['seconds']:.0f} s; wrote {out / 'paper_protocol.json'}")
 
 
-def figure(protocol: str, out: Path) -> None:
+def figure(protocol: str, out: Path, region_spec: str = "crop") -> None:
     """The paper's figure on NYU image 0: every method's MoRF and LeRF perturbations at 10, 30, 50 % and their
     depth, under ``protocol`` (e.g. ``mean/1`` or ``inpaint/16``)."""
     from depthscope.assess import perturbed_views
@@ -247,10 +261,12 @@ def figure(protocol: str, out: Path) -> None:
     x = ds[0].image[None]
     attrs = explain(model, x, METHODS, "mean", OPTIONS, seed=0)
     fractions = (0.1, 0.3, 0.5)
-    views = {m: perturbed_views(model, x, attrs[m].magnitude[0], fractions, rep, int(patch)) for m in METHODS}
+    region = region_mask(region_spec, *x.shape[-2:], resolve_crop(None, ds.name, model))
+    views = {m: perturbed_views(model, x, attrs[m].magnitude[0], fractions, rep, int(patch), region=region)
+             for m in METHODS}  # fmt: skip
     with torch.no_grad():
         depth = model(x)[0, 0]
-    name = f"perturbations_{rep}_{patch}px.png"
+    name = f"perturbations_{rep}_{patch}px_{region_spec}.png"
     perturbation_figure(x[0], depth, views, fractions, out / name, f"meter-xxs-nyu, NYU image 0, {rep} / {patch} px")
     print(f"wrote {out / name}")
 

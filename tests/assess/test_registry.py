@@ -51,7 +51,8 @@ def test_toy_metric_runs_from_the_cli_into_results_and_summary(toy_metric, tmp_p
     argv = ["assess", "--data", str(nyu_dir), "--limit", "2", "--methods", "random", "--metrics", "top_share"]
     assert main([*argv, "--top-share-fraction", "0.25", "--out", str(out)]) == 0
     rows = read(out / "results.csv")
-    assert list(rows[0]) == ["model", "method", "image", "top_share", "top_share_pixels", "seconds_per_map", "device"]
+    assert list(rows[0]) == ["model", "method", "image", "top_share", "top_share_pixels", "seconds_per_map",
+                            "completeness_error", "device"]  # fmt: skip
     assert [r["image"] for r in rows] == ["image_0", "image_1"]
     # The random map is U(0, 1): its top 25 % (values in [0.75, 1]) hold (1 - 0.75^2) / 1 = 0.4375 of its sum, by
     # hand; with 307,200 pixels the sample is that to ~1e-3.

@@ -101,6 +101,7 @@ def noise_draws(
     chunk_size: int | str = "auto",
     symmetric: bool = DEFAULT_SYMMETRIC_INFIDELITY,
     control_variate: bool = True,
+    region: torch.Tensor | None = None,
 ) -> Draws:
     """``n`` seeded Gaussian perturbations (std ``sigma`` of the [0, 1] range, per pixel and channel) and the
     drops ``f(x) - f(x - I)`` of ``fmodel``'s first target, the perturbed images run in batches.
@@ -111,8 +112,8 @@ def noise_draws(
 
     ``control_variate``: also one backward pass for the target's gradient g, whose predicted drops ``<I, g>``
     let :func:`infidelity_terms` take the drops' linear part exactly instead of by sampling (needs a
-    differentiable ``fmodel``; an int8 model is not)."""
-    return NoiseStream(fmodel, x, sigma, seed, chunk_size, symmetric, control_variate).draw(n)
+    differentiable ``fmodel``; an int8 model is not). ``region`` (bool ``(H, W)``): noise only on its pixels."""
+    return NoiseStream(fmodel, x, sigma, seed, chunk_size, symmetric, control_variate, region).draw(n)
 
 
 class NoiseStream:
@@ -255,10 +256,11 @@ def subset_draws(
     replacement: torch.Tensor | None = None,
     seed: int = 0,
     chunk_size: int | str = "auto",
+    region: torch.Tensor | None = None,
 ) -> Draws:
     """``n`` random sets of ``patch``-sized squares covering ``subset_fraction`` of the image, replaced by
     ``replacement`` (default: the image mean), and the drops of ``fmodel``'s first target."""
-    return SubsetStream(fmodel, x, subset_fraction, patch, replacement, seed, chunk_size).draw(n)
+    return SubsetStream(fmodel, x, subset_fraction, patch, replacement, seed, chunk_size, region).draw(n)
 
 
 class SubsetStream:
