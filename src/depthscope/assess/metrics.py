@@ -37,6 +37,7 @@ from depthscope.assess.registry import AssessmentMetric, Column, ImageContext, r
 from depthscope.errors import InputError
 from depthscope.explain.attribution import Attribution
 from depthscope.ops.fills import REPLACEMENTS
+from depthscope.seeding import generator
 
 
 def estimate_columns(
@@ -225,6 +226,76 @@ class PerturbationCurves(AssessmentMetric):
             **{f"{o}_curve": json.dumps([round(v, 6) for v in curves.rmse[o]]) for o in ORDERS},
             "fractions": json.dumps(curves.fractions),
         }
+
+
+def shuffle_blocks(score: torch.Tensor, block: int, seed: int) -> torch.Tensor:
+    """``score`` ``(H, W)`` with its whole ``block`` x ``block`` tiles moved to random places (seeded; the partial
+    tiles at the right and bottom edges stay): the same values and the same structure inside every tile, no
+    relation to where things are in the image. The structure-matched control of a map.
+
+    Example:
+        >>> s = torch.arange(16.0).view(4, 4)
+        >>> t = shuffle_blocks(s, 2, seed=0)
+        >>> sorted(t.flatten().tolist()) == sorted(s.flatten().tolist()), t[:2, :2].tolist() in (
+        ...     [[0.0, 1.0], [4.0, 5.0]], [[2.0, 3.0], [6.0, 7.0]], [[8.0, 9.0], [12.0, 13.0]], [[10.0, 11.0], [14.0, 15.0]])
+        (True, True)
+    """
+    h, w = score.shape
+    gh, gw = h // block, w // block
+    if gh * gw < 2:
+        raise InputError(f"matched_control_block {block} leaves fewer than 2 whole tiles in a {h}x{w} map")
+    tiles = (
+        score[: gh * block, : gw * block].reshape(gh, block, gw, block).permute(0, 2, 1, 3).reshape(-1, block, block)
+    )
+    order = torch.randperm(gh * gw, generator=generator(seed, "matched_control")).to(score.device)
+    moved = tiles[order].reshape(gh, gw, block, block).permute(0, 2, 1, 3).reshape(gh * block, gw * block)
+    out = score.clone()
+    out[: gh * block, : gw * block] = moved
+    return out
+
+
+@dataclass(frozen=True)
+class MatchedControlConfig(CurvesConfig):
+    block: int = field(default=32, metadata={"help": "side of the map's tiles that are shuffled, in pixels"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.block < 1:
+            raise InputError(f"matched_control_block must be >= 1 pixel, got {self.block}")
+
+
+@register_metric
+class MatchedControl(AssessmentMetric):
+    """The structure-matched control of every map: ``af_perturbation`` of the map with its 32-px tiles shuffled
+    (same values and local structure, random place), under the curves' protocol and region. An i.i.d. random map
+    has no spatial structure, so its curves differ from any real map's in how fragmented the perturbed set is;
+    a map should beat its own shuffled tiles, not only noise."""
+
+    name = "matched_control"
+    headline = "af_matched"
+    category = "fidelity"
+    higher_is_better = None  # a reference for af_perturbation, not a score of the map
+    Config = MatchedControlConfig
+    columns = (
+        Column(
+            "af_matched",
+            higher_is_better=None,
+            description="af_perturbation of the map's own tiles shuffled (the structure-matched control): what the "
+            "map's value distribution and local structure score without its placement; compare with "
+            "af_perturbation",
+        ),
+    )
+
+    def passes(self, differentiable: bool = True, row: Mapping[str, Any] | None = None) -> dict[str, tuple[int, int]]:
+        moved = sum(1 for f in self.config.fractions if f > 0)
+        return {"scores": (1 + len(ORDERS) * moved, 0)}
+
+    def score(self, ctx: ImageContext, attribution: Attribution) -> dict[str, Any]:
+        c = self.config
+        control = shuffle_blocks(attribution.magnitude[0], c.block, ctx.seed)
+        curves = perturbation_curves(ctx.model, ctx.x, control, c.fractions, c.replacement, c.patch, ctx.seed, None,
+                                     ctx.chunk_size, ctx.region)  # fmt: skip
+        return {"af_matched": af_perturbation(curves.rmse["morf"], curves.rmse["lerf"])}
 
 
 @register_metric

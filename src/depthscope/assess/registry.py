@@ -86,7 +86,7 @@ class AssessmentMetric:
     name: ClassVar[str]
     headline: ClassVar[str | None] = None  # the column whose direction is ``higher_is_better``; default: name
     category: ClassVar[str]
-    higher_is_better: ClassVar[bool]
+    higher_is_better: ClassVar[bool | None]  # None: a reference or control, not a score with a direction
     columns: ClassVar[tuple[Column, ...]]
     Config: ClassVar[type] = NoOptions
 

@@ -68,8 +68,8 @@ def add_assess_config_args(p: argparse.ArgumentParser) -> None:
     option_arg(p, "method or metric")
     for name in METRICS.names():
         cls = METRICS.get(name)
-        group = p.add_argument_group(f"metric {name} ({cls.category}; {'higher' if cls.higher_is_better else 'lower'} "
-                                     "is better)")  # fmt: skip
+        better = {True: "higher is better", False: "lower is better", None: "a reference, no direction"}
+        group = p.add_argument_group(f"metric {name} ({cls.category}; {better[cls.higher_is_better]})")
         add_config_args(group, cls.Config, prefix=f"{name}_")
 
 
