@@ -89,6 +89,7 @@ def test_builtin_metrics_declare_direction_and_category():
         "curves": ("fidelity", True),
         "faithfulness_estimate": ("faithfulness", True),
         "infidelity": ("faithfulness", False),
+        "matched_control": ("fidelity", None),  # a reference for af_perturbation, no direction of its own
     }
 
 

@@ -164,13 +164,18 @@ class CurvesConfig:
     )
 
     def __post_init__(self) -> None:
-        f = self.fractions
-        if len(f) < 2 or f[0] != 0 or any(not 0 < b <= 1 for b in f[1:]) or list(f) != sorted(set(f)):
-            raise InputError(f"curves_fractions must rise from 0 to at most 1 (e.g. 0,0.1,0.2), got {list(f)}")
-        if self.replacement not in REPLACEMENTS:
-            raise InputError(f"unknown replacement {self.replacement!r}; valid replacements: {', '.join(REPLACEMENTS)}")
-        if self.patch < 1:
-            raise InputError(f"curves_patch must be >= 1 pixel, got {self.patch}")
+        check_curve_protocol("curves", self.fractions, self.replacement, self.patch)
+
+
+def check_curve_protocol(owner: str, fractions: tuple[float, ...], replacement: str, patch: int) -> None:
+    """One clear error for a perturbation protocol that cannot run (``owner`` names the metric's options)."""
+    f = fractions
+    if len(f) < 2 or f[0] != 0 or any(not 0 < b <= 1 for b in f[1:]) or list(f) != sorted(set(f)):
+        raise InputError(f"{owner}_fractions must rise from 0 to at most 1 (e.g. 0,0.1,0.2), got {list(f)}")
+    if replacement not in REPLACEMENTS:
+        raise InputError(f"unknown replacement {replacement!r}; valid replacements: {', '.join(REPLACEMENTS)}")
+    if patch < 1:
+        raise InputError(f"{owner}_patch must be >= 1 pixel, got {patch}")
 
 
 @register_metric
@@ -255,11 +260,14 @@ def shuffle_blocks(score: torch.Tensor, block: int, seed: int) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class MatchedControlConfig(CurvesConfig):
+class MatchedControlConfig:
+    fractions: tuple[float, ...] = field(default=DEFAULT_FRACTIONS, metadata={"help": "as the curves' (the protocol)"})
+    replacement: str = field(default="mean", metadata={"help": "as the curves' (the protocol sets both)"})
+    patch: int = field(default=1, metadata={"help": "as the curves' (the protocol sets both)"})
     block: int = field(default=32, metadata={"help": "side of the map's tiles that are shuffled, in pixels"})
 
     def __post_init__(self) -> None:
-        super().__post_init__()
+        check_curve_protocol("matched_control", self.fractions, self.replacement, self.patch)
         if self.block < 1:
             raise InputError(f"matched_control_block must be >= 1 pixel, got {self.block}")
 
