@@ -86,10 +86,12 @@ def test_builtin_metrics_declare_direction_and_category():
     declared = {n: (METRICS.get(n).category, METRICS.get(n).higher_is_better) for n in METRICS.names()}
     assert declared == {
         "af_depth_correlation": ("fidelity", True),
+        "complexity": ("complexity", False),
         "curves": ("fidelity", True),
         "faithfulness_estimate": ("faithfulness", True),
         "infidelity": ("faithfulness", False),
         "matched_control": ("fidelity", None),  # a reference for af_perturbation, no direction of its own
+        "sparseness": ("complexity", True),
     }
 
 

@@ -1,6 +1,7 @@
 """Assessing attribution maps: perturbation curves, Attribution Fidelity, Infidelity, the Faithfulness Estimate
 (each a registered metric, ``METRICS``), and resumable dataset runs configured by one ``AssessConfig``."""
 
+from depthscope.assess import complexity as _complexity  # noqa: F401  (registers sparseness and complexity)
 from depthscope.assess import metrics as _builtin  # noqa: F401  (registers the built-in metrics)
 from depthscope.assess.config import AssessConfig
 from depthscope.assess.fidelity import (
