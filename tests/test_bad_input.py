@@ -176,9 +176,9 @@ def test_implausible_ground_truth_names_the_scale_that_fits(tmp_path, nyu_dir, c
     assert rc == 2
     one_line_error(err, "depth_0.png: median valid depth", "implausible for nyu ground truth", "--depth-scale 1 would")
     rc, err = cli(capsys, "evaluate", "--data", nyu_dir, "--depth-scale", "0")
-    one_line_error(err, "--depth-scale must be a number > 0")
+    one_line_error(err, "--depth-scale must be a number from 1e-6 to 1e9")
     rc, err = cli(capsys, "evaluate", "--data", nyu_dir, "--depth-scale", "-1000")
-    one_line_error(err, "--depth-scale must be a number > 0")
+    one_line_error(err, "--depth-scale must be a number from 1e-6 to 1e9")
 
 
 def test_other_models_published_weights_and_nan_weights_are_refused(tmp_path, capsys):

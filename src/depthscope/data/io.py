@@ -60,10 +60,12 @@ def read_image(path: str | os.PathLike) -> torch.Tensor:
 
 
 def check_depth_scale(depth_scale: float) -> float:
-    """``depth_scale`` if it is a usable divisor (finite, > 0), else one error naming the option."""
-    if not (isinstance(depth_scale, int | float) and np.isfinite(depth_scale) and depth_scale > 0):
+    """``depth_scale`` if it is a usable divisor (1e-6 to 1e9: float32 depths stay finite), else one error naming
+    the option."""
+    if not (isinstance(depth_scale, int | float) and np.isfinite(depth_scale) and 1e-6 <= depth_scale <= 1e9):
         raise InputError(
-            f"--depth-scale must be a number > 0 (integer depth value / scale = metres), got {depth_scale}"
+            f"--depth-scale must be a number from 1e-6 to 1e9 (integer depth value / scale = metres; NYU 1000, "
+            f"KITTI 256), got {depth_scale}"
         )
     return float(depth_scale)
 
