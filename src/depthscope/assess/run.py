@@ -369,16 +369,16 @@ def _assess(
         )
 
     first = runner_of(models[0])  # the data it opens is what the folder records
-    try:
+    settings = config.settings()
+    columns = [*KEY_COLUMNS, *(c.name for c in config.columns()), *(c.name for c in RUN_COLUMNS)]
+    try:  # a refused folder closes the runner (Ray workers) before the error leaves
         claim_folder(out, first.identity, force_new)
+        chunks, recorded = resume_settings(out / "settings.json", settings)
+        sink = CsvAppender(out / "results.csv", columns)
     except BaseException:
         first.close()
         raise
-    shortcuts = []
-    settings = config.settings()
-    chunks, recorded = resume_settings(out / "settings.json", settings)
-    columns = [*KEY_COLUMNS, *(c.name for c in config.columns()), *(c.name for c in RUN_COLUMNS)]
-    sink = CsvAppender(out / "results.csv", columns)
+    shortcuts: list[str] = []
     done = {(r["model"], r["method"], r["image"]) for r in sink.rows}
     methods = config.methods
     # An adaptive metric's draws stop when all of an image's maps are resolved: an unfinished image is then

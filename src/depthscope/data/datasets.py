@@ -71,8 +71,8 @@ class DepthDataset(Sequence[Sample]):
     def identity(self) -> dict[str, Any]:
         """Which data this is (:func:`~depthscope.data.identity.data_identity`): a run folder records it so that a
         rerun with other data is refused. This default knows only the keys; readers of files add their sizes."""
-        return data_identity(getattr(self, "root", type(self).__name__), ((self.key(i), ()) for i in range(len(self))),
-                             self.name)  # fmt: skip
+        return data_identity(getattr(self, "root", f"<{type(self).__name__}>"),
+                             ((self.key(i), ()) for i in range(len(self))), self.name)  # fmt: skip
 
     def __iter__(self) -> Iterator[Sample]:
         for i in range(len(self)):

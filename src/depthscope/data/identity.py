@@ -47,4 +47,5 @@ def data_identity(root: str | os.PathLike, entries: Iterable[tuple[str, Sequence
     for key, files in entries:
         h.update(("\t".join([key, *(str(_size(f)) for f in files)]) + "\n").encode())
         n += 1
-    return {"root": os.path.abspath(Path(root)), "kind": kind, "files": n, "fingerprint": h.hexdigest()}
+    where = str(root) if str(root).startswith("<") else os.path.abspath(Path(root))  # "<MyDataset>": no file
+    return {"root": where, "kind": kind, "files": n, "fingerprint": h.hexdigest()}
