@@ -161,7 +161,8 @@ def report(
         body,
         [*base, "assess", *common, *data_opts, "--limit", str(limit), *config.cli_args(), "--out", str(out / "assess")],
         time.perf_counter() - t0,
-        [f"Protocol {config.protocol!r}; image i uses seed {config.seed} + i."],
+        [f"Protocol {config.protocol!r}, perturbations inside the region {config.perturb_region!r} (crop: the model's "
+         f"evaluation crop); image i uses seed {config.seed} + i."],
     ))  # fmt: skip
     banners = random_weights_banner(model.name, weights)
     settings = {"model": model.name, "weights": weights, "dataset": data.name, "evaluate": result.settings,
