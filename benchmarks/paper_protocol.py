@@ -20,7 +20,9 @@ and reading it prints each method's mean over images with a 95 % bootstrap CI, t
 signed-rank tests of saliency against every other method (NYU: 10 images). It also measures how much of the depth
 change is explained by colour alone: R^2 of the RMSE of each perturbed prediction against the mean colour shift
 the perturbation makes (over all orders, fractions, maps), i.e. how far the protocol leaves the image
-distribution instead of testing which pixels matter. Infidelity (control variate, ``--draws``) and the
+distribution instead of testing which pixels matter; and likewise by fragmentation alone (``frag_r2``: R^2 against
+the boundary length / area of the perturbed set, which is high for i.i.d. random orders and low for whole
+patches). Infidelity (control variate, ``--draws``) and the
 Faithfulness Estimate on the same maps, af_depth_correlation, and the cascading-randomisation sanity check on NYU
 image 0 are reported beside, and a figure like the paper's (image 0: MoRF/LeRF-perturbed images and their depth)
 is written for the recommended protocol.
@@ -156,20 +158,24 @@ def main() -> None:
                                 reading, {}
                             ).setdefault(m, []).append(v)
                     shifts = colour_shifts(x, score, rep, patch, i, region)
-                    o = ood.setdefault(model_name, {}).setdefault(proto, {"shift": [], "rmse": []})
+                    o = ood.setdefault(model_name, {}).setdefault(proto, {"shift": [], "rmse": [], "frag": []})
                     for order in ("morf", "lerf", "random"):
                         o["shift"] += shifts[order]
                         o["rmse"] += c.rmse[order][1:]
+                        o["frag"] += c.fragmentation[order][1:]
             print(f"{model_name} image {i} ({s.name}): {time.perf_counter() - t0:.0f} s", flush=True)
 
     rng = np.random.default_rng(0)
-    report: dict = {"scores": scores, "extra": extra, "ood_r2": {}, "tables": {}, "region": args.region}
+    report: dict = {"scores": scores, "extra": extra, "ood_r2": {}, "frag_r2": {}, "tables": {}, "region": args.region}
     for model_name, protos in scores.items():
         rows = []
         for proto, by_upto in protos.items():
             sh, d = np.array(ood[model_name][proto]["shift"]), np.array(ood[model_name][proto]["rmse"])
             r2 = float(np.corrcoef(sh, d)[0, 1] ** 2) if sh.std() > 0 and d.std() > 0 else float("nan")
             report["ood_r2"].setdefault(model_name, {})[proto] = r2
+            fr = np.array(ood[model_name][proto]["frag"])  # how fragmented each perturbed set is (boundary / area)
+            r2_frag = float(np.corrcoef(fr, d)[0, 1] ** 2) if fr.std() > 0 and d.std() > 0 else float("nan")
+            report["frag_r2"].setdefault(model_name, {})[proto] = r2_frag
             for label, by_reading in by_upto.items():
                 for reading, by_method in by_reading.items():
                     means = {m: float(np.mean(v)) for m, v in by_method.items()}
@@ -193,12 +199,13 @@ def main() -> None:
                             "saliency_vs_p": " ".join(f"{k[:4]}={v:.3f}" for k, v in tests.items()),
                             "random_std": std["random"],  # the control's spread over images
                             "ood_r2": r2,
+                            "frag_r2": r2_frag,
                         }
                     )
         report["tables"][model_name] = rows
         print(f"\n== {model_name}: mean over images [95 % bootstrap CI]; saliency's rank; Wilcoxon p (saliency vs)")
-        print(format_table(rows, ["protocol", "to", "reading", "saliency_rank", "ranking", "ood_r2", "random_std"],
-                           digits=3))  # fmt: skip
+        print(format_table(rows, ["protocol", "to", "reading", "saliency_rank", "ranking", "ood_r2", "frag_r2",
+                                  "random_std"], digits=3))  # fmt: skip
         first = sorted({r["saliency_rank"] for r in rows})
         print(f"saliency ranks seen: {first}; protocols where saliency ranks first:")
         for r in rows:

@@ -104,3 +104,20 @@ def test_an_inverted_map_scores_the_negative_of_the_map_and_random_scores_near_z
     b = perturbation_curves(meter_nyu, x, smooth.max() - smooth, replacement="blur", patch=8, region=crop, chunk_size=8)
     af_a, af_b = af_perturbation(a.rmse["morf"], a.rmse["lerf"]), af_perturbation(b.rmse["morf"], b.rmse["lerf"])
     assert af_b == pytest.approx(-af_a, abs=1e-6) and not math.isclose(af_a, 0, abs_tol=1e-3)
+
+
+def test_fragmentation_of_the_perturbed_sets_by_hand():
+    from depthscope.assess.perturbation import fragmentation, rank_map
+
+    r = torch.full((32, 32), float("inf"))
+    r[8:16, 8:16] = 0  # one 8x8 patch inside the image: 32 boundary edges / 64 pixels
+    r[0, 0] = 0  # one isolated pixel in the corner: 2 inner edges
+    assert fragmentation(r, [0.0, 0.01, 1.0]) == pytest.approx([0.0, 34 / 65, 34 / 65])
+    checker = (torch.arange(32)[:, None] + torch.arange(32)[None]) % 2  # isolated pixels: 4 edges each inside
+    ranks = rank_map(checker.float())  # the 512 ones first
+    # the ones: 450 interior pixels with 4 neighbours, 60 on the border with 3, 2 corners with 2; all neighbours zero
+    assert fragmentation(ranks, [0.5])[0] == pytest.approx((450 * 4 + 60 * 3 + 2 * 2) / 512, rel=1e-9)
+    # patches make less fragmented sets than pixels: the curves record it per order and fraction
+    score = torch.rand(64, 64, generator=torch.Generator().manual_seed(0))
+    pix, patch = fragmentation(rank_map(score), [0.1])[0], fragmentation(rank_map(score, 8), [0.1])[0]
+    assert patch < 0.5 < pix

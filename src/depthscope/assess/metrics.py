@@ -211,6 +211,15 @@ class PerturbationCurves(AssessmentMetric):
         ),
         Column("random_auc", unit="m", description="area under the random-order curve: the map-free reference"),
         *(Column(f"{o}_curve", summarised=False, unit="m") for o in ORDERS),
+        *(
+            Column(
+                f"{o}_fragmentation",
+                summarised=False,
+                description=f"per fraction, the boundary length / area "
+                f"of the {o} order's perturbed set (pixels; 0.5 for one 8x8 patch, 4 for isolated pixels)",
+            )
+            for o in ORDERS
+        ),
         Column("fractions", summarised=False),
     )
 
@@ -229,6 +238,7 @@ class PerturbationCurves(AssessmentMetric):
             "af_perturbation": af,
             **{f"{o}_auc": curves.auc(o) for o in ORDERS},
             **{f"{o}_curve": json.dumps([round(v, 6) for v in curves.rmse[o]]) for o in ORDERS},
+            **{f"{o}_fragmentation": json.dumps([round(v, 4) for v in curves.fragmentation[o]]) for o in ORDERS},
             "fractions": json.dumps(curves.fractions),
         }
 
