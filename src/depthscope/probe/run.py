@@ -23,7 +23,7 @@ from depthscope.data.datasets import DepthDataset, check_limit, open_dataset
 from depthscope.errors import InputError, warn
 from depthscope.models import DepthModel, load_model
 from depthscope.ops.batching import predict_chunks
-from depthscope.output.files import CsvAppender, RunLock, claim_folder, write_csv, write_json
+from depthscope.output.files import DATA_RECORD, CsvAppender, RunLock, write_csv, write_json
 from depthscope.probe.registry import PROBES, Probe
 
 DEFAULT_THRESHOLD = 0.2  # a probe that moves the mean depth by more than 20 % is reported as a shortcut
@@ -177,8 +177,10 @@ def probe(
     result = ProbeResult(model.name)
     with RunLock(out) if out is not None else contextlib.nullcontext():
         sink = None
-        if out is not None:
-            claim_folder(out, ds.identity(), force_new=True)  # a fresh run each time: the old one moves aside
+        if out is not None:  # a fresh run each time (seconds of work): the last run's files go first
+            for stale in ("per_image.csv", "summary.csv", "probe.json"):
+                (Path(out) / stale).unlink(missing_ok=True)
+            write_json(Path(out) / DATA_RECORD, ds.identity())
             sink = CsvAppender(Path(out) / "per_image.csv", COLUMNS)
         for i in tqdm(range(n), desc=f"probe {model.name}", disable=not progress):
             sample = ds[i]
