@@ -54,6 +54,24 @@ def test_a_checkpoint_is_loaded_only_from_the_models_dir(meter_nyu, nyu_dir, tmp
     assert inside.compare_with(str(int8_checkpoint)) == ["meter-xxs-nyu", "meter-xxs-nyu+int8"]
 
 
+def test_a_page_never_makes_the_server_download_a_checkpoint(meter_nyu, tmp_path, monkeypatch):
+    from depthscope.errors import InputError
+    from depthscope.models import weights
+    from depthscope.view import Explorer
+
+    ex = Explorer([meter_nyu])
+    monkeypatch.setenv("DEPTHSCOPE_WEIGHTS", str(tmp_path))  # nothing here, nothing cached
+    monkeypatch.setenv("DEPTHSCOPE_CACHE", str(tmp_path / "cache"))
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("the page made the server download a checkpoint")
+
+    monkeypatch.setattr(weights, "_download", no_download)
+    with pytest.raises(InputError, match="meter-xxs-kitti: its checkpoint is not on this machine"):
+        ex.compare_with("meter-xxs-kitti")
+    assert list(ex.by_name) == ["meter-xxs-nyu"]
+
+
 def test_auth_is_asked_and_a_public_host_is_warned_about(meter_nyu, capsys):
     from gradio_client.exceptions import AppError  # noqa: F401  (the client's own errors module exists)
 

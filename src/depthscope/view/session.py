@@ -346,10 +346,21 @@ def page_model(text: str, models_dir: Sequence[str | os.PathLike] | None = None,
         Traceback (most recent call last):
         depthscope.errors.InputError: the explorer loads only registered models (...) or optimised .safetensors ...
     """
-    from depthscope.models import list_models
+    from depthscope.errors import CheckpointError
+    from depthscope.models import list_models, model_config
+    from depthscope.models.weights import resolve_weights
 
     text = text.strip()
     if text in list_models():
+        source = model_config(text).weights
+        if source is not None:
+            try:  # on this machine already: a page never makes the server download a checkpoint
+                resolve_weights(source, download=False)
+            except CheckpointError:
+                raise InputError(
+                    f"{text}: its checkpoint is not on this machine, and the explorer never downloads "
+                    f"one for a page; start it with --model {text} to fetch it first"
+                ) from None
         return load_model(text, device=device)
     dirs = [Path(d).resolve() for d in (models_dir or [os.getcwd()])]
     where = ", ".join(str(d) for d in dirs)
