@@ -7,7 +7,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from depthscope.ops.fills import gaussian_blur
+from depthscope.ops.fills import fill_image
 from depthscope.probe.registry import register_probe
 
 FRAME_WIDTHS = (4, 8, 16)  # pixels
@@ -32,15 +32,13 @@ def fill_ring(x: torch.Tensor, width: int, mode: str) -> torch.Tensor:
         (0.0, True)
     """
     h, w = x.shape[-2:]
-    if mode == "blur":
-        fill = gaussian_blur(x, sigma=float(width))
-    elif mode == "mean":
-        fill = x.mean(dim=(-2, -1), keepdim=True).expand_as(x)
+    if mode in ("blur", "mean", "black"):  # the fills perturbation curves and IG baselines use
+        fill = fill_image(x, mode, blur_sigma=float(width))
     elif mode == "replicate":
         inner = x[..., width : h - width, width : w - width]
         fill = F.pad(inner, (width, width, width, width), mode="replicate")
-    elif mode in ("black", "white"):
-        fill = torch.full_like(x, 0.0 if mode == "black" else 1.0)
+    elif mode == "white":
+        fill = torch.ones_like(x)
     else:
         raise ValueError(f"unknown ring fill {mode!r}")
     return torch.where(ring_mask(h, w, width, x.device), fill, x)

@@ -26,7 +26,8 @@ class Probe:
 
     Attributes:
         name: registry name (``--probes NAME``).
-        description: what it does, as a phrase that reads after the model's name ("blurs the outer 8-px frame").
+        description: what it does, as a phrase that reads before "changes the mean depth by ..." in a warning
+            ("blurring the outer 8-px frame").
         kind: one of :data:`KINDS`.
         edit: the edit of a batch of images ``(B, 3, H, W)`` in [0, 1].
         undo: for edits that move pixels (a mirror), the inverse on depth maps ``(B, H, W)`` so the RMSE compares
@@ -48,7 +49,7 @@ def register_probe(name: str, description: str, kind: str, undo: Callable[[torch
     """Decorator: register the decorated edit as probe ``name``.
 
     Example:
-        >>> @register_probe("doc_darken", "darkens the image by half", "photometric")
+        >>> @register_probe("doc_darken", "darkening the image by half", "photometric")
         ... def darken(x):
         ...     return x * 0.5
         >>> PROBES.get("doc_darken").kind
