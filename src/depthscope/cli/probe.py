@@ -40,17 +40,13 @@ class Probe(Command):
 
     def run(self, args: argparse.Namespace) -> int:
         from depthscope.output.tables import format_table
-        from depthscope.probe import probe
+        from depthscope.probe import display_probes, probe
 
         model = load(args, args.model)
         data = open_data(args, model.info.eval.dataset)
         res = probe(model, data, args.probes, args.limit, args.out, progress=True, threshold=args.threshold)
-        shown = [{"probe": r["probe"], "kind": r["kind"], "n": r["n_images"],
-                  "mean depth change": f"{100 * r['mean_depth_change_mean']:+.1f} % ± "
-                                       f"{100 * r['mean_depth_change_std']:.1f}",
-                  "RMSE (m)": f"{r['depth_rmse_m_mean']:.3f} ± {r['depth_rmse_m_std']:.3f}"}
-                 for r in res.summary]  # fmt: skip
-        print(format_table(shown))
+        shown = display_probes(res.summary)
+        print(format_table(shown, [c for c in (shown[0] if shown else {}) if c != "edit"]))
         print(f"wrote {Path(args.out) / 'per_image.csv'}, summary.csv and probe.json")
         from depthscope.report.html import esc, plain_table
 

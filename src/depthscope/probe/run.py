@@ -103,6 +103,15 @@ def summarize_probes(rows: Sequence[dict[str, Any]], probes: Sequence[Probe]) ->
     return out
 
 
+def display_probes(summary: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Summary rows for reading (the CLI's table and the report's): probe, kind, n, the mean depth change in
+    percent and the depth RMSE in metres as ``mean ± std``, and what the probe edits."""
+    return [{"probe": r["probe"], "kind": r["kind"], "n": r["n_images"],
+             "mean depth change (%)": f"{100 * r['mean_depth_change_mean']:+.1f} ± {100 * r['mean_depth_change_std']:.1f}",
+             "depth RMSE (m)": f"{r['depth_rmse_m_mean']:.3f} ± {r['depth_rmse_m_std']:.3f}", "edit": r["description"]}
+            for r in summary]  # fmt: skip
+
+
 def shortcut_warnings(model: str, summary: Sequence[dict[str, Any]], threshold: float = DEFAULT_THRESHOLD) -> list[str]:
     """One line per kind of probe whose strongest probe moves the mean depth by more than ``threshold`` (relative),
     e.g. "meter-xxs-nyu: blurring the outer 8-px frame changes the mean depth by +90 %: the model uses the image

@@ -19,7 +19,7 @@ from depthscope.metrics.evaluate import evaluate
 from depthscope.models import DepthModel, load_model
 from depthscope.output.figures import gallery_figure
 from depthscope.output.tables import format_table
-from depthscope.probe import probe
+from depthscope.probe import display_probes, probe
 from depthscope.report.html import (
     Section,
     accuracy_table,
@@ -134,13 +134,9 @@ def report(
 
     t0 = time.perf_counter()
     probed = probe(model, data, limit=limit, out=out / "probe")
-    rows = [{"probe": r["probe"], "kind": r["kind"], "n": r["n_images"],
-             "mean depth change (%)": f"{100 * r['mean_depth_change_mean']:+.1f} ± {100 * r['mean_depth_change_std']:.1f}",
-             "depth RMSE (m)": f"{r['depth_rmse_m_mean']:.3f} ± {r['depth_rmse_m_std']:.3f}", "edit": r["description"]}
-            for r in probed.summary]  # fmt: skip
     sections.append(Section(
         f"What the model reads: shortcut probes ({limit} images)",
-        "".join(f"<p class='warn'>⚠ {esc(w)}</p>" for w in probed.warnings) + plain_table(rows),
+        "".join(f"<p class='warn'>⚠ {esc(w)}</p>" for w in probed.warnings) + plain_table(display_probes(probed.summary)),
         [*base, "probe", *common, *data_opts, "--limit", str(limit), "--out", str(out / "probe")],
         time.perf_counter() - t0,
         ["Each probe edits every image and measures the relative change of the mean predicted depth and the RMSE "
