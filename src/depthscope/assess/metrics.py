@@ -32,7 +32,7 @@ from depthscope.assess.fidelity import (
     sequential_draws,
     subset_sums,
 )
-from depthscope.assess.perturbation import DEFAULT_FRACTIONS, ORDERS, perturbation_curves
+from depthscope.assess.perturbation import DEFAULT_FRACTIONS, ORDERS, Curves, perturbation_curves
 from depthscope.assess.registry import AssessmentMetric, Column, ImageContext, register_metric
 from depthscope.errors import InputError
 from depthscope.explain.attribution import Attribution
@@ -178,8 +178,23 @@ def check_curve_protocol(owner: str, fractions: tuple[float, ...], replacement: 
         raise InputError(f"{owner}_patch must be >= 1 pixel, got {patch}")
 
 
+class CurveMetric(AssessmentMetric):
+    """A metric scored on perturbation curves under its config's protocol (``fractions``, ``replacement``,
+    ``patch``) and the image's perturbation region: one unperturbed forward and one per order and fraction > 0."""
+
+    def passes(self, differentiable: bool = True, row: Mapping[str, Any] | None = None) -> dict[str, tuple[int, int]]:
+        moved = sum(1 for f in self.config.fractions if f > 0)
+        return {"scores": (1 + len(ORDERS) * moved, 0)}  # the unperturbed image, then every order x fraction
+
+    def curves(self, ctx: ImageContext, score: torch.Tensor, gt: torch.Tensor | None = None) -> Curves:
+        """The curves of relevance ``score`` ``(H, W)`` on the image of ``ctx``."""
+        c = self.config
+        return perturbation_curves(ctx.model, ctx.x, score, c.fractions, c.replacement, c.patch, ctx.seed, gt,
+                                   ctx.chunk_size, ctx.region)  # fmt: skip
+
+
 @register_metric
-class PerturbationCurves(AssessmentMetric):
+class PerturbationCurves(CurveMetric):
     """MoRF / LeRF / random perturbation curves (RMSE in metres between the original and the perturbed
     prediction) and their reading as Attribution Fidelity, ``af_perturbation`` in [-1, 1]."""
 
@@ -223,16 +238,8 @@ class PerturbationCurves(AssessmentMetric):
         Column("fractions", summarised=False),
     )
 
-    def passes(self, differentiable: bool = True, row: Mapping[str, Any] | None = None) -> dict[str, tuple[int, int]]:
-        moved = sum(1 for f in self.config.fractions if f > 0)
-        return {"scores": (1 + len(ORDERS) * moved, 0)}  # the unperturbed image, then every order x fraction
-
     def score(self, ctx: ImageContext, attribution: Attribution) -> dict[str, Any]:
-        c = self.config
-        curves = perturbation_curves(
-            ctx.model, ctx.x, attribution.magnitude[0], c.fractions, c.replacement, c.patch, ctx.seed, ctx.gt,
-            ctx.chunk_size, ctx.region,
-        )  # fmt: skip
+        curves = self.curves(ctx, attribution.magnitude[0], ctx.gt)
         af = af_perturbation(curves.rmse["morf"], curves.rmse["lerf"])
         return {
             "af_perturbation": af,
@@ -283,7 +290,7 @@ class MatchedControlConfig:
 
 
 @register_metric
-class MatchedControl(AssessmentMetric):
+class MatchedControl(CurveMetric):
     """The structure-matched control of every map: ``af_perturbation`` of the map with its 32-px tiles shuffled
     (same values and local structure, random place), under the curves' protocol and region. An i.i.d. random map
     has no spatial structure, so its curves differ from any real map's in how fragmented the perturbed set is;
@@ -304,15 +311,8 @@ class MatchedControl(AssessmentMetric):
         ),
     )
 
-    def passes(self, differentiable: bool = True, row: Mapping[str, Any] | None = None) -> dict[str, tuple[int, int]]:
-        moved = sum(1 for f in self.config.fractions if f > 0)
-        return {"scores": (1 + len(ORDERS) * moved, 0)}
-
     def score(self, ctx: ImageContext, attribution: Attribution) -> dict[str, Any]:
-        c = self.config
-        control = shuffle_blocks(attribution.magnitude[0], c.block, ctx.seed)
-        curves = perturbation_curves(ctx.model, ctx.x, control, c.fractions, c.replacement, c.patch, ctx.seed, None,
-                                     ctx.chunk_size, ctx.region)  # fmt: skip
+        curves = self.curves(ctx, shuffle_blocks(attribution.magnitude[0], self.config.block, ctx.seed))
         return {"af_matched": af_perturbation(curves.rmse["morf"], curves.rmse["lerf"])}
 
 
