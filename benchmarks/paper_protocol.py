@@ -42,11 +42,10 @@ from scipy.stats import spearmanr, wilcoxon
 
 from depthscope.assess import af_depth_correlation, af_perturbation, perturbation_curves
 from depthscope.assess.fidelity import faithfulness_score, infidelity_score, noise_draws, subset_draws
-from depthscope.assess.perturbation import order_ranks, region_mask, replacement_fill
+from depthscope.assess.perturbation import model_region, order_ranks, replacement_fill
 from depthscope.data import find_data, open_dataset
 from depthscope.explain import explain, target_model
 from depthscope.explain.sanity import cascading_randomization
-from depthscope.metrics.evaluate import resolve_crop
 from depthscope.models import load_model
 from depthscope.output.files import write_json
 from depthscope.output.tables import format_table
@@ -139,7 +138,7 @@ def main() -> None:
             with torch.no_grad():
                 depth = model(x)[0, 0]
             fm = target_model(model, x, "mean")
-            region = region_mask(args.region, *x.shape[-2:], resolve_crop(None, ds.name, model))
+            region = model_region(args.region, model, *x.shape[-2:])
             nd = noise_draws(fm, x, args.draws, seed=i, region=region)
             sd = subset_draws(fm, x, args.draws, seed=i, region=region)
             for m in METHODS:
@@ -268,7 +267,7 @@ def figure(protocol: str, out: Path, region_spec: str = "crop") -> None:
     x = ds[0].image[None]
     attrs = explain(model, x, METHODS, "mean", OPTIONS, seed=0)
     fractions = (0.1, 0.3, 0.5)
-    region = region_mask(region_spec, *x.shape[-2:], resolve_crop(None, ds.name, model))
+    region = model_region(region_spec, model, *x.shape[-2:])
     views = {m: perturbed_views(model, x, attrs[m].magnitude[0], fractions, rep, int(patch), region=region)
              for m in METHODS}  # fmt: skip
     with torch.no_grad():

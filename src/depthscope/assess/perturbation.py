@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,6 +17,9 @@ from depthscope.ops.batching import ChunkBuffer, predict_chunks
 from depthscope.ops.fills import fill_image, inpaint_fill
 from depthscope.ops.stats import descending_ranks
 from depthscope.seeding import generator
+
+if TYPE_CHECKING:
+    from depthscope.models import DepthModel
 
 DEFAULT_FRACTIONS = tuple(round(0.05 * i, 2) for i in range(11))  # 0, 5, ..., 50 %
 ORDERS = ("morf", "lerf", "random")
@@ -141,6 +145,14 @@ def region_mask(spec: str | None, h: int, w: int, crop: str = "none") -> torch.T
     mask = torch.zeros(h, w, dtype=torch.bool)
     mask[y0:y1, x0:x1] = True
     return mask
+
+
+def model_region(spec: str | None, model: DepthModel, h: int, w: int) -> torch.Tensor | None:
+    """:func:`region_mask` of an ``h`` x ``w`` image for ``model``: ``crop`` is the evaluation crop of its protocol
+    (what ``assess``, the explorer's curves and the protocol study perturb by default)."""
+    from depthscope.metrics.evaluate import resolve_crop
+
+    return region_mask(spec, h, w, resolve_crop(None, model.info.eval.dataset, model))
 
 
 def fragmentation(ranks: torch.Tensor, fractions: Sequence[float], n_pixels: int | None = None) -> list[float]:

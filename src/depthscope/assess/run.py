@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from depthscope.assess.config import AssessConfig
-from depthscope.assess.perturbation import ORDERS, region_mask
+from depthscope.assess.perturbation import ORDERS, model_region
 from depthscope.assess.plan import CHUNK_PROBE, CostPlan, PhaseTimer, probe_config, scaled_plan
 from depthscope.assess.registry import Column, ImageContext
 from depthscope.config import flatten
@@ -27,7 +27,6 @@ from depthscope.data.datasets import DataSpec, DepthDataset, as_dataset, check_l
 from depthscope.errors import InputError, warn
 from depthscope.explain import explain, target_model
 from depthscope.explain.attribution import Attribution
-from depthscope.metrics.evaluate import resolve_crop
 from depthscope.models import DepthModel, load_model, warn_if_untrained
 from depthscope.ops.batching import tune_chunk_size
 from depthscope.output.figures import curves_figure
@@ -84,8 +83,7 @@ def assess_image(
     x = image.unsqueeze(0) if image.dim() == 3 else image
     with torch.no_grad():
         depth = model(x)[0, 0]
-    crop = resolve_crop(None, model.info.eval.dataset, model)
-    region = region_mask(config.perturb_region, *x.shape[-2:], crop)
+    region = model_region(config.perturb_region, model, *x.shape[-2:])
     ctx = ImageContext(model, target_model(model, x, "mean"), x, depth, gt, seed, chunk_size,
                        None if region is None else region.to(x.device))  # fmt: skip
     metrics = config.build_metrics()
@@ -389,12 +387,6 @@ def _assess(
         runner = first if k == 0 else runner_of(model)
         try:
             keys = runner.keys(limit)
-            if isinstance(runner, LocalRunner) and keys:  # what the model reads, before its maps are scored
-                found = frame_check(runner.model, runner.ds[0].image[None].to(runner.device))
-                for line in found:
-                    warn(line + " (depthscope probe measures every probe)")
-                shortcuts += found
-                write_json(out / "shortcuts.json", shortcuts)
             used = runner.weights_record  # recorded: rows of random weights never pass for a trained model's
             if (recorded.setdefault(runner.name, used) == "random") != (used == "random"):
                 raise InputError(f"{out} holds rows of {runner.name} with weights {recorded[runner.name]}, not "
@@ -414,6 +406,12 @@ def _assess(
                 if todo:
                     whole = len(todo) == len(methods) or joint
                     jobs.append((i, config if whole else _only(config, todo), whole))
+            if isinstance(runner, LocalRunner) and jobs:  # what the model reads, before its maps are scored
+                found = frame_check(runner.model, runner.ds[0].image[None].to(runner.device))
+                for line in found:
+                    warn(line + " (depthscope probe measures every probe)")
+                shortcuts += found
+                write_json(out / "shortcuts.json", shortcuts)
             cost = runner.plan(config, limit, len(jobs), chunks[runner.name]) if jobs else None
             if cost is not None and progress:
                 print(f"plan: {cost.summary()}", file=sys.stderr)

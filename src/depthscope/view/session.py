@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from depthscope.assess.fidelity import af_depth_correlation, af_perturbation
-from depthscope.assess.perturbation import ORDERS, perturbation_curves, region_mask
+from depthscope.assess.perturbation import ORDERS, model_region, perturbation_curves
 from depthscope.compare.agreement import depth_agreement, map_agreement
 from depthscope.data.datasets import DepthDataset, open_dataset
 from depthscope.data.io import read_image
@@ -244,7 +244,7 @@ class Explorer:
         out: dict[str, Any] = {}
         for model, panel in panels.items():
             m = self.by_name[model]
-            region = region_mask("crop", *self._x().shape[-2:], resolve_crop(None, m.info.eval.dataset, m))
+            region = model_region("crop", m, *self._x().shape[-2:])
             for name, a in panel.maps.items():
                 c = perturbation_curves(m, self._x(), a.magnitude[0], replacement=replacement, patch=patch,
                                         region=region)  # fmt: skip
