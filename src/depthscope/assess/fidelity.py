@@ -282,17 +282,15 @@ class SubsetStream:
         self.grid = tuple(math.ceil(d / patch) for d in x.shape[-2:])
         # the squares a set may hold: all, or those wholly inside the region (so no pixel outside it is replaced)
         if region is None:
-            self.cells = None
-            available = self.grid[0] * self.grid[1]
+            self.cells = torch.arange(self.grid[0] * self.grid[1])
         else:
             inside = region.to(torch.float32)[None, None]
             full = F.avg_pool2d(inside, patch, ceil_mode=True)[0, 0] >= 1.0 - 1e-6
             self.cells = full.flatten().nonzero().squeeze(1).cpu()
-            available = int(self.cells.numel())
-            if available == 0:
+            if self.cells.numel() == 0:
                 raise InputError(f"the perturbation region holds no whole {patch}x{patch} square for the "
                                  "Faithfulness Estimate's sets; use a larger region or a smaller patch")  # fmt: skip
-        self.k = max(1, int(subset_fraction * available))
+        self.k = max(1, int(subset_fraction * self.cells.numel()))
         self.gen = generator(seed, "faithfulness")
         self.f0: torch.Tensor | None = None
 
@@ -300,11 +298,8 @@ class SubsetStream:
     def draw(self, n: int) -> Draws:
         """The next ``n`` patch sets and their drops (``n`` forwards, + 1 the first time)."""
         gh, gw = self.grid
-        if self.cells is None:
-            cells = torch.stack([torch.randperm(gh * gw, generator=self.gen)[: self.k] for _ in range(n)])
-        else:
-            cells = torch.stack([self.cells[torch.randperm(self.cells.numel(), generator=self.gen)[: self.k]]
-                                 for _ in range(n)])  # fmt: skip
+        cells = torch.stack([self.cells[torch.randperm(self.cells.numel(), generator=self.gen)[: self.k]]
+                             for _ in range(n)])  # fmt: skip
         grid = torch.zeros(n, gh * gw, dtype=torch.bool).scatter_(1, cells, True).view(n, 1, gh, gw)
         if self.f0 is None:
             self.f0 = self.fmodel(self.x)[0, 0]
