@@ -16,6 +16,7 @@ import torch
 from depthscope.errors import CheckpointError, DepthscopeError, InputError, UnknownNameError
 from depthscope.models.base import DepthModel
 from depthscope.models.registry import MODELS
+from depthscope.ops.quiet import trace_reason
 
 
 def load_model(
@@ -146,11 +147,6 @@ def _typed_base(path: str, typed: str, base: str) -> DepthModel:
     return _registered_base(path, typed)
 
 
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:300]}" if text else type(e).__name__
-
-
 def _call_entry_point(spec: str, **kwargs: object) -> DepthModel:
     """Import ``module:function`` (the current directory is searched too, as ``python -m`` does) and call it."""
     module_name, _, attr = spec.partition(":")
@@ -161,7 +157,7 @@ def _call_entry_point(spec: str, **kwargs: object) -> DepthModel:
     except ImportError as e:
         raise UnknownNameError(f"model entry point {spec!r}: cannot import {module_name!r} ({e})") from None
     except (Exception, SystemExit) as e:  # the module's own code failed while importing: its error, in one line
-        raise InputError(f"model entry point {spec!r}: importing {module_name} raised {_one_line(e)}") from None
+        raise InputError(f"model entry point {spec!r}: importing {module_name} raised {trace_reason(e)}") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise UnknownNameError(f"model entry point {spec!r}: {module_name} has no function {attr!r}")
@@ -174,7 +170,7 @@ def _call_entry_point(spec: str, **kwargs: object) -> DepthModel:
     except DepthscopeError:
         raise
     except (Exception, SystemExit) as e:  # the user's code: its error in one line, never a traceback
-        raise InputError(f"model entry point {spec!r} raised {_one_line(e)}") from None
+        raise InputError(f"model entry point {spec!r} raised {trace_reason(e)}") from None
     if not isinstance(model, DepthModel):
         raise InputError(
             f"model entry point {spec!r} returned {type(model).__name__}, not a DepthModel; return "
