@@ -2,7 +2,7 @@
 
 Run: python benchmarks/paper_protocol.py [--nyu-images 10] [--out runs/paper_protocol] [--draws 128] [--region crop]
 
-Every perturbation (curves, Infidelity's noise, the Faithfulness Estimate's sets) stays inside ``--region``:
+Every perturbation (curves, Infidelity's noise, the Faithfulness Correlation's sets) stays inside ``--region``:
 ``crop`` (default, as ``assess``: the model's evaluation crop, Eigen on NYU, which leaves out the white frame
 METER-XXS-NYU reads its global depth from; see ``depthscope probe``) or ``full`` (the whole image, as before
 2026-12-06, when the frame dominated the least relevant pixels of saliency).
@@ -23,7 +23,7 @@ the perturbation makes (over all orders, fractions, maps), i.e. how far the prot
 distribution instead of testing which pixels matter; and likewise by fragmentation alone (``frag_r2``: R^2 against
 the boundary length / area of the perturbed set, which is high for i.i.d. random orders and low for whole
 patches). Infidelity (control variate, ``--draws``) and the
-Faithfulness Estimate on the same maps, af_depth_correlation, and the cascading-randomisation sanity check on NYU
+Faithfulness Correlation on the same maps, af_depth_correlation, and the cascading-randomisation sanity check on NYU
 image 0 are reported beside, and a figure like the paper's (image 0: MoRF/LeRF-perturbed images and their depth)
 is written for the recommended protocol.
 """
@@ -105,7 +105,7 @@ def main() -> None:
     ap.add_argument("--nyu-images", type=int, default=10)
     ap.add_argument("--kitti-images", type=int, default=2)
     ap.add_argument("--sanity", action=argparse.BooleanOptionalAction, default=True, help="cascading randomisation")
-    ap.add_argument("--draws", type=int, default=128, help="Infidelity / Faithfulness Estimate draws")
+    ap.add_argument("--draws", type=int, default=128, help="Infidelity / Faithfulness Correlation draws")
     ap.add_argument("--out", default="runs/paper_protocol")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--figure", metavar="REPLACEMENT/PATCH", help="only draw the paper's figure for this protocol")
@@ -210,7 +210,7 @@ def main() -> None:
         for r in rows:
             if r["saliency_rank"] == 1:
                 print(f"  {r['protocol']} to {r['to']} {r['reading']}: {r['saliency']} p: {r['saliency_vs_p']}")
-    # agreement of the AF readings with Infidelity and the Faithfulness Estimate (method rankings, NYU)
+    # agreement of the AF readings with Infidelity and the Faithfulness Correlation (method rankings, NYU)
     e = extra["meter-xxs-nyu"]
     inf_rank = {m: -np.mean(v["infidelity"]) for m, v in e.items()}  # lower infidelity is better
     fe_rank = {m: np.mean(v["fe"]) for m, v in e.items()}
@@ -227,7 +227,7 @@ def main() -> None:
     report["agreement"] = agree
     print("\n== NYU: Spearman of the method ranking by each reading with Infidelity's and the FE's")
     print(format_table([a for a in agree if a["reading"] == "af_rmse"], digits=2))
-    print("\n== NYU: Infidelity (m^2), Faithfulness Estimate, af_depth_correlation per method (mean over images)")
+    print("\n== NYU: Infidelity (m^2), Faithfulness Correlation, af_depth_correlation per method (mean over images)")
     print(
         format_table(
             [

@@ -1,4 +1,4 @@
-"""How many random draws Infidelity and the Faithfulness Estimate need: the smallest count whose ranking of the
+"""How many random draws Infidelity and the Faithfulness Correlation need: the smallest count whose ranking of the
 attribution methods is the same across seeds (issue 4: Spearman >= 0.9, per image, over the NYU sample).
 
 Run: python benchmarks/perturbation_count.py [--images 10] [--seeds 3] [--counts 8 ... 256] [--size H W]
@@ -16,7 +16,7 @@ For each image the maps of every method are computed once; for each seed the lar
 - plain: methods ordered by their score;
 - tie-aware: methods whose scores lie within ``--margin`` of each other (a chain of gaps <= margin) share their
   average rank. The scores are scale-free for this: infidelity divided by the zero map's (the fraction of the
-  drops' energy the map leaves unexplained, 0..1), the Faithfulness Estimate a correlation (-1..1).
+  drops' energy the map leaves unexplained, 0..1), the Faithfulness Correlation a correlation (-1..1).
 
 For each count it prints, over all images and seed pairs, the minimum and median Spearman correlation between the
 seeds' rankings, the share of cases at >= 0.9, and the mean number of rank levels (how much the score separates
@@ -85,7 +85,7 @@ def infidelity_stat(maps: torch.Tensor, draws: Draws) -> Callable[[int], torch.T
 
 
 def faithfulness_stat(sums: torch.Tensor, drop: torch.Tensor) -> Callable[[int], torch.Tensor]:
-    """``n -> (M,)`` minus the Faithfulness Estimate on the first ``n`` draws (so lower is better, like
+    """``n -> (M,)`` minus the Faithfulness Correlation on the first ``n`` draws (so lower is better, like
     infidelity)."""
 
     def stat(n: int) -> torch.Tensor:
@@ -95,7 +95,7 @@ def faithfulness_stat(sums: torch.Tensor, drop: torch.Tensor) -> Callable[[int],
 
 
 def exhaustive_faithfulness(fm, x: torch.Tensor, signed: dict[str, torch.Tensor], patch: int) -> dict[str, float]:
-    """The Faithfulness Estimate with no sampling at all: every ``patch``-sized square replaced by the image mean
+    """The Faithfulness Correlation with no sampling at all: every ``patch``-sized square replaced by the image mean
     on its own (Alvarez-Melis & Jaakkola's one-feature-at-a-time reading), Pearson over all squares between each
     map's sum in the square and the drop. What the sampled estimate would converge to if single squares were drawn."""
     gh, gw = (-(-d // patch) for d in x.shape[-2:])
@@ -144,7 +144,7 @@ def main() -> None:
         "--exhaustive-patch",
         type=int,
         default=0,
-        help="also print, per image, the unsampled Faithfulness Estimate over every single square of this size",
+        help="also print, per image, the unsampled Faithfulness Correlation over every single square of this size",
     )
     ap.add_argument("--show-misses", action="store_true", help="print the scores of pairs below 0.9 at the top count")
     ap.add_argument("--adaptive", action="store_true", help="the library's adaptive estimator instead of fixed counts")
@@ -165,7 +165,7 @@ def main() -> None:
         x, attrs, fm = image_maps(model, ds, i, args.size)
         if args.exhaustive_patch:
             fe = exhaustive_faithfulness(fm, x, {m: attrs[m].signed[0] for m in METHODS}, args.exhaustive_patch)
-            print(f"image {i}: exhaustive Faithfulness Estimate, {args.exhaustive_patch}-px squares:")
+            print(f"image {i}: exhaustive Faithfulness Correlation, {args.exhaustive_patch}-px squares:")
             print("  " + "  ".join(f"{m} {v:.3f}" for m, v in fe.items()), flush=True)
         ranks: dict[str, dict[str, dict[int, list[np.ndarray]]]] = {m: {"plain": {}, "tie-aware": {}} for m in results}
         points: dict[str, dict[int, list[torch.Tensor]]] = {m: {} for m in results}

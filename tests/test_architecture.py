@@ -19,7 +19,7 @@ LAYERS = [
     {"models"},
     {"metrics", "explain", "predict", "probe"},
     {"assess", "efficiency"},
-    {"optimize", "engine", "compare"},
+    {"optimize", "engine", "compare", "meta"},
     {"report", "view"},
     {"cli", "launch"},
 ]

@@ -296,6 +296,14 @@ def test_optimize_rerun_with_fewer_steps_is_refused(tmp_path, capsys):
         ),
         (["assess", "--option", "integrated_gradients.n_steps=many"], "integrated_gradients.n_steps must be a number"),
         (["profile", "--repeats", "0"], "--repeats must be >= 1"),
+        (["meta-evaluate", "--tests", "input_noise"], "needs at least one minor and one disruptive test"),
+        (["meta-evaluate", "--repeats", "0"], "--repeats must be >= 1, got 0"),
+        (["meta-evaluate", "--metrics", "target_share"], "target_share has no direction"),
+        (
+            ["assess", "--metrics", "faithfulness_estimate"],
+            "'faithfulness_estimate' is now called 'faithfulness_correlation'",
+        ),
+        (["assess", "--metrics", "road", "--road-replacement", "mean"], "road_replacement is ROAD's noisy linear"),
         (["profile", "--threads", "0"], "--threads must be >= 1, got 0"),
         (["profile", "--batches", "1,x"], "--batches takes comma-separated integers, got '1,x'"),
         (

@@ -17,6 +17,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        self.renamed: dict[str, str] = {}  # old name -> new name, for an error that says so
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator: ``@REGISTRY.register("name")`` adds the decorated object under ``name``."""
@@ -34,6 +35,8 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
+            if name in self.renamed:
+                raise UnknownNameError(f"{self.kind} {name!r} is now called {self.renamed[name]!r}") from None
             valid = ", ".join(sorted(self._items))
             raise UnknownNameError(f"unknown {self.kind} {name!r}; valid {self.kind}s: {valid}") from None
 

@@ -177,15 +177,15 @@ class _Linear(torch.nn.Module):
         return (x * self.w).sum(dim=(1, 2, 3)).unsqueeze(1)
 
 
-def test_faithfulness_estimate_is_one_for_the_exact_linear_attribution():
-    from depthscope.assess import faithfulness_estimate
+def test_faithfulness_correlation_is_one_for_the_exact_linear_attribution():
+    from depthscope.assess import faithfulness_correlation
 
     g = torch.Generator().manual_seed(0)
     x, w = torch.rand(1, 3, 64, 48, generator=g), torch.randn(1, 3, 64, 48, generator=g)
     exact = (w * (x - x.mean(dim=(-2, -1), keepdim=True))).sum(1)  # (1, H, W): each pixel's share of the drop
-    fe = faithfulness_estimate(_Linear(w), x, exact, n_subsets=20, patch=8, seed=1, chunk_size=5)
+    fe = faithfulness_correlation(_Linear(w), x, exact, n_subsets=20, patch=8, seed=1, chunk_size=5)
     assert fe.value == pytest.approx(1.0, abs=1e-6) and fe.n == 20 and fe.ci_low <= fe.value <= fe.ci_high
-    unrelated = faithfulness_estimate(_Linear(w), x, torch.randn(1, 64, 48, generator=g), n_subsets=20, patch=8)
+    unrelated = faithfulness_correlation(_Linear(w), x, torch.randn(1, 64, 48, generator=g), n_subsets=20, patch=8)
     assert abs(unrelated.value) < 0.7
 
 

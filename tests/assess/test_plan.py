@@ -13,7 +13,7 @@ from depthscope.cli import main
 def test_passes_per_phase_by_hand():
     cfg = AssessConfig(
         methods=("saliency", "integrated_gradients", "occlusion", "random"),
-        metrics=("curves", "infidelity", "faithfulness_estimate", "af_depth_correlation"),
+        metrics=("curves", "infidelity", "faithfulness_correlation", "af_depth_correlation"),
         n_perturbations=8,
         method_options={"integrated_gradients": {"n_steps": 16, "tolerance": None}},
     )
@@ -22,7 +22,7 @@ def test_passes_per_phase_by_hand():
     occlusion = 1 + len(range(0, 480 - 60 + 1, 30)) * len(range(0, 640 - 60 + 1, 30))  # window 480/8, stride 30
     assert got == {
         "draws: infidelity": (2 * 8 + 1, 1),  # x + noise and x - noise per draw; the control variate's gradient
-        "draws: faithfulness_estimate": (1 + 8, 0),  # f(x), then each patch set replaced
+        "draws: faithfulness_correlation": (1 + 8, 0),  # f(x), then each patch set replaced
         "map: saliency": (1, 1),
         "scores: saliency": (curves, 0),
         "map: integrated_gradients": (16 + 2, 16),  # F(x), F(baseline), then one forward+backward per node
@@ -34,6 +34,21 @@ def test_passes_per_phase_by_hand():
     }
     adaptive = cfg.with_options(["integrated_gradients.tolerance=0.02"])
     assert phase_passes(adaptive, 480, 640)["map: integrated_gradients"] == (152, 150)  # the max_steps bound
+
+
+def test_metrics_that_make_maps_are_planned_at_the_scored_method_s_cost():
+    cfg = AssessConfig(
+        methods=("saliency", "integrated_gradients", "random"),
+        metrics=("sensitivity", "mprt", "road", "monotonicity_correlation"),
+        method_options={"integrated_gradients": {"n_steps": 16, "tolerance": None}},
+    )
+    got = phase_passes(cfg, 480, 640)
+    maps = 8 + 3  # sensitivity: one map per perturbed input (8); mprt: one per cascade step (3)
+    fixed = 1 + 2 * 10 + 1 + 20 * 4  # road: MoRF and LeRF at 10 fractions; monotonicity: 20 groups x 4 draws
+    assert got["draws: sensitivity"] == (8 + 1, 0) and got["draws: mprt"] == (1, 0)
+    assert got["scores: saliency"] == (fixed + maps * 1, maps * 1)
+    assert got["scores: integrated_gradients"] == (fixed + maps * 18, maps * 16)
+    assert got["scores: random"] == (fixed, 0)
 
 
 def test_a_run_measures_the_planned_phases(tmp_path, nyu_dir):

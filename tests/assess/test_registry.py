@@ -88,10 +88,22 @@ def test_builtin_metrics_declare_direction_and_category():
         "af_depth_correlation": ("fidelity", True),
         "complexity": ("complexity", False),
         "curves": ("fidelity", True),
-        "faithfulness_estimate": ("faithfulness", True),
+        "faithfulness_correlation": ("faithfulness", True),
         "infidelity": ("faithfulness", False),
         "matched_control": ("fidelity", None),  # a reference for af_perturbation, no direction of its own
         "sparseness": ("complexity", True),
+        "road": ("faithfulness", True),
+        "insertion_deletion": ("faithfulness", True),
+        "monotonicity_correlation": ("faithfulness", True),
+        "irof": ("faithfulness", True),
+        "sensitivity": ("robustness", False),
+        "local_lipschitz": ("robustness", False),
+        "relative_stability": ("robustness", False),
+        "mprt": ("randomisation", False),
+        "smooth_mprt": ("randomisation", False),
+        "efficient_mprt": ("randomisation", True),
+        "random_target": ("randomisation", False),
+        "target_share": ("localisation", None),  # a description: depth may be read from context
     }
 
 

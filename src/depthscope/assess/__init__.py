@@ -1,8 +1,11 @@
-"""Assessing attribution maps: perturbation curves, Attribution Fidelity, Infidelity, the Faithfulness Estimate
+"""Assessing attribution maps: perturbation curves, Attribution Fidelity, Infidelity, the Faithfulness Correlation
 (each a registered metric, ``METRICS``), and resumable dataset runs configured by one ``AssessConfig``."""
 
 from depthscope.assess import complexity as _complexity  # noqa: F401  (registers sparseness and complexity)
+from depthscope.assess import faithfulness as _faithfulness  # noqa: F401  (registers ROAD, insertion_deletion, ...)
 from depthscope.assess import metrics as _builtin  # noqa: F401  (registers the built-in metrics)
+from depthscope.assess import randomisation as _randomisation  # noqa: F401  (registers MPRT, ...)
+from depthscope.assess import robustness as _robustness  # noqa: F401  (registers the robustness family)
 from depthscope.assess.config import AssessConfig
 from depthscope.assess.fidelity import (
     DEFAULT_N_PERTURBATIONS,
@@ -10,7 +13,7 @@ from depthscope.assess.fidelity import (
     Estimate,
     af_depth_correlation,
     af_perturbation,
-    faithfulness_estimate,
+    faithfulness_correlation,
     faithfulness_score,
     infidelity,
     infidelity_score,
@@ -39,7 +42,7 @@ __all__ = [
     "assess",
     "assess_image",
     "display_summary",
-    "faithfulness_estimate",
+    "faithfulness_correlation",
     "faithfulness_score",
     "infidelity",
     "infidelity_score",

@@ -17,7 +17,7 @@ from depthscope.errors import InputError
 from depthscope.explain.attribution import METHODS
 
 DEFAULT_METHODS = ("saliency", "integrated_gradients", "attention_rollout", "random")
-DEFAULT_METRICS = ("curves", "af_depth_correlation", "infidelity", "faithfulness_estimate")
+DEFAULT_METRICS = ("curves", "af_depth_correlation", "infidelity", "faithfulness_correlation")
 # Methods run with their own defaults: Integrated Gradients converges to a 2 % completeness error, as in explain
 # (an unconverged IG was scored before 2026-12-06: 16 fixed nodes left a median completeness error of 79 %).
 DEFAULT_METHOD_OPTIONS: dict[str, dict[str, Any]] = {}

@@ -1,5 +1,5 @@
 """Scores of how trustworthy an attribution map is: both readings of Attribution Fidelity (SPEC §4),
-Infidelity (Yeh et al., as in Captum) and the Faithfulness Estimate (Alvarez-Melis & Jaakkola)."""
+Infidelity (Yeh et al., as in Captum) and the Faithfulness Correlation (Bhatt et al. 2020)."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ class Estimate:
 @dataclass
 class Draws:
     """The method-independent part of a Monte-Carlo score, shared by every method's map of one image: the random
-    ``perturbation`` per draw (Infidelity: Gaussian noise ``I`` ``(N, 3, H, W)``; Faithfulness Estimate: patch-set
+    ``perturbation`` per draw (Infidelity: Gaussian noise ``I`` ``(N, 3, H, W)``; Faithfulness Correlation: patch-set
     masks ``(N, 1, H, W)``) and the target's ``drop`` per draw ``(N,)`` in metres. ``draws[:n]`` is the first n.
 
     Infidelity draws may carry a control variate: the target's input ``gradient`` g ``(3, H, W)``, the noise std
@@ -289,7 +289,7 @@ class SubsetStream:
             self.cells = full.flatten().nonzero().squeeze(1).cpu()
             if self.cells.numel() == 0:
                 raise InputError(f"the perturbation region holds no whole {patch}x{patch} square for the "
-                                 "Faithfulness Estimate's sets; use a larger region or a smaller patch")  # fmt: skip
+                                 "Faithfulness Correlation's sets; use a larger region or a smaller patch")  # fmt: skip
         self.k = max(1, int(subset_fraction * self.cells.numel()))
         self.gen = generator(seed, "faithfulness")
         self.f0: torch.Tensor | None = None
@@ -335,7 +335,7 @@ def faithfulness_score(draws: Draws, signed: torch.Tensor) -> Estimate:
 
 
 def faithfulness_from_sums(sums: torch.Tensor, drop: torch.Tensor) -> Estimate:
-    """Faithfulness Estimate from the per-set attribution sums and drops."""
+    """Faithfulness Correlation from the per-set attribution sums and drops."""
     n = drop.numel()
     r = pearson(sums, drop)
     z, se = math.atanh(max(min(r, 1 - 1e-12), -1 + 1e-12)), 1 / math.sqrt(max(n - 3, 1))
@@ -343,7 +343,7 @@ def faithfulness_from_sums(sums: torch.Tensor, drop: torch.Tensor) -> Estimate:
     return Estimate(r, n, min(math.tanh(z - 1.96 * se), r), max(math.tanh(z + 1.96 * se), r))
 
 
-def faithfulness_estimate(
+def faithfulness_correlation(
     fmodel: torch.nn.Module,
     x: torch.Tensor,
     signed: torch.Tensor,
@@ -354,7 +354,7 @@ def faithfulness_estimate(
     seed: int = 0,
     chunk_size: int | str = "auto",
 ) -> Estimate:
-    """Faithfulness Estimate (Alvarez-Melis & Jaakkola) of the signed map for ``fmodel``'s first target; see
+    """Faithfulness Correlation (Bhatt et al. 2020) of the signed map for ``fmodel``'s first target; see
     :func:`subset_draws` and :func:`faithfulness_score`."""
     draws = subset_draws(fmodel, x, n_subsets, subset_fraction, patch, replacement, seed, chunk_size)
     return faithfulness_score(draws, signed)
@@ -364,7 +364,7 @@ def faithfulness_estimate(
 DEFAULT_ROUND = (
     8  # draws per round (benchmarks/perturbation_count.py --adaptive: 8 stops sooner than 16, same criterion)
 )
-DEFAULT_TOLERANCE = 0.02  # scale-free: unexplained fraction (Infidelity), correlation (Faithfulness Estimate)
+DEFAULT_TOLERANCE = 0.02  # scale-free: unexplained fraction (Infidelity), correlation (Faithfulness Correlation)
 MIN_DRAWS = 32  # the first look at the variance needs some draws
 
 
@@ -390,7 +390,7 @@ def subset_sums(draws: Draws, signed: torch.Tensor) -> torch.Tensor:
 def faithfulness_influence(
     draws: Draws, signed: torch.Tensor, sums: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """``(r (M,), influence (M, n), 1.0)``: the Faithfulness Estimate of signed maps ``(M, H, W)`` on ``draws``
+    """``(r (M,), influence (M, n), 1.0)``: the Faithfulness Correlation of signed maps ``(M, H, W)`` on ``draws``
     and each draw's influence on it (:func:`pearson_influence` of the maps' sums over each set and the drops);
     ``sums``: :func:`subset_sums` if already known."""
     sums = subset_sums(draws, signed) if sums is None else sums

@@ -1,6 +1,6 @@
 """The built-in assessment metrics (SPEC §4), each one registered class over the pure functions of
 ``perturbation`` and ``fidelity``: perturbation curves with ``af_perturbation``, ``af_depth_correlation``,
-Infidelity and the Faithfulness Estimate."""
+Infidelity and the Faithfulness Correlation."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from depthscope.assess.fidelity import (
     subset_sums,
 )
 from depthscope.assess.perturbation import DEFAULT_FRACTIONS, ORDERS, Curves, perturbation_curves
-from depthscope.assess.registry import AssessmentMetric, Column, ImageContext, register_metric
+from depthscope.assess.registry import METRICS, AssessmentMetric, Column, ImageContext, register_metric
 from depthscope.errors import InputError
 from depthscope.explain.attribution import Attribution
 from depthscope.ops.fills import REPLACEMENTS
@@ -76,7 +76,7 @@ class MonteCarloConfig:
     tolerance: float = field(
         default=DEFAULT_TOLERANCE,
         metadata={"help": "adaptive: the half-width to which a pair's difference counts as known (share of the "
-                  "drops' energy for Infidelity, correlation for the Faithfulness Estimate)"},
+                  "drops' energy for Infidelity, correlation for the Faithfulness Correlation)"},
     )  # fmt: skip
     round_size: int = field(default=DEFAULT_ROUND, metadata={"help": "adaptive: draws per round"})
     metric_name: ClassVar[str] = "monte_carlo"
@@ -180,17 +180,20 @@ def check_curve_protocol(owner: str, fractions: tuple[float, ...], replacement: 
 
 class CurveMetric(AssessmentMetric):
     """A metric scored on perturbation curves under its config's protocol (``fractions``, ``replacement``,
-    ``patch``) and the image's perturbation region: one unperturbed forward and one per order and fraction > 0."""
+    ``patch``) and the image's perturbation region: one unperturbed forward and one per order (``orders``) and
+    fraction > 0."""
+
+    orders: ClassVar[tuple[str, ...]] = ORDERS
 
     def passes(self, differentiable: bool = True, row: Mapping[str, Any] | None = None) -> dict[str, tuple[int, int]]:
         moved = sum(1 for f in self.config.fractions if f > 0)
-        return {"scores": (1 + len(ORDERS) * moved, 0)}  # the unperturbed image, then every order x fraction
+        return {"scores": (1 + len(self.orders) * moved, 0)}  # the unperturbed image, then every order x fraction
 
     def curves(self, ctx: ImageContext, score: torch.Tensor, gt: torch.Tensor | None = None) -> Curves:
         """The curves of relevance ``score`` ``(H, W)`` on the image of ``ctx``."""
         c = self.config
         return perturbation_curves(ctx.model, ctx.x, score, c.fractions, c.replacement, c.patch, ctx.seed, gt,
-                                   ctx.chunk_size, ctx.region)  # fmt: skip
+                                   ctx.chunk_size, ctx.region, self.orders)  # fmt: skip
 
 
 @register_metric
@@ -297,6 +300,7 @@ class MatchedControl(CurveMetric):
     a map should beat its own shuffled tiles, not only noise."""
 
     name = "matched_control"
+    orders = ("morf", "lerf")
     headline = "af_matched"
     category = "fidelity"
     higher_is_better = None  # a reference for af_perturbation, not a score of the map
@@ -416,32 +420,32 @@ class Infidelity(MonteCarloMetric):
 class FaithfulnessConfig(MonteCarloConfig):
     subset_fraction: float = field(default=0.1, metadata={"help": "share of the image each random set covers"})
     patch: int = field(default=16, metadata={"help": "side of the squares the sets are made of, in pixels"})
-    metric_name: ClassVar[str] = "faithfulness_estimate"
+    metric_name: ClassVar[str] = "faithfulness_correlation"
 
     def __post_init__(self) -> None:
         if not 0 < self.subset_fraction <= 1:
-            raise InputError(f"faithfulness_estimate_subset_fraction must be in (0, 1], got {self.subset_fraction}")
+            raise InputError(f"faithfulness_correlation_subset_fraction must be in (0, 1], got {self.subset_fraction}")
         if self.patch < 1:
-            raise InputError(f"faithfulness_estimate_patch must be >= 1 pixel, got {self.patch}")
+            raise InputError(f"faithfulness_correlation_patch must be >= 1 pixel, got {self.patch}")
         super().__post_init__()
 
 
 @register_metric
-class FaithfulnessEstimate(MonteCarloMetric):
-    """Faithfulness Estimate (Alvarez-Melis & Jaakkola): Pearson correlation between the map's sum over random
+class FaithfulnessCorrelation(MonteCarloMetric):
+    """Faithfulness Correlation (Bhatt et al. 2020): Pearson correlation between the map's sum over random
     patch sets and the drop of the target when they are replaced by the image mean, with a Fisher-z 95 % CI;
     adaptive by default, as Infidelity."""
 
-    name = "faithfulness_estimate"
+    name = "faithfulness_correlation"
     category = "faithfulness"
     higher_is_better = True
     Config = FaithfulnessConfig
-    head, prefix = "faithfulness_estimate", "faithfulness"
+    head, prefix = "faithfulness_correlation", "faithfulness"
     columns = estimate_columns(
-        "faithfulness_estimate",
+        "faithfulness_correlation",
         "faithfulness",
         higher_is_better=True,
-        description="Faithfulness Estimate (Alvarez-Melis & Jaakkola 2018): Pearson correlation of the attribution "
+        description="Faithfulness Correlation (Bhatt et al. 2020, Quantus): Pearson correlation of the attribution "
         "removed with the target change, over random pixel subsets",
     )
 
@@ -466,3 +470,8 @@ class FaithfulnessEstimate(MonteCarloMetric):
 
     def draw_passes(self, n: int) -> int:
         return 1 + n  # f(x), then every patch set replaced
+
+
+# Until 2026-12-06 this metric was called the Faithfulness Estimate; Quantus gives that name to Alvarez-Melis &
+# Jaakkola's one-feature-at-a-time score, and this one (random sets, Pearson) to Bhatt et al.'s Faithfulness Correlation.
+METRICS.renamed["faithfulness_estimate"] = "faithfulness_correlation"

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from depthscope.errors import InputError
 from depthscope.ops.batching import ChunkBuffer, predict_chunks
-from depthscope.ops.fills import fill_image, inpaint_fill
+from depthscope.ops.fills import fill_image, inpaint_fill, linear_imputation
 from depthscope.ops.stats import descending_ranks
 from depthscope.seeding import generator
 
@@ -196,9 +196,12 @@ Fill = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]  # an image, or mas
 
 def replacement_fill(x: torch.Tensor, replacement: str = "mean", seed: int = 0) -> Fill:
     """What perturbed pixels of ``x`` become: a fill image (``mean``, ``black``, ``blur``, ``noise``) or, for
-    ``inpaint``, the function of the masks that fills each from its unperturbed surroundings."""
+    ``inpaint`` and ``linear`` (ROAD's noisy linear imputation), the function of the masks that fills each from
+    its unperturbed surroundings."""
     if replacement == "inpaint":
         return lambda masks: inpaint_fill(x, masks)
+    if replacement == "linear":
+        return lambda masks: linear_imputation(x, masks, seed=seed)
     return fill_image(x, replacement, seed, "replacement_noise", what="replacement")
 
 
@@ -245,11 +248,13 @@ def perturbation_curves(
     gt: torch.Tensor | None = None,
     chunk_size: int | str = "auto",
     region: torch.Tensor | None = None,
+    orders: Sequence[str] = ORDERS,
 ) -> Curves:
     """MoRF/LeRF/random curves for image ``x`` ``(1,3,H,W)`` and relevance ``score`` ``(H,W)`` (magnitude).
 
     ``region`` (bool ``(H, W)``, :func:`region_mask`): only its pixels are ranked and perturbed, and fractions
-    are shares of the region (None: the whole image).
+    are shares of the region (None: the whole image). ``orders``: which of :data:`ORDERS` to run (ROAD and
+    insertion/deletion need no random order).
 
     ``replacement``: ``mean`` (default), ``black``, ``blur``, ``noise`` or ``inpaint`` (the perturbed region
     filled from its unperturbed surroundings, :func:`~depthscope.ops.fills.inpaint_fill`).
@@ -264,12 +269,15 @@ def perturbation_curves(
     if not torch.isfinite(score).all():
         raise InputError("attribution map contains NaN or Inf")
     fractions = [float(f) for f in fractions]
-    ranks = order_ranks(score, patch, seed, region)
+    unknown = sorted(set(orders) - set(ORDERS))
+    if unknown or not orders:
+        raise InputError(f"unknown curve orders {unknown or 'none'}; valid: {', '.join(ORDERS)}")
+    ranks = {o: r for o, r in order_ranks(score, patch, seed, region).items() if o in orders}
     n_pixels = None if region is None else int(region.sum())
     # Fraction 0 perturbs nothing: one unperturbed image (entry 0) gives ``ref`` for every order; the other
     # fractions run (3 x 10 by default), each chunk of perturbed images built just before its forward.
     moved = [j for j, f in enumerate(fractions) if f > 0]
-    rank_of = [ranks["morf"]] + [r for r in ranks.values() for _ in moved]  # entry 0: fraction 0, nothing replaced
+    rank_of = [next(iter(ranks.values()))] + [r for r in ranks.values() for _ in moved]  # entry 0: nothing replaced
     fraction_of = [0.0] + [fractions[j] for j in moved] * len(ranks)
     rep = replacement_fill(x, replacement, seed)
     buf, mask_buf = ChunkBuffer(x), ChunkBuffer(x[:, :1])

@@ -112,12 +112,13 @@ def phase_passes(
         if "draws" in (p := metric.passes(differentiable, row)):
             out[f"draws: {name}"] = p["draws"]
     scores = [metric.passes(differentiable, row).get("scores", (0, 0)) for metric in metrics.values()]
+    remaps = sum(metric.remaps() for metric in metrics.values())  # maps of the scored method, per map
     for m in config.methods:
         fwd, bwd = METHODS.get(m).passes(config.method_options.get(m), h, w)
         if bwd and not differentiable:
             raise InputError(f"{m} needs gradients, which int8 kernels do not have")
         out[f"map: {m}"] = (fwd, bwd)
-        out[f"scores: {m}"] = (sum(s[0] for s in scores), sum(s[1] for s in scores))
+        out[f"scores: {m}"] = (sum(s[0] for s in scores) + remaps * fwd, sum(s[1] for s in scores) + remaps * bwd)
     return out
 
 

@@ -11,13 +11,14 @@ map of that image, so methods are compared on the same draws) and ``score`` once
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
 from depthscope.config import build_config
+from depthscope.errors import InputError
 from depthscope.explain.attribution import Attribution
 from depthscope.explain.targets import TargetModel
 from depthscope.models import DepthModel
@@ -53,7 +54,11 @@ class ImageContext:
     """What a metric's ``prepare`` sees of one image: the model, its whole-map mean target model ``fmodel``
     (``(B, 3, H, W)`` images -> ``(B, 1)`` metres), the image ``x`` ``(1, 3, H, W)``, the predicted depth
     ``(H, W)`` in metres, ground truth (or None), the image's ``seed``, the forward ``chunk_size`` and the
-    perturbation ``region`` (bool ``(H, W)``: the pixels a perturbation metric may change; None: all)."""
+    perturbation ``region`` (bool ``(H, W)``: the pixels a perturbation metric may change; None: all).
+
+    ``reexplain(method, x=None, model=None, target="mean")`` makes another map of a method with the run's options
+    and the image's seed, for another input, model or target (robustness and randomisation metrics), with the run's
+    map transform applied as to the maps being scored (meta-evaluation's disruptions)."""
 
     model: DepthModel
     fmodel: TargetModel
@@ -63,6 +68,16 @@ class ImageContext:
     seed: int
     chunk_size: int | str = "auto"
     region: torch.Tensor | None = None
+    reexplain: Callable[..., Attribution] | None = None
+
+    def remap(
+        self, method: str, x: torch.Tensor | None = None, model: DepthModel | None = None, target: Any = "mean"
+    ) -> Attribution:
+        """The map of ``method`` on input ``x`` (default: this image) under ``model`` (default: this model) for
+        ``target`` (a target spec or weights ``(T, H, W)``)."""
+        if self.reexplain is None:
+            raise InputError(f"this image context cannot make new maps (needed to re-explain {method})")
+        return self.reexplain(method, x, model, target)
 
 
 @dataclass(frozen=True)
@@ -124,6 +139,12 @@ class AssessmentMetric:
         per map); ``row``, a finished image's results, tells an adaptive metric how many draws that image used.
         Default: none (a metric computed from the map and the prediction alone)."""
         return {}
+
+    def remaps(self) -> int:
+        """Maps of the scored method that scoring one map makes (robustness and randomisation metrics explain
+        perturbed inputs, randomised models or other targets): the cost plan adds that many times the method's
+        own passes to the map's scores. Default: none."""
+        return 0
 
 
 METRICS: Registry[type[AssessmentMetric]] = Registry("assessment metric")

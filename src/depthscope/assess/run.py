@@ -4,6 +4,7 @@ Columns, summary and settings all come from the chosen metrics (:mod:`depthscope
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -48,6 +49,44 @@ RUN_COLUMNS = (  # written by the runner
 )
 
 
+def image_context(
+    model: DepthModel,
+    x: torch.Tensor,
+    config: AssessConfig | None = None,
+    gt: torch.Tensor | None = None,
+    seed: int = 0,
+    chunk_size: int | str = "auto",
+    map_transform: Callable[[Attribution, int], Attribution] | None = None,
+    map_model: DepthModel | None = None,
+) -> ImageContext:
+    """What every metric sees of image ``x`` ``(1, 3, H, W)``: the model, its whole-map mean target, the predicted
+    depth, the perturbation region of ``config``, and a map maker with ``config``'s method options, ``seed`` and
+    ``map_transform`` (:class:`~depthscope.assess.registry.ImageContext`); ``map_model``, if given, is the model
+    the maps explain instead of ``model`` (meta-evaluation: maps of a randomised model scored on the real one).
+
+    Example:
+        >>> from depthscope.models import load_model
+        >>> ctx = image_context(load_model("meter-xxs-nyu"), torch.rand(1, 3, 96, 128))
+        >>> tuple(ctx.depth.shape), tuple(ctx.remap("saliency").raw.shape)
+        ((96, 128), (1, 3, 96, 128))
+    """
+    config = config or AssessConfig()
+    with torch.no_grad():
+        depth = model(x)[0, 0]
+    region = model_region(config.perturb_region, model, *x.shape[-2:])
+
+    def make_map(
+        method: str, xi: torch.Tensor | None = None, m: DepthModel | None = None, target: Any = "mean"
+    ) -> Attribution:
+        opts = config.method_options.get(method)
+        a = explain(m or map_model or model, x if xi is None else xi, method, target, {method: opts} if opts else None,
+                    seed=seed)[method]  # fmt: skip
+        return a if map_transform is None else map_transform(a, seed)
+
+    return ImageContext(model, target_model(model, x, "mean"), x, depth, gt, seed, chunk_size,
+                        None if region is None else region.to(x.device), make_map)  # fmt: skip
+
+
 def assess_image(
     model: DepthModel,
     image: torch.Tensor,
@@ -57,6 +96,9 @@ def assess_image(
     chunk_size: int | str = "auto",
     on_phase: Callable[[str], None] | None = None,
     on_map: Callable[[str, Attribution], None] | None = None,
+    map_transform: Callable[[Attribution, int], Attribution] | None = None,
+    metric_seconds: dict[str, float] | None = None,
+    map_model: DepthModel | None = None,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """Scores of every method's map (whole-map mean target) on one image, method by method.
 
@@ -75,30 +117,32 @@ def assess_image(
             ``scores: METHOD``: the phases of the cost plan), so a caller can say where an image's time goes.
         on_map: called with ``(method, attribution)`` as each map is made (``depthscope.compare`` keeps them to
             measure two models' agreement on the very maps that were scored).
+        map_transform: ``(attribution, seed) -> attribution`` applied to every map made, the scored ones and those
+            a metric makes anew (meta-evaluation's disruptions: shuffled or inverted maps).
+        map_model: the model the maps explain, if not ``model`` (see :func:`image_context`).
+        metric_seconds: if given, each metric's wall time (its draws, the maps it makes, its scores) is added to
+            it under the metric's name.
 
     Yields:
         ``(method, {column: value})`` as soon as that method is done, so a caller can save it before the next.
     """
     config = config or AssessConfig()
     x = image.unsqueeze(0) if image.dim() == 3 else image
-    with torch.no_grad():
-        depth = model(x)[0, 0]
-    region = model_region(config.perturb_region, model, *x.shape[-2:])
-    ctx = ImageContext(model, target_model(model, x, "mean"), x, depth, gt, seed, chunk_size,
-                       None if region is None else region.to(x.device))  # fmt: skip
+    ctx = image_context(model, x, config, gt, seed, chunk_size, map_transform, map_model)
     metrics = config.build_metrics()
     phase = on_phase or (lambda name: None)
+    clock = _MetricClock(metric_seconds)
     prepared = {}
     for name, m in metrics.items():
         if not m.joint:
             phase(f"draws: {name}")
-            prepared[name] = m.prepare(ctx)
+            with clock(name):
+                prepared[name] = m.prepare(ctx)
     attrs, seconds = {}, {}
     for method in config.methods:
         phase(f"map: {method}")
         t0 = time.perf_counter()
-        opts = config.method_options.get(method)
-        attrs[method] = explain(model, x, method, "mean", {method: opts} if opts else None, seed=seed)[method]
+        attrs[method] = ctx.remap(method)
         seconds[method] = time.perf_counter() - t0
         if on_map is not None:
             on_map(method, attrs[method])
@@ -106,15 +150,33 @@ def assess_image(
     for name, m in metrics.items():
         if m.joint:  # adaptive draws: every map of the image decides when they stop
             phase(f"draws: {name}")
-            joint[name] = m.score_maps(ctx, attrs)
+            with clock(name):
+                joint[name] = m.score_maps(ctx, attrs)
     for method, attr in attrs.items():
         phase(f"scores: {method}")
         errors = attr.info.get("completeness_error")
         row: dict[str, Any] = {"seconds_per_map": seconds[method],
                                "completeness_error": errors[0] if errors else ""}  # fmt: skip
         for name, m in metrics.items():
-            row |= joint[name][method] if name in joint else m.score(prepared[name], attr)
+            with clock(name):
+                row |= joint[name][method] if name in joint else m.score(prepared[name], attr)
         yield method, row
+
+
+class _MetricClock:
+    """``with clock(name):`` adds the block's wall time to ``seconds[name]`` (nothing when ``seconds`` is None)."""
+
+    def __init__(self, seconds: dict[str, float] | None) -> None:
+        self.seconds = seconds
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.seconds is not None:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
 
 
 def plan(
@@ -250,7 +312,7 @@ def assess(
         models: :class:`DepthModel` s or model names.
         data: a dataset or a path :func:`depthscope.open_dataset` reads (layout from the model's protocol).
         config: methods, metrics and options (default :class:`AssessConfig`: saliency, IG, rollout, random; curves,
-            both AF readings, Infidelity, Faithfulness Estimate).
+            both AF readings, Infidelity, Faithfulness Correlation).
         out: output directory: ``results.csv`` (append-only, one fsynced row per model, method and image),
             ``settings.json``, ``summary.csv`` and ``curves.png``.
         limit: only the first ``limit`` images.

@@ -17,6 +17,7 @@ from depthscope.cli import (  # noqa: F401
     evaluate,
     explain,
     export,
+    meta,
     optimize,
     pareto,
     predict,
@@ -36,6 +37,7 @@ FEWER = {
     "assess": "fewer draws (--n-perturbations)",
     "compare": "fewer draws (--n-perturbations)",
     "report": "fewer draws (--n-perturbations)",
+    "meta-evaluate": "fewer draws (--sensitivity-n-samples, --irof-n-segments...) or fewer --metrics",
     "explain": "fewer steps or samples (e.g. --option integrated_gradients.n_steps=32, --option "
     "smoothgrad.n_samples=10), a coarser --target grid",
     "optimize": "a smaller --batch",

@@ -24,14 +24,15 @@ from depthscope.cli._args import (
 from depthscope.cli._base import Command, register_command
 
 
-def add_assess_config_args(p: argparse.ArgumentParser) -> None:
-    """The options of an :class:`~depthscope.assess.AssessConfig`: methods, metrics, draws, seed, ``--option``
-    and one flag per option of every registered metric (``--METRIC-OPTION``)."""
+def add_assess_config_args(p: argparse.ArgumentParser, defaults=None) -> None:  # noqa: ANN001
+    """The options of an :class:`~depthscope.assess.AssessConfig` (``defaults``: the one ``--help`` shows;
+    default ``AssessConfig()``): methods, metrics, draws, seed, ``--option`` and one flag per option of every
+    registered metric (``--METRIC-OPTION``)."""
     from depthscope.assess import METRICS, AssessConfig
     from depthscope.assess.config import PROTOCOLS
     from depthscope.explain import METHODS
 
-    d = AssessConfig()
+    d = defaults or AssessConfig()
     p.add_argument(
         "--methods",
         "--method",
@@ -48,7 +49,7 @@ def add_assess_config_args(p: argparse.ArgumentParser) -> None:
         "--n-perturbations",
         type=int,
         default=d.n_perturbations,
-        help="random draws of Infidelity and the Faithfulness Estimate (default: %(default)s, the count chosen by "
+        help="random draws of Infidelity and the Faithfulness Correlation (default: %(default)s, the count chosen by "
         "benchmarks/perturbation_count.py)",
     )
     p.add_argument("--seed", type=int, default=d.seed, help="image i uses seed + i (default %(default)s)")
@@ -93,7 +94,9 @@ def assess_config(args: argparse.Namespace):
 class Assess(Command):
     """How trustworthy are the attribution maps? Perturbation curves (MoRF/LeRF/random, RMSE in metres to the
     original prediction), Attribution Fidelity (af_perturbation, af_depth_correlation), Infidelity, Faithfulness
-    Estimate, per model x method x image. Metrics not asked for (--metrics) cost nothing. Resumable: rerunning the
+    Correlation, and the Quantus families (ROAD, insertion/deletion, Monotonicity Correlation, IROF, sensitivity,
+    Local Lipschitz, relative stability, MPRT, sMPRT, eMPRT, random target, target share, sparseness, complexity)
+    per model x method x image. Metrics not asked for (--metrics) cost nothing. Resumable: rerunning the
     same command skips finished rows.
 
     Writes DIR/results.csv (one row per model, method, image), DIR/settings.json, DIR/summary.csv (mean, std,

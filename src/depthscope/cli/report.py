@@ -30,6 +30,11 @@ class Report(Command):
         )
         p.add_argument("--out", default="runs/demo", help="output directory (default %(default)s)")
         force_new_arg(p)
+        p.add_argument(
+            "--meta", nargs="?", const=True, default=False, metavar="DIR",
+            help="add 'Which scores to trust for this model': without DIR, run depthscope meta-evaluate on the "
+            "--limit images (about 3.5 min per NYU image on 2 cores); with DIR, read a finished run there",
+        )  # fmt: skip
         add_assess_config_args(p)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -49,6 +54,7 @@ class Report(Command):
             echo=True,
             gallery=args.gallery,
             force_new=args.force_new,
+            meta=args.meta,
         )
         print(f"wrote {page}")
         return 0

@@ -44,7 +44,7 @@ def default_config() -> AssessConfig:
 
 def score_columns(config: AssessConfig) -> list[Column]:
     """The assessment scores compared: each chosen metric's headline column (``af_perturbation`` of the curves,
-    ``af_depth_correlation``, ``infidelity``, ``faithfulness_estimate``)."""
+    ``af_depth_correlation``, ``infidelity``, ``faithfulness_correlation``)."""
     heads = {m.headline or name for name, m in config.build_metrics().items()}
     return [c for c in config.columns() if c.name in heads]
 

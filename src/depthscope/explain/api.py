@@ -122,9 +122,10 @@ def explain(
         raise InputError(f"options given for methods not requested: {', '.join(sorted(unknown))}")
     x = as_batch(image, dev)
     fmodel = target_model(model, x, target)
-    return {name: _detach(spec(fmodel, x, seed, **options.get(name, {}))) for name, spec in specs.items()}
+    return {name: _detach(spec(fmodel, x, seed, **options.get(name, {})), name) for name, spec in specs.items()}
 
 
-def _detach(a: Attribution) -> Attribution:
-    a.raw = a.raw.detach()
+def _detach(a: Attribution, name: str) -> Attribution:
+    """``a`` without its autograd graph, named by the method's registry name (what a metric re-explains with)."""
+    a.raw, a.method = a.raw.detach(), name
     return a

@@ -33,16 +33,19 @@ def blocks_in_forward_order(model: torch.nn.Module, x: torch.Tensor, depth: int 
     return list(dict.fromkeys(order))
 
 
-def _reinit(module: torch.nn.Module, gen_seed: int) -> None:
-    torch.manual_seed(gen_seed)
-    for m in module.modules():
-        if hasattr(m, "reset_parameters"):
-            m.reset_parameters()
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            with torch.no_grad():
-                m.weight.normal_(1.0, 0.5)
-                m.bias.normal_(0.0, 0.5)
+def reinit_block(module: torch.nn.Module, gen_seed: int) -> None:
+    """Re-initialise every layer of ``module`` from seed ``gen_seed`` (batch norms: weight N(1, 0.5), bias N(0, 0.5),
+    fresh running statistics, so the block passes a changed signal rather than an identity)."""
+    with torch.random.fork_rng(devices=[]):  # the caller's global random state is left as it was
+        torch.manual_seed(gen_seed)
+        for m in module.modules():
+            if hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.reset_running_stats()
+                with torch.no_grad():
+                    m.weight.normal_(1.0, 0.5)
+                    m.bias.normal_(0.0, 0.5)
 
 
 def cascading_randomization(
@@ -63,7 +66,7 @@ def cascading_randomization(
     rand = copy.deepcopy(model).eval()
     rows = []
     for i, block in enumerate(reversed(blocks_in_forward_order(rand, x))):
-        _reinit(rand.net.get_submodule(block), seed + i)
+        reinit_block(rand.net.get_submodule(block), seed + i)
         m = explain(rand, x, method, target, opts)[method].magnitude[0]
         rows.append({"block": block, "spearman": spearman(original, m), "ssim": map_ssim(original, m)})
         if block == stop_after:
@@ -71,4 +74,4 @@ def cascading_randomization(
     return rows
 
 
-__all__ = ["blocks_in_forward_order", "cascading_randomization"]
+__all__ = ["blocks_in_forward_order", "cascading_randomization", "reinit_block"]

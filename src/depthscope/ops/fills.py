@@ -7,6 +7,7 @@ One function serves both (they are the same images): ``black`` (zeros), ``mean``
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -14,7 +15,11 @@ from depthscope.errors import InputError
 from depthscope.seeding import generator
 
 FILLS = ("black", "blur", "mean", "noise")
-REPLACEMENTS = (*FILLS, "inpaint")  # fills of perturbed pixels: the static ones, and one that depends on the mask
+REPLACEMENTS = (
+    *FILLS,
+    "inpaint",
+    "linear",
+)  # fills of perturbed pixels: the static ones, and two that depend on the mask
 BLUR_FRACTION = 1 / 16  # default blur sigma as a fraction of the image's short side
 
 
@@ -100,3 +105,68 @@ def inpaint_fill(x: torch.Tensor, masks: torch.Tensor, sigma_fraction: float = B
     )
     fill = torch.where(den > 1e-3, num / den.clamp_min(1e-3), mean)
     return F.interpolate(fill, size=(h, w), mode="bilinear", align_corners=False)
+
+
+# ROAD's neighbour weights (Rong et al. 2022): a removed pixel is the weighted mean of its 8 neighbours
+LINEAR_WEIGHTS = (((1, 1), 1 / 12), ((0, 1), 1 / 6), ((-1, 1), 1 / 12), ((1, -1), 1 / 12), ((0, -1), 1 / 6),
+                  ((-1, -1), 1 / 12), ((1, 0), 1 / 6), ((-1, 0), 1 / 6))  # fmt: skip
+ROAD_NOISE = 0.01  # std of the noise ROAD adds to the imputed pixels, in units of the [0, 1] pixel range
+
+
+def linear_imputation(x: torch.Tensor, masks: torch.Tensor, noise: float = ROAD_NOISE, seed: int = 0) -> torch.Tensor:
+    """ROAD's noisy linear imputation (Rong et al., ICML 2022; Quantus ``noisy_linear_imputation``): the masked
+    pixels of each mask take the values that make every one of them the weighted mean of its 8 neighbours
+    (:data:`LINEAR_WEIGHTS`; the unmasked neighbours are known, the masked ones solved for together, one sparse
+    linear system per mask), plus Gaussian noise of std ``noise``. The fill carries no information about the
+    removed pixels beyond what their surroundings say, so a model cannot read the shape of the removed set.
+
+    Args:
+        x: the image ``(1, C, H, W)``.
+        masks: ``(K, 1, H, W)``, non-zero where a pixel is replaced.
+        noise: std of the added noise (0: the plain linear imputation).
+        seed: the noise's seed (stream ``road_noise``).
+
+    Returns:
+        ``(K, C, H, W)`` fills (only their masked pixels are used; elsewhere ``x``).
+
+    Example:
+        >>> x = torch.zeros(1, 1, 5, 5); x[..., :, 3:] = 1
+        >>> m = torch.zeros(1, 1, 5, 5); m[..., 2, 2] = 1
+        >>> round(linear_imputation(x, m, noise=0)[0, 0, 2, 2].item(), 4)  # 3 of its 8 neighbours are bright
+        0.3333
+    """
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import spsolve
+
+    h, w = x.shape[-2:]
+    img = x[0].detach().double().cpu().flatten(1).numpy()  # (C, H*W)
+    g = generator(seed, "road_noise")
+    out = x.detach().double().cpu().repeat(len(masks), 1, 1, 1)
+    for k, mask in enumerate(masks.detach().cpu()):
+        idx = np.flatnonzero(mask[0].numpy().ravel() != 0)
+        if idx.size == 0:
+            continue
+        var = np.full(h * w, -1)
+        var[idx] = np.arange(idx.size)
+        ys, xs = np.divmod(idx, w)
+        rows, cols, vals = [], [], []
+        rhs, total = np.zeros((idx.size, img.shape[0])), np.zeros(idx.size)
+        for (dy, dx), weight in LINEAR_WEIGHTS:
+            yy, xx = ys + dy, xs + dx
+            inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+            total[inside] += weight  # neighbours outside the image do not count
+            at, nb = np.flatnonzero(inside), yy[inside] * w + xx[inside]
+            unknown = var[nb] >= 0
+            rows.append(at[unknown])
+            cols.append(var[nb[unknown]])
+            vals.append(np.full(int(unknown.sum()), weight))
+            rhs[at[~unknown]] -= weight * img[:, nb[~unknown]].T
+        n = np.arange(idx.size)
+        a = sp.csc_matrix((np.concatenate([*vals, -total]), (np.concatenate([*rows, n]), np.concatenate([*cols, n]))),
+                          shape=(idx.size, idx.size))  # fmt: skip
+        solved = np.asarray(spsolve(a, rhs)).reshape(idx.size, -1)
+        values = torch.from_numpy(solved.T)  # (C, n)
+        if noise > 0:
+            values = values + noise * torch.randn(values.shape, generator=g, dtype=values.dtype)
+        out[k].flatten(1)[:, idx] = values
+    return out.to(x)

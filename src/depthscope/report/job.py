@@ -44,6 +44,7 @@ def report(
     echo: bool = False,
     gallery: int = 3,
     force_new: bool = False,
+    meta: bool | str | os.PathLike = False,
 ) -> Path:
     """Evaluate ``model`` on ``data``, explain its first image and assess ``config.methods`` on ``limit`` images.
 
@@ -60,6 +61,9 @@ def report(
         gallery: images shown in the gallery (image, prediction, ground truth, absolute error).
         force_new: the assessment folder ``out/assess`` holds an earlier run: move it aside and start afresh
             (without it, an assessment of other data there is one clear error; one of the same data resumes).
+        meta: add the section "Which scores to trust for this model": True runs ``meta_evaluate`` with its defaults
+            on the ``limit`` images into ``out/meta`` (about 3.5 min per NYU image on 2 cores); a folder reads a
+            finished ``depthscope meta-evaluate`` run's ``meta.csv``.
 
     Returns:
         The path of ``report.html``.
@@ -160,6 +164,10 @@ def report(
         [f"Protocol {config.protocol!r}, perturbations inside the region {config.perturb_region!r} (crop: the model's "
          f"evaluation crop); image i uses seed {config.seed} + i."],
     ))  # fmt: skip
+    if meta:
+        t0 = time.perf_counter()
+        sections.append(trust_section(model, data, meta, out, limit, progress, [*base, "meta-evaluate", *common,
+                                                                                   *data_opts], t0))  # fmt: skip
     banners = random_weights_banner(model.name, weights)
     settings = {"model": model.name, "weights": weights, "dataset": data.name, "evaluate": result.settings,
                 "explain": {"target": "mean", "methods": list(config.methods), "options": options},
@@ -167,3 +175,46 @@ def report(
     info = provenance(str(dev), {"assess": f"{config.seed} + image index", "explain": 0})
     return write_page(out / "report.html", f"depthscope report: {model.name} on {data.name}", sections, info,
                       settings, banners)  # fmt: skip
+
+
+def trust_section(
+    model: DepthModel,
+    data: DepthDataset,
+    meta: bool | str | os.PathLike,
+    out: Path,
+    limit: int,
+    progress: bool,
+    command: list[str],
+    t0: float,
+) -> Section:
+    """The report's "Which scores to trust" section: a meta-evaluation run now (``meta`` True) or read from a
+    finished run's folder."""
+    import csv
+
+    from depthscope.meta import MetaConfig, display_meta, meta_evaluate
+
+    if meta is True:
+        rows = meta_evaluate(model, data, MetaConfig(), out / "meta", limit=limit, progress=progress).rows
+        cmd = [*command, "--limit", str(limit), "--out", str(out / "meta")]
+    else:
+        path = Path(meta) / "meta.csv"
+        if not path.is_file():
+            raise InputError(f"{path}: no meta-evaluation here (run depthscope meta-evaluate --out {meta} first)")
+        rows = [{k: (float(v) if k not in ("metric", "score", "category", "better") else v) for k, v in r.items()}
+                for r in csv.DictReader(path.open())]  # fmt: skip
+        cmd = [*command, "--out", str(meta)]
+    trusted = [r["metric"] for r in rows if r["mc_score"] >= 0.7]
+    lead = f"<p>Metrics with an MC score of 0.7 or more on this model: {esc(', '.join(trusted) or 'none')}.</p>"
+    return Section(
+        "Which scores to trust for this model",
+        lead + plain_table(display_meta(rows)),
+        cmd,
+        time.perf_counter() - t0,
+        [
+            "Per metric: noise resilience (NR: minor noise on the image or the weights, the mean depth moving less "
+            "than 5 %) and adversarial reactivity (AR: maps of a half-randomised model, shuffled or inverted maps) as "
+            "MetaQuantus' intra-consistency (IAC, Wilcoxon p-values) and inter-consistency (IEC: method order kept "
+            "under NR, scores worse under AR), their mean (MC), Krippendorff's alpha of the method ranking across "
+            "images and its mean Spearman agreement with the other metrics."
+        ],
+    )
