@@ -18,7 +18,7 @@ LAYERS = [
     {"data"},
     {"models"},
     {"metrics", "explain", "predict", "probe"},
-    {"assess", "efficiency"},
+    {"assess", "efficiency", "robustness"},
     {"optimize", "engine", "compare", "meta"},
     {"report", "view"},
     {"cli", "launch"},

@@ -19,7 +19,7 @@ _WHERE = {
     "METHODS": "depthscope.explain", "explain": "depthscope.explain", "register_method": "depthscope.explain",
     "evaluate": "depthscope.metrics.evaluate", "DepthModel": "depthscope.models", "ModelConfig": "depthscope.models",
     "list_models": "depthscope.models", "load_model": "depthscope.models", "register_model": "depthscope.models",
-    "meta_evaluate": "depthscope.meta",
+    "meta_evaluate": "depthscope.meta", "robustness": "depthscope.robustness",
     "wrap": "depthscope.models", "predict": "depthscope.predict", "probe": "depthscope.probe", "report": "depthscope.report",
 }  # fmt: skip
 

@@ -113,6 +113,25 @@ def test_ray_evaluate_equals_the_local_engine(tmp_path, nyu_dir, ray_module):
     assert a["rmse"] == pytest.approx(b["rmse"], rel=1e-5) and a["abs_rel"] == pytest.approx(b["abs_rel"], rel=1e-5)
 
 
+def test_ray_robustness_equals_the_local_engine(tmp_path, nyu_dir, ray_module):
+    local, ray = tmp_path / "local", tmp_path / "ray"
+    common = [sys.executable, "-m", "depthscope.cli", "robustness", "--data", str(nyu_dir), "--limit", "2",
+              "--corruptions", "gaussian_noise,jpeg_compression", "--severities", "1,5"]  # fmt: skip
+    subprocess.run([*common, "--out", str(local)], check=True, capture_output=True)
+    env = {**os.environ, "RAY_ADDRESS": "127.0.0.1:9"}
+    r = subprocess.run([*common, "--engine", "ray", "--out", str(ray)], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    key = lambda rs: {(x["image"], x["corruption"], x["severity"]): x for x in rs}  # noqa: E731
+    got, want = key(rows(ray / "results.csv")), key(rows(local / "results.csv"))
+    assert got.keys() == want.keys() and len(got) == 2 * 5
+    for k, row in want.items():
+        for c in ("rmse", "abs_rel", "delta1", "dee"):  # one worker thread against two: float32 rounding
+            assert float(got[k][c]) == pytest.approx(float(row[c]), rel=1e-5, abs=1e-7), (k, c)
+        # the maps' ranks: a gradient that moves by float32 rounding can swap near-equal pixels
+        assert float(got[k]["saliency_spearman"]) == pytest.approx(float(row["saliency_spearman"]), abs=1e-3), k
+    assert (ray / "corruptions.png").is_file()
+
+
 def test_ray_bad_input_is_one_line(tmp_path, nyu_dir, ray_module):
     import depthscope as ds
     from depthscope.engine import RayEngine

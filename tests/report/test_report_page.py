@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import depthscope as ds
+from depthscope.output.tables import fmt
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def test_report_renders_in_chromium_without_errors(page, browser, tmp_path):
     images = browser.execute_script(
         "return Array.from(document.images).map(i => [i.alt, i.complete && i.naturalWidth > 0, i.naturalWidth])"
     )
-    assert len(images) == 3  # gallery, explanation figure, curves
+    assert len(images) == 4  # gallery, explanation figure, curves, corruptions
     assert all(ok for _, ok, _ in images), images
     width = browser.execute_script("return document.documentElement.scrollWidth")
     assert width <= 1400  # readable at 1400 px: no horizontal scrolling
@@ -65,6 +66,10 @@ def test_report_numbers_are_the_runs_files(page):
     sal = summary["saliency"]
     assert f"{float(sal['af_perturbation_mean']):.3f} ± {float(sal['af_perturbation_std']):.3f}" in text
     assert metrics["weights"].endswith("meter_xxs_nyu.pth") and metrics["n_without_gt"] == 0
+    for k in ("boundary_f1", "chamfer", "normal_median_deg", "rmse_0_2m"):  # the depth groups beside the ten
+        assert f"<td>{fmt(metrics[k])}</td>" in text, k
+    rob = json.loads((out / "robustness" / "robustness.json").read_text())
+    assert f"mCE {rob['mce']:.1%}" in text and f"mRR {rob['mrr']:.1%}" in text
 
 
 def test_assess_command_in_the_report_rebuilds_its_settings(page):

@@ -92,3 +92,12 @@ def test_the_apps_click_handler_gives_the_panel(meter_nyu, nyu_dir, nyu):
     assert len(files) == 2
     bad = h["box"]("0,0,900,900", ["saliency"], "", None, progress=lambda *a, **k: None)
     assert bad[-1].startswith("⚠") and "outside the 480x640 image" in bad[-1]
+
+
+def test_the_explorers_metrics_equal_evaluate_with_the_depth_groups(explorer, meter_nyu, nyu_dir):
+    from depthscope.metrics.evaluate import evaluate
+
+    res = evaluate(meter_nyu, nyu_dir, limit=1, metrics="standard,boundary,binned,normals,pointcloud")
+    shown = explorer.metrics(meter_nyu.name)
+    for k in ("rmse", "abs_rel", "boundary_f1", "chamfer", "normal_median_deg", "rmse_0_2m"):
+        assert shown[k] == pytest.approx(float(res.per_image[0][k]), rel=1e-6, abs=1e-9), k

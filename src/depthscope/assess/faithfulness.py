@@ -238,7 +238,7 @@ def superpixels(x: torch.Tensor, n_segments: int = 50, compactness: float = 10.0
     try:
         from skimage.segmentation import slic
     except ImportError:
-        raise InputError("irof needs scikit-image for its superpixels: pip install 'depthscope[assess]'") from None
+        raise InputError("irof needs scikit-image for its superpixels: pip install 'depthscope[skimage]'") from None
     image = x[0].permute(1, 2, 0).detach().cpu().double().numpy()
     labels = slic(image, n_segments=n_segments, compactness=compactness, start_label=0, channel_axis=-1)
     return torch.from_numpy(np.unique(labels, return_inverse=True)[1].reshape(labels.shape)).to(x.device)

@@ -24,6 +24,7 @@ from depthscope.cli import (  # noqa: F401
     probe,
     profile,
     report,
+    robustness,
     view,
 )
 from depthscope.cli._base import COMMANDS, Command, register_command

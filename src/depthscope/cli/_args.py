@@ -33,7 +33,10 @@ def data_args(p: argparse.ArgumentParser) -> None:
         help="dataset folder, CSV of pairs, NYU labeled .mat or KITTI root (default: the bundled NYU sample, "
         "found through DEPTHSCOPE_DATA or ../shared/data)",
     )
-    p.add_argument("--dataset", choices=["nyu", "kitti", "pairs"], help="layout/protocol (default: the model's)")
+    from depthscope.data import dataset_names
+
+    p.add_argument("--dataset", choices=dataset_names(), help="layout/protocol (default: the model's); diode, eth3d, "
+                   "ibims, scannet, sintel, sunrgbd read those benchmarks' own files, with their depth caps")  # fmt: skip
     p.add_argument("--depth-scale", type=float, help="integer depth PNG value / S = metres (nyu 1000, kitti 256)")
     p.add_argument("--split-file", help="KITTI Eigen list (BTS format) or NYU splits.mat")
 

@@ -21,9 +21,11 @@ from depthscope.cli._base import Command, register_command
 
 @register_command
 class Evaluate(Command):
-    """Accuracy metrics of a model on a dataset (MAE, RMSE, AbsRel, delta1...; depth in metres).
+    """Accuracy metrics of a model on a dataset (MAE, RMSE, AbsRel, delta1...; depth in metres), and with
+    --metrics the groups depth papers now report: boundary (Depth Pro's boundary F1/recall), dbe (iBims-1 depth
+    boundary errors), normals, pointcloud (Chamfer, F-score@tau), planarity (iBims-1), binned (per depth bin).
 
-    Example: depthscope evaluate --model meter-xxs-nyu --data ../shared/data/nyu_sample --crop eigen --out out/eval
+    Example: depthscope evaluate --model meter-xxs-nyu --data ../shared/data/nyu_sample --metrics standard,boundary,normals
     """
 
     name = "evaluate"
@@ -55,6 +57,20 @@ class Evaluate(Command):
             help="16-bit prediction value per metre (default: the depth_scale in DIR/predict.json, else 1000)",
         )  # fmt: skip
         p.add_argument("--limit", type=int, help="evaluate only the first N images (default: all)")
+        p.add_argument(
+            "--metrics", default="standard",
+            help="metric groups: standard (the ten, always computed) and any of boundary, dbe, normals, pointcloud, "
+            "planarity, binned (default %(default)s)",
+        )  # fmt: skip
+        p.add_argument(
+            "--option", action="append", default=[], metavar="GROUP.KEY=VALUE",
+            help="an option of a metric group, repeatable: pointcloud.tau=0.05 (m), pointcloud.max_points=10000, "
+            "binned.bins=[0,2,4,6,10] (m), dbe.theta=10 (px)",
+        )  # fmt: skip
+        p.add_argument("--intrinsics", metavar="FX,FY,CX,CY",
+                       help="the camera in pixels of the images, for normals, pointcloud and planarity (default: the "
+                       "dataset's; NYU's is known)")  # fmt: skip
+        p.add_argument("--fov", type=float, help="or a centred camera with this horizontal field of view (degrees)")
         html_arg(p)
         engine_args(p)
         p.add_argument(
@@ -64,6 +80,7 @@ class Evaluate(Command):
         )
 
     def run(self, args: argparse.Namespace) -> int:
+        from depthscope.config import group_options
         from depthscope.metrics import METRIC_NAMES
         from depthscope.metrics.evaluate import evaluate
         from depthscope.output.tables import format_table
@@ -90,10 +107,17 @@ class Evaluate(Command):
             progress=True,
             predictions=args.predictions,
             pred_scale=args.pred_scale,
+            metrics=args.metrics,
+            metric_options=group_options(args.option),
+            intrinsics=args.intrinsics,
+            fov=args.fov,
         )
         if result.metrics:
             rows = [{"model": result.model, "n": len(result.per_image), **result.metrics}]
             print(format_table(rows, ["model", "n", *METRIC_NAMES]))
+            extra = [k for k in result.metrics if k not in METRIC_NAMES]
+            if extra:
+                print(format_table(rows, ["model", *extra]))
         else:
             print("no image had ground-truth depth: nothing scored; the predictions are saved")
         print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'per_image.csv'}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +25,20 @@ from depthscope.data.io import (
     read_image,
 )
 from depthscope.errors import InputError, warn
+from depthscope.registry import Registry
 
 
 @dataclass
 class Sample:
-    """One evaluation pair: ``image`` float ``(3,H,W)`` in [0,1]; ``depth`` metres ``(H,W)``, 0 = invalid."""
+    """One evaluation pair: ``image`` float ``(3,H,W)`` in [0,1]; ``depth`` metres ``(H,W)``, 0 = invalid; the
+    camera when the dataset knows it (``intrinsics``: fx, fy, cx, cy in pixels of the image); and annotations a
+    dataset provides (``edges``: a depth-edge map; ``planes``: named planar-region masks)."""
 
     name: str
     image: torch.Tensor
     depth: torch.Tensor | None
+    intrinsics: tuple[float, float, float, float] | None = None
+    annotations: dict[str, Any] = field(default_factory=dict)
 
 
 def check_limit(limit: int | None) -> None:
@@ -161,6 +166,7 @@ class PairsDataset(DepthDataset):
             depth, scaled = read_depth_scaled(dep, self.depth_scale)
             check_plausible_depth(depth, self.name, self.depth_scale if scaled else None, str(dep))
         sample = check_pair(Sample(self.keys[i], read_image(img), depth), str(dep or img))
+        sample.intrinsics = protocol_intrinsics(self.name, *sample.image.shape[-2:])
         if i == 0:
             h, w = sample.image.shape[-2:]
             if self.name == "kitti" and w < 2.5 * h:
@@ -168,6 +174,16 @@ class PairsDataset(DepthDataset):
             if self.name == "nyu" and w > 2 * h:
                 warn(f"{img}: a {h}x{w} image is not an NYU frame (480x640); is --dataset nyu right?")
         return sample
+
+
+# The colour camera of NYU Depth V2 (its toolbox's camera_params.m), for 480x640 frames: fx, fy, cx, cy in pixels.
+NYU_INTRINSICS = (518.8579, 519.4696, 325.5824, 253.7362)
+
+
+def protocol_intrinsics(dataset: str, h: int, w: int) -> tuple[float, float, float, float] | None:
+    """The camera a dataset's frames are known to have (NYU at 480x640), else None (KITTI's differs by drive:
+    give ``--intrinsics``)."""
+    return NYU_INTRINSICS if dataset == "nyu" and (h, w) == (480, 640) else None
 
 
 OUTSIDE = "_outside"  # the key prefix of an input that lies outside its source's root
@@ -258,7 +274,8 @@ class NYUMatDataset(DepthDataset):
         depth = torch.from_numpy(np.ascontiguousarray(self._depths[k].T.astype(np.float32)))
         if not torch.isfinite(depth).all():
             raise InputError(f"{self.path}: frame {k + 1} depth contains NaN or Inf values")
-        return check_pair(Sample(self.key(i), image, depth), f"{self.path} frame {k + 1}")
+        return check_pair(Sample(self.key(i), image, depth, protocol_intrinsics("nyu", *image.shape[-2:])),
+                          f"{self.path} frame {k + 1}")  # fmt: skip
 
 
 def read_nyu_test_indices(splits: Path, n_frames: int) -> list[int]:
@@ -321,6 +338,16 @@ class KittiEigenDataset(DepthDataset):
         return data_identity(self.data_root, zip(self.keys, self.pairs, strict=True), self.name)
 
 
+# Readers of other benchmarks by name (``depthscope.data.zeroshot`` registers DIODE, iBims-1, ETH3D, Sintel,
+# ScanNet and SUN RGB-D): ``cls(path)`` opens one; ``cls.min_depth`` / ``cls.max_depth`` are its protocol's caps.
+DATASETS: Registry[Any] = Registry("dataset")
+
+
+def dataset_names() -> list[str]:
+    """Every name ``--dataset`` takes: the built-in protocols and the registered benchmarks."""
+    return ["kitti", "nyu", "pairs", *DATASETS.names()]
+
+
 def open_dataset(
     path: str | os.PathLike,
     dataset: str = "pairs",
@@ -333,7 +360,9 @@ def open_dataset(
         path: a folder of ``image_<id>``/``depth_<id>`` pairs, a CSV of ``(image_path, depth_path)``, the official
             NYU labeled ``.mat``, or a KITTI data root.
         dataset: ``nyu`` (``.mat`` with ``split_file`` = its ``splits.mat``, or pairs in millimetres), ``kitti``
-            (a root with ``split_file`` = a BTS-format Eigen list, or pairs with value / 256) or ``pairs``.
+            (a root with ``split_file`` = a BTS-format Eigen list, or pairs with value / 256), ``pairs``, or a
+            registered benchmark: ``diode``, ``eth3d``, ``ibims``, ``scannet``, ``sintel``, ``sunrgbd``
+            (:mod:`depthscope.data.zeroshot`).
         depth_scale: integer depth PNG value / ``depth_scale`` = metres (default 1000; KITTI 256).
         split_file: the NYU ``splits.mat`` or the KITTI Eigen list.
 
@@ -358,7 +387,9 @@ def open_dataset(
         return PairsDataset(p, 256.0 if depth_scale is None else depth_scale, name="kitti")
     if dataset == "pairs":
         return PairsDataset(p, 1000.0 if depth_scale is None else depth_scale)
-    raise InputError(f"unknown dataset {dataset!r}; valid datasets: kitti, nyu, pairs")
+    if dataset in DATASETS:
+        return DATASETS.get(dataset)(p)
+    raise InputError(f"unknown dataset {dataset!r}; valid datasets: {', '.join(dataset_names())}")
 
 
 @dataclass(frozen=True)

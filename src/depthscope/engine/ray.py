@@ -87,6 +87,10 @@ class RayEngine:
         """``evaluate``'s images on Ray workers (:class:`RayEvaluation`)."""
         return RayEvaluation(self, *args)
 
+    def robustness(self, *args: Any) -> RayRobustness:
+        """``robustness``' images on Ray workers (:class:`RayRobustness`)."""
+        return RayRobustness(self, *args)
+
     def runner(self, model: Any, data: Any, device: str = "cpu", weights: str | None = None) -> RayAssessRunner:
         """The assess runner of ``model`` on ``data`` (the interface of :class:`~depthscope.assess.run.LocalRunner`)."""
         return RayAssessRunner(self, model, data, device, weights)
@@ -400,7 +404,7 @@ class _EvaluateWorker(_Worker):
             pred = self.model(s.image[None].to(self.device))[0, 0].cpu()
         if i == 0:
             check_prediction(self.model, pred, s.name)
-        row = score_prediction(s.name, pred, s.depth, settings)
+        row = score_prediction(s.name, pred, s.depth, settings, s)
         return s.name, row, pred.numpy() if row is None else None
 
 
@@ -422,6 +426,52 @@ class RayEvaluation:
     def __iter__(self) -> Iterator[tuple[str, dict[str, Any] | None, Any]]:
         submit = lambda actor, i: actor.image.remote(i, self.scoring)  # noqa: E731
         return self.workers.pool.map(range(self.n), submit, lambda i: f"#{i}", self.status)
+
+    def close(self) -> None:
+        self.workers.close()
+
+
+class _RobustnessWorker(_Worker):
+    """The actor of ``robustness``: the model (and the reference) and the dataset; one whole image per call."""
+
+    def __init__(self, model: str, reference: str | None, data: Any, device: str, threads: float) -> None:
+        from depthscope.data.datasets import as_dataset
+        from depthscope.models import load_model
+
+        super().__init__(threads, device)
+        try:
+            self.model = load_model(model, device=self.device)
+            self.ref = None if reference is None else load_model(reference, device=self.device)
+            self.ds = as_dataset(data, self.model.info.eval.dataset)
+        except InputError as e:
+            self.error = e
+
+    def info(self) -> dict[str, Any]:
+        self._ok()
+        return {"name": self.model.name, "weights": self.model.weights_record, "device": self.device}
+
+    def image(self, i: int, job: dict[str, Any]) -> tuple[int, list, list]:
+        from depthscope.robustness.run import robustness_image
+
+        self._ok()
+        return (i, *robustness_image(self.model, self.ref, self.ds[i], i, job))
+
+
+class RayRobustness:
+    """The images of ``robustness`` on Ray workers; iterating gives ``(index, rows, figure panels)`` in completion
+    order; :meth:`close` stops the workers."""
+
+    def __init__(
+        self, engine: RayEngine, model: str, reference: str | None, data: Any, device: str, jobs: Sequence[int],
+        job: dict[str, Any], status: Callable[[str], None],
+    ) -> None:  # fmt: skip
+        _check_portable(model, data)
+        self.workers = _Workers(engine, _RobustnessWorker, (model, reference, data, device, engine.cpus_per_worker))
+        self.jobs, self.job, self.status = list(jobs), job, status
+
+    def __iter__(self) -> Iterator[tuple[int, list, list]]:
+        submit = lambda actor, i: actor.image.remote(i, self.job)  # noqa: E731
+        return self.workers.pool.map(self.jobs, submit, lambda i: f"#{i}", self.status)
 
     def close(self) -> None:
         self.workers.close()

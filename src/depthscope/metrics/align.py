@@ -55,3 +55,20 @@ def align_prediction(
         return s * d, {"scale": s}
     s, t = least_squares_scale_shift(d, g)
     return s * d + t, {"scale": s, "shift": t}
+
+
+def apply_alignment(
+    pred: torch.Tensor, method: str, fitted: dict[str, float], output: str = "depth", max_depth: float = 10.0
+) -> torch.Tensor:
+    """A whole prediction map (any shape) in depth metres under the ``fitted`` parameters that
+    :func:`align_prediction` found on its valid pixels: what the map-level metrics (boundaries, normals, point
+    clouds) see."""
+    disparity = output == "disparity"
+    p = pred.double()
+    if method == "none":
+        return _inverse(p) if disparity else p
+    if method == "lstsq-disparity":
+        disp = (fitted["scale"] * (p if disparity else _inverse(p)) + fitted["shift"]).clamp_min(1.0 / max_depth)
+        return 1.0 / disp
+    d = _inverse(p) if disparity else p
+    return fitted["scale"] * d + fitted.get("shift", 0.0)

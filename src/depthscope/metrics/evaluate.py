@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,16 +16,21 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from depthscope.config import coerce
 from depthscope.data.datasets import DataSpec, DepthDataset, check_limit, open_dataset
 from depthscope.data.io import read_depth
 from depthscope.data.prefetch import prefetch
 from depthscope.errors import InputError, warn
-from depthscope.metrics.align import ALIGNMENTS
-from depthscope.metrics.depth import METRIC_NAMES, aggregate, evaluate_depth
+from depthscope.metrics import boundary as _boundary  # noqa: F401  (registers boundary, dbe)
+from depthscope.metrics import geometry as _geometry  # noqa: F401  (registers normals, pointcloud, planarity, binned)
+from depthscope.metrics.align import ALIGNMENTS, apply_alignment
+from depthscope.metrics.depth import METRIC_NAMES, aggregate, evaluate_depth, valid_mask
+from depthscope.metrics.geometry import default_bins
+from depthscope.metrics.registry import DEPTH_METRICS, DepthScene
 from depthscope.models import DepthModel, load_model, warn_if_untrained, warn_untrained
 from depthscope.models.base import RANDOM_WEIGHTS
 from depthscope.ops.batching import reserve_one_core
-from depthscope.output.depth import encode_npy
+from depthscope.output.depth import Intrinsics, encode_npy
 from depthscope.output.files import CsvAppender, RunLock, output_path, write_atomic, write_json
 
 DEFAULT_ALIGNMENT = {"depth": "none", "disparity": "lstsq-disparity", "relative": "lstsq-depth"}
@@ -94,6 +100,10 @@ def evaluate(
     pred_scale: float | None = None,
     weights: str | None = None,
     engine: Any = None,
+    metrics: str | Sequence[str] = ("standard",),
+    metric_options: Mapping[str, Mapping[str, Any]] | None = None,
+    intrinsics: Intrinsics | str | None = None,
+    fov: float | None = None,
 ) -> EvaluationResult:
     """Evaluate ``model`` on ``data`` with the standard metrics (depth in metres), as BTS/AdaBins/NeWCRFs do.
 
@@ -120,6 +130,12 @@ def evaluate(
         weights: an explicit checkpoint for a model given by name.
         engine: None: this process; a :class:`depthscope.engine.RayEngine`: Ray workers predict and score the
             images (model by name, data by path or :class:`~depthscope.data.DataSpec`), this process writes.
+        metrics: ``standard`` (the ten) and any registered group (:data:`~depthscope.metrics.DEPTH_METRICS`):
+            ``boundary`` (Depth Pro's boundary F1/recall), ``dbe`` (iBims-1 depth boundary errors), ``normals``,
+            ``pointcloud`` (Chamfer, F-score@tau), ``planarity`` (iBims-1 planes), ``binned`` (per depth bin).
+        metric_options: per group, its options (e.g. ``{"pointcloud": {"tau": 0.1}, "binned": {"bins": [0, 5, 80]}}``).
+        intrinsics: the camera (``fx,fy,cx,cy`` in pixels) for ``normals``, ``pointcloud`` and ``planarity`` when
+            the dataset has none (NYU's is known); ``fov``: or a centred camera of this horizontal field of view.
 
     Returns:
         An :class:`EvaluationResult`: ``metrics`` (mae, rmse, rmse_log, abs_rel, sq_rel, log10, silog, delta1-3)
@@ -154,8 +170,9 @@ def evaluate(
             else open_dataset(data, dataset or model.info.eval.dataset, depth_scale)
         )
     crop = resolve_crop(crop, ds.name, model)
-    lo = model.info.eval.min_depth if min_depth is None else min_depth
-    hi = model.info.eval.max_depth if max_depth is None else max_depth
+    # caps: given, else the benchmark's protocol (a zero-shot dataset has its own), else the model's
+    lo = min_depth if min_depth is not None else getattr(ds, "min_depth", None) or model.info.eval.min_depth
+    hi = max_depth if max_depth is not None else getattr(ds, "max_depth", None) or model.info.eval.max_depth
     check_limit(limit)
     n = len(ds) if limit is None else min(limit, len(ds))
     if n == 0:
@@ -170,7 +187,9 @@ def evaluate(
         warn(f"--align {align} fits {model.name}'s metric depth to each image's ground truth: the metrics measure "
              "the shape of the depth, not its metric accuracy (the fitted scale and shift are in per_image.csv)")  # fmt: skip
     fitted = {"none": [], "median": ["scale"]}.get(align, ["scale", "shift"])
-    columns = ["image", *METRIC_NAMES, "n_valid", *fitted]
+    groups = metric_groups(metrics, metric_options, intrinsics, fov, ds, hi)
+    extra = [c.name for name, opts in groups.items() for c in DEPTH_METRICS.get(name).columns(opts)]
+    columns = ["image", *METRIC_NAMES, "n_valid", *fitted, *extra]
     read_pred = None if predictions is None else saved_predictions(predictions, pred_scale)
     # one run writes a folder at a time; a rerun starts from nothing, so a failure halfway cannot leave the last
     # run's metrics.json beside this run's per-image rows
@@ -183,7 +202,9 @@ def evaluate(
         rows: list[dict[str, float | str]] = []
         without_gt: list[str] = []
 
-        scoring = {"min_depth": lo, "max_depth": hi, "crop": crop, "align": align, "output": output}
+        scoring = {"min_depth": lo, "max_depth": hi, "crop": crop, "align": align, "output": output,
+                   "groups": groups, "fov": fov,
+                   "intrinsics": None if intrinsics is None else list(_camera(intrinsics).__dict__.values())}  # fmt: skip
 
         def keep(name: str, pred: Any) -> None:  # an image without ground truth: predicted, kept, not scored
             without_gt.append(name)
@@ -195,8 +216,9 @@ def evaluate(
             if sink is not None:
                 sink.append(row)
 
-        def score(name: str, pred: torch.Tensor, gt: torch.Tensor | None) -> dict[str, float | str] | None:
-            row = score_prediction(name, pred, gt, scoring)
+        def score(sample: Any, pred: torch.Tensor) -> dict[str, float | str] | None:
+            name = sample.name
+            row = score_prediction(name, pred, sample.depth, scoring, sample)
             if row is None:
                 keep(name, pred.numpy())
             return row
@@ -241,7 +263,7 @@ def evaluate(
                         check_prediction(model, pred, sample.name)
                     if pending is not None:
                         collect(pending)
-                    pending = worker.submit(score, sample.name, pred, sample.depth)
+                    pending = worker.submit(score, sample, pred)
                 if pending is not None:
                     collect(pending)
         bar.close()
@@ -253,23 +275,99 @@ def evaluate(
         if without_gt:
             where = f" (their depth: {Path(out) / 'predictions'}/<image>.npy)" if out is not None else ""
             warn(f"{len(without_gt)} of {n} images had no ground-truth depth: predicted, not scored{where}")
-        metrics = aggregate(rows) if rows else {}
-        result = EvaluationResult(model.name, ds.name, metrics, rows, settings)
+        settings["metrics"] = {"standard": {}, **{k: dict(v) for k, v in groups.items()}}
+        totals = aggregate(rows) if rows else {}
+        for c in extra:
+            vals = [float(r[c]) for r in rows if not math.isnan(float(r[c]))]
+            totals[c] = sum(vals) / len(vals) if vals else math.nan
+        result = EvaluationResult(model.name, ds.name, totals, rows, settings)
         if out is not None:
             write_json(Path(out) / "metrics.json", result.to_dict())
         return result
 
 
 def score_prediction(
-    name: str, pred: torch.Tensor, gt: torch.Tensor | None, scoring: dict[str, Any]
+    name: str, pred: torch.Tensor, gt: torch.Tensor | None, scoring: dict[str, Any], sample: Any = None
 ) -> dict[str, float | str] | None:
     """The per-image row of ``pred`` against ``gt`` (None without ground truth) under ``scoring`` (``min_depth``,
-    ``max_depth``, ``crop``, ``align``, ``output``): what both engines compute for one image."""
+    ``max_depth``, ``crop``, ``align``, ``output``, and the metric ``groups`` with their options, the camera
+    ``intrinsics`` or ``fov``): what both engines compute for one image. ``sample`` (a
+    :class:`~depthscope.data.datasets.Sample`) gives the dataset's camera and annotations."""
     if gt is None:
         return None
     s = scoring
-    return {"image": name, **evaluate_depth(pred, gt, s["min_depth"], s["max_depth"], s["crop"], align=s["align"],
-                                            output=s["output"])}  # fmt: skip
+    row = evaluate_depth(pred, gt, s["min_depth"], s["max_depth"], s["crop"], align=s["align"], output=s["output"])
+    groups = s.get("groups") or {}
+    if groups:
+        full = apply_alignment(pred.squeeze(), s["align"], {k: row[k] for k in ("scale", "shift") if k in row},
+                               s["output"], s["max_depth"])  # fmt: skip
+        full = torch.nan_to_num(full, nan=s["min_depth"], posinf=s["max_depth"]).clamp(s["min_depth"], s["max_depth"])
+        g = gt.squeeze()
+        cam = s.get("intrinsics") or getattr(sample, "intrinsics", None)
+        k = Intrinsics(*cam) if cam else (Intrinsics.from_fov(s["fov"], *g.shape) if s.get("fov") else None)
+        scene = DepthScene(full, g.double(), valid_mask(g, s["min_depth"], s["max_depth"], s["crop"]), k,
+                           getattr(sample, "annotations", None) or {})  # fmt: skip
+        for group, options in groups.items():
+            row |= DEPTH_METRICS.get(group).fn(scene, options)
+    return {"image": name, **row}
+
+
+def metric_groups(
+    names: str | Sequence[str],
+    options: Mapping[str, Mapping[str, Any]] | None,
+    intrinsics: Any,
+    fov: float | None,
+    ds: DepthDataset,
+    max_depth: float = 10.0,
+) -> dict[str, dict[str, Any]]:
+    """``{group: options}`` of the non-standard metric groups named (``standard`` is always computed), their
+    options checked against each group's defaults; a group that needs a camera or annotations the run cannot give
+    is refused before any work."""
+    items = [n.strip() for n in (names.split(",") if isinstance(names, str) else names) if n.strip()]
+    options = dict(options or {})
+    groups: dict[str, dict[str, Any]] = {}
+    for name in items:
+        if name == "standard":
+            continue
+        group = DEPTH_METRICS.get(name)
+        given = dict(options.pop(name, {}))
+        unknown = sorted(set(given) - set(group.defaults))
+        if unknown:
+            raise InputError(f"depth metric group {name} has no option {', '.join(unknown)}; its options: "
+                             f"{', '.join(group.defaults) or 'none'}")  # fmt: skip
+        for key, value in given.items():
+            default = group.defaults[key]
+            if isinstance(default, int | float) and not isinstance(default, bool):
+                given[key] = coerce(value, type(default), f"{name}.{key}")
+                if not given[key] > 0:
+                    raise InputError(f"{name}.{key} must be > 0, got {value}")
+        groups[name] = {**group.defaults, **given}
+        if name == "binned" and groups[name]["bins"] is None:
+            groups[name]["bins"] = default_bins(max_depth)
+        group.columns(groups[name])  # options checked now
+        first = ds[0] if len(ds) else None
+        if (
+            "intrinsics" in group.needs
+            and intrinsics is None
+            and fov is None
+            and getattr(first, "intrinsics", None) is None
+        ):
+            raise InputError(f"--metrics {name} needs the camera: --intrinsics fx,fy,cx,cy or --fov DEG (this "
+                             f"dataset has no intrinsics)")  # fmt: skip
+        for need in set(group.needs) - {"intrinsics"}:
+            if first is None or need not in (first.annotations or {}):
+                raise InputError(f"--metrics {name} needs the dataset's {need} annotations (iBims-1 has them)")
+    if options:
+        raise InputError(f"options given for metric groups not requested: {', '.join(sorted(options))}")
+    if intrinsics is not None:
+        _camera(intrinsics)
+    if fov is not None:
+        Intrinsics.from_fov(fov, 2, 2)
+    return groups
+
+
+def _camera(intrinsics: Intrinsics | str) -> Intrinsics:
+    return Intrinsics.parse(intrinsics) if isinstance(intrinsics, str) else intrinsics
 
 
 def saved_predictions(

@@ -362,3 +362,29 @@ def perturbation_figure(
 def order_label(order: str) -> str:
     """MoRF / LeRF / random, spelled as in the paper."""
     return {"morf": "MoRF", "lerf": "LeRF"}.get(order, order)
+
+
+def corruptions_figure(
+    panels: Sequence[tuple[str, torch.Tensor, torch.Tensor]], path: str | os.PathLike, title: str = ""
+) -> Path:
+    """One column per (label, image, predicted depth): the corrupted image above its predicted depth, every
+    depth on one scale in metres (the first panel is usually the clean image)."""
+    preds = [p.detach().cpu().float().numpy() for _, _, p in panels]
+    vmin, vmax = depth_range(*preds)
+    h, w = panels[0][1].shape[-2:]
+    n = len(panels)
+    fig, axes = plt.subplots(2, n, figsize=(2.6 * n, 2.6 * 2 * h / w + 0.8), squeeze=False, layout="constrained")
+    im = None
+    for c, (label, image, _) in enumerate(panels):
+        axes[0][c].imshow(image.detach().cpu().permute(1, 2, 0).clamp(0, 1).numpy())
+        axes[0][c].set_title(label, fontsize=9)
+        im = axes[1][c].imshow(preds[c], cmap=DEPTH_CMAP, vmin=vmin, vmax=vmax)
+        for r in (0, 1):
+            axes[r][c].set_xticks([]), axes[r][c].set_yticks([])
+    axes[0][0].set_ylabel("image", fontsize=9)
+    axes[1][0].set_ylabel("predicted depth", fontsize=9)
+    fig.colorbar(im, ax=axes[1, :], label="depth (m)", shrink=0.8, location="bottom",
+                 extend=_extend(np.concatenate([p.ravel() for p in preds]), vmin, vmax))  # fmt: skip
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)

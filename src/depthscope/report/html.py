@@ -108,6 +108,24 @@ def accuracy_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{_definitions(defs)}"
 
 
+def depth_groups_table(metrics: Mapping[str, Any], groups: Mapping[str, Mapping[str, Any]]) -> str:
+    """The registered depth metric groups' aggregates (``evaluate --metrics``) as one row, each column with its
+    unit, direction and definition."""
+    from depthscope.metrics.registry import DEPTH_METRICS
+
+    cols = [c for name, opts in groups.items() if name != "standard" for c in DEPTH_METRICS.get(name).columns(opts)]
+    if not cols:
+        return ""
+    defs = {c.name: ("lower" if c.lower_is_better else "higher", c.unit, c.description) for c in cols}
+    tables = []
+    for i in range(0, len(cols), 8):  # at most 8 columns a table: the page stays within 1400 px
+        part = cols[i : i + 8]
+        head = "".join(_header(c.name, *defs[c.name]) for c in part)
+        body = "".join(f"<td>{esc(fmt(metrics.get(c.name, float('nan'))))}</td>" for c in part)
+        tables.append(f"<table><thead><tr>{head}</tr></thead><tbody><tr>{body}</tr></tbody></table>")
+    return "".join(tables) + _definitions(defs)
+
+
 def score_table(summary: Sequence[Mapping[str, Any]], descriptions: Mapping[str, str] | None = None) -> str:
     """The assessment summary (``summary.csv`` rows: ``<score>_mean``, ``_std``, ``_better``, ``_unit``) as one
     ``mean ± std`` cell per score, headed by its unit and direction, with n; the control method's row marked."""

@@ -18,11 +18,12 @@ from depthscope.metrics import METRIC_NAMES
 from depthscope.metrics.evaluate import evaluate
 from depthscope.models import DepthModel, load_model
 from depthscope.output.figures import gallery_figure
-from depthscope.output.tables import format_table
+from depthscope.output.tables import fmt, format_table
 from depthscope.probe import display_probes, probe
 from depthscope.report.html import (
     Section,
     accuracy_table,
+    depth_groups_table,
     esc,
     figure,
     plain_table,
@@ -31,6 +32,7 @@ from depthscope.report.html import (
     score_table,
     write_page,
 )
+from depthscope.robustness import robustness
 
 
 def report(
@@ -90,7 +92,8 @@ def report(
     sections = []
 
     t0 = time.perf_counter()
-    result = evaluate(model, data, out=out / "evaluate", progress=progress)
+    groups = "standard,boundary,dbe,binned" + (",normals,pointcloud" if data[0].intrinsics is not None else "")
+    result = evaluate(model, data, out=out / "evaluate", progress=progress, metrics=groups)
     weights = model.weights_record
     metrics_rows = [{"model": result.model, "weights": weights, "n": len(result.per_image), **result.metrics}]
     if echo:
@@ -105,10 +108,10 @@ def report(
     crop = result.settings["crop"]
     sections.append(Section(
         "Accuracy (depth in metres)",
-        accuracy_table(metrics_rows) + (figure(out / "gallery.png", f"first {len(shown)} images: one depth scale "
+        accuracy_table(metrics_rows) + depth_groups_table(result.metrics, result.settings["metrics"]) + (figure(out / "gallery.png", f"first {len(shown)} images: one depth scale "
                                                "for predictions and ground truth, one for the absolute error")
                                         if shown else ""),
-        [*base, "evaluate", *common, *data_opts, "--out", str(out / "evaluate")],
+        [*base, "evaluate", *common, *data_opts, "--metrics", groups, "--out", str(out / "evaluate")],
         time.perf_counter() - t0,
         [f"Mean over {len(result.per_image)} images of each image's metric; crop {crop}, depths capped to "
          f"{result.settings['min_depth']:g}..{result.settings['max_depth']:g} m."
@@ -163,6 +166,20 @@ def report(
         time.perf_counter() - t0,
         [f"Protocol {config.protocol!r}, perturbations inside the region {config.perturb_region!r} (crop: the model's "
          f"evaluation crop); image i uses seed {config.seed} + i."],
+    ))  # fmt: skip
+    t0 = time.perf_counter()
+    rob = robustness(model, data, methods=config.methods[:1], out=out / "robustness", limit=limit, progress=progress,
+                     force_new=force_new)  # fmt: skip
+    sections.append(Section(
+        f"Robustness under corruptions ({limit} images)",
+        f"<p>mCE {rob.mce:.1%} (the model is its own reference), mRR {rob.mrr:.1%}.</p>" + plain_table(
+            [{k: (fmt(v) if isinstance(v, float) else v) for k, v in r.items()} for r in rob.rows])
+        + figure(out / "robustness" / "corruptions.png", "image 0 under each corruption at its highest severity"),
+        [*base, "robustness", *common, *data_opts, "--limit", str(limit), "--methods", config.methods[0],
+         "--out", str(out / "robustness")],
+        time.perf_counter() - t0,
+        ["ImageNet-C corruptions at severities 1-5 (seeded); DEE = (AbsRel - delta1 + 1) / 2; the map drift is the "
+         "Spearman and top-10 % IoU of the first method's map on the clean against the corrupted image."],
     ))  # fmt: skip
     if meta:
         t0 = time.perf_counter()

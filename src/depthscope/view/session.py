@@ -20,14 +20,15 @@ import torch
 from depthscope.assess.fidelity import af_depth_correlation, af_perturbation
 from depthscope.assess.perturbation import ORDERS, model_region, perturbation_curves
 from depthscope.compare.agreement import depth_agreement, map_agreement
-from depthscope.data.datasets import DepthDataset, open_dataset
+from depthscope.data.datasets import DepthDataset, open_dataset, protocol_intrinsics
 from depthscope.data.io import read_image
 from depthscope.errors import InputError
 from depthscope.explain import METHODS, explain
 from depthscope.explain.attribution import Attribution
 from depthscope.explain.targets import parse_target
-from depthscope.metrics.depth import evaluate_depth
-from depthscope.metrics.evaluate import resolve_crop
+from depthscope.metrics import DEPTH_METRICS
+from depthscope.metrics.evaluate import resolve_crop, score_prediction
+from depthscope.metrics.geometry import default_bins
 from depthscope.models import DepthModel, load_model
 from depthscope.output.depth import colorize, robust_range, with_colorbar
 from depthscope.output.figures import MAGNITUDE_CMAP, share_of_total
@@ -153,12 +154,21 @@ class Explorer:
         return self._preds[model]
 
     def metrics(self, model: str) -> dict[str, float]:
-        """The standard metrics of the current image under ``model``'s protocol (empty without ground truth)."""
+        """The standard metrics of the current image under ``model``'s protocol, with the boundary and binned
+        groups, and normals and point-cloud metrics where the camera is known (NYU frames); empty without ground
+        truth."""
         if self.gt is None:
             return {}
         m = self.by_name[model]
-        crop = resolve_crop(None, m.info.eval.dataset, m)
-        return evaluate_depth(self.prediction(model), self.gt, m.info.eval.min_depth, m.info.eval.max_depth, crop)
+        e = m.info.eval
+        camera = protocol_intrinsics(e.dataset, *self.gt.shape[-2:])
+        groups = {"boundary": {}, "binned": {"bins": default_bins(e.max_depth)}}
+        if camera is not None:
+            groups |= {"normals": {}, "pointcloud": dict(DEPTH_METRICS.get("pointcloud").defaults)}
+        scoring = {"min_depth": e.min_depth, "max_depth": e.max_depth, "crop": resolve_crop(None, e.dataset, m),
+                   "align": "none", "output": m.preprocessing.output, "groups": groups, "intrinsics": camera}  # fmt: skip
+        row = score_prediction("", self.prediction(model), self.gt, scoring)
+        return {k: v for k, v in (row or {}).items() if k != "image"}
 
     # -- targets and maps -------------------------------------------------------------------------------------
     def target_spec(self, kind: str, y: int = 0, x: int = 0, box: str = "", q: float = 0.1, grid: int = 4,

@@ -114,7 +114,11 @@ def app(
         lines = [f"**{ex.name}**" + ("" if ex.gt is not None else " (no ground truth)")]
         for m, vals in metrics.items():
             if vals:
-                lines.append(f"{m}: RMSE {vals['rmse']:.3f} m, AbsRel {vals['abs_rel']:.3f}, δ1 {vals['delta1']:.3f}")
+                extra = f", boundary F1 {vals['boundary_f1']:.3f}" if "boundary_f1" in vals else ""
+                if "chamfer" in vals:
+                    extra += f", Chamfer {vals['chamfer']:.3f} m, normals {vals['normal_median_deg']:.1f}° median"
+                lines.append(f"{m}: RMSE {vals['rmse']:.3f} m, AbsRel {vals['abs_rel']:.3f}, δ1 {vals['delta1']:.3f}"
+                             + extra)  # fmt: skip
         out = [ex.image.permute(1, 2, 0).numpy(), ex.depth_view(names[0])]
         out.append(gr.update(value=ex.depth_view(names[1]), visible=True, label=f"{names[1]}: predicted depth")
                    if len(names) == 2 else gr.update(value=None, visible=False))  # fmt: skip
