@@ -18,6 +18,10 @@ class MetaEvaluate(Command):
     (Wilcoxon p-values) and inter-consistency (method order kept; scores got worse), their mean (MC score), and
     the reliability of its method ranking across images (Krippendorff's alpha) and with the other metrics (rank
     agreement; Cronbach's alpha of all metrics as one scale). Resumable: rerunning skips finished assessments.
+    Each assessment is repeated 1 + tests x repeats times, so the costliest metrics run cheaper than the defaults
+    --help lists for assess: 4 draws for sensitivity, local_lipschitz and relative_stability, 2 noise draws for
+    monotonicity_correlation, 30 superpixels for irof, 64 draws for infidelity and faithfulness_correlation
+    (a flag or --option given here overrides them).
 
     Writes DIR/scores.csv (every score), DIR/meta.csv (one row per metric), DIR/meta_tests.csv (per metric and
     test), DIR/reliability.json, DIR/plan.json (every metric's measured cost) and DIR/settings.json.

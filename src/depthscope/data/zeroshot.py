@@ -103,6 +103,11 @@ def _need(path: Path) -> Path:
     return path
 
 
+def _camera(m: np.ndarray) -> tuple[float, float, float, float]:
+    """``(fx, fy, cx, cy)`` of a pinhole matrix (3x3, or the top-left of a 4x4)."""
+    return float(m[0, 0]), float(m[1, 1]), float(m[0, 2]), float(m[1, 2])
+
+
 def _npy(path: Path) -> np.ndarray:
     try:
         return np.load(_need(path), allow_pickle=False)
@@ -177,8 +182,7 @@ class Ibims(FileDataset):
         for name in ("mask_invalid", "mask_transp"):
             if hasattr(data, name):
                 bad |= np.asarray(getattr(data, name)) == 0  # iBims: 1 = usable, 0 = invalid / transparent
-        calib = np.asarray(data.calib, dtype=np.float64)
-        k = (calib[0, 0], calib[1, 1], calib[0, 2], calib[1, 2])
+        k = _camera(np.asarray(data.calib, dtype=np.float64))
         planes = {}
         for name in self.PLANES:
             if hasattr(data, name):
@@ -255,8 +259,7 @@ def read_cam(path: Path) -> tuple[float, float, float, float]:
     data = _need(path).read_bytes()
     if len(data) < 4 + 72 or abs(float(np.frombuffer(data[:4], "<f4")[0]) - SINTEL_TAG) > 1e-3:
         raise InputError(f"{path}: not a Sintel .cam file")
-    m = np.frombuffer(data[4:76], "<f8").reshape(3, 3)
-    return float(m[0, 0]), float(m[1, 1]), float(m[0, 2]), float(m[1, 2])
+    return _camera(np.frombuffer(data[4:76], "<f8").reshape(3, 3))
 
 
 @register_dataset
@@ -328,10 +331,7 @@ class ScanNet(FileDataset):
         image_path, depth_path, intr = item
         depth = _read_png16(depth_path) / 1000.0
         image = _resized_image(image_path, depth.shape)
-        k = None
-        if intr.is_file():
-            m = np.loadtxt(intr)
-            k = (float(m[0, 0]), float(m[1, 1]), float(m[0, 2]), float(m[1, 2]))
+        k = _camera(np.loadtxt(intr)) if intr.is_file() else None
         return image, torch.from_numpy(depth.astype(np.float32)), k, {}
 
 
@@ -376,5 +376,4 @@ class SunRgbd(FileDataset):
         values = np.loadtxt(intr).reshape(-1)
         if values.size != 9:
             raise InputError(f"{intr}: intrinsics.txt must hold a 3x3 matrix, has {values.size} numbers")
-        m = values.reshape(3, 3)
-        return image, torch.from_numpy(depth.astype(np.float32)), (m[0, 0], m[1, 1], m[0, 2], m[1, 2]), {}
+        return image, torch.from_numpy(depth.astype(np.float32)), _camera(values.reshape(3, 3)), {}

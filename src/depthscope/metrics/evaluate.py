@@ -47,8 +47,9 @@ class EvaluationResult:
     settings: dict[str, object] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
+        """JSON-ready: a metric no image could score (NaN, e.g. boundaries on sparse ground truth) is null."""
         return {
-            **self.metrics,
+            **{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in self.metrics.items()},
             "n_images": len(self.per_image),
             "model": self.model,
             "dataset": self.dataset,
