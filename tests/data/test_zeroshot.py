@@ -52,14 +52,18 @@ def test_ibims_with_edges_planes_and_camera(tmp_path):
     wall = np.zeros((H, W), np.uint8)
     wall[:10] = 1
     data = {"rgb": RNG.integers(0, 255, (H, W, 3), dtype=np.uint8), "depth": d, "edges": np.eye(H, W, dtype=np.uint8),
-            "calib": np.array([[500.0, 0, 15.5], [0, 501.0, 11.5], [0, 0, 1]]), "mask_invalid": invalid,
-            "mask_transp": np.ones((H, W), np.uint8), "mask_wall": wall, "mask_table": np.zeros((H, W), np.uint8),
+            # iBims stores MATLAB's transposed K with a 1-based principal point; planes are labelled 1, 2, ... with
+            # their parameters (normal in columns 4-6, in its frame: x right, y forward, z up)
+            "calib": np.array([[500.0, 0, 0], [0, 501.0, 0], [16.5, 12.5, 1]]), "mask_invalid": invalid,
+            "mask_transp": np.ones((H, W), np.uint8), "mask_wall": wall,
+            "mask_wall_paras": np.array([[0, 0, 0, 0, 0.0, -1.0, 0.0]]), "mask_table": np.zeros((H, W), np.uint8),
             "mask_floor": np.zeros((H, W), np.uint8)}  # fmt: skip
     savemat(tmp_path / "corridor_01.mat", {"data": data})
     s = open_dataset(tmp_path, "ibims")[0]
     assert s.name == "corridor_01" and s.intrinsics == (500.0, 501.0, 15.5, 11.5)
     assert s.depth[2, 3] == 0 and s.depth[2, 4] == pytest.approx(float(d[2, 4]))
     assert set(s.annotations["planes"]) == {"wall_0"} and s.annotations["edges"][0, 0]
+    assert s.annotations["plane_normals"]["wall_0"] == (0.0, -0.0, -1.0)  # facing the camera: -z here
     savemat(tmp_path / "corridor_01.mat", {"other": np.ones(3)})
     with pytest.raises(InputError, match="corridor_01.mat: not an iBims-1 .mat"):
         open_dataset(tmp_path, "ibims")[0]

@@ -82,6 +82,12 @@ def test_planarity_by_hand():
     got = planarity_errors(plane_depth(0.0), plane_depth(20.0), K, valid, planes)
     assert got["planarity_flatness"] == pytest.approx(0.0, abs=1e-5)  # a plane is flat
     assert got["planarity_orientation_deg"] == pytest.approx(20.0, abs=1e-3)
+    # against the annotated normal (the fronto-parallel wall faces -z): the prediction's 20 deg tilt
+    annotated = planarity_errors(plane_depth(20.0), plane_depth(0.0), K, valid, planes, {"wall": (0.0, 0.0, -1.0)})
+    assert annotated["planarity_orientation_deg"] == pytest.approx(20.0, abs=1e-3)
+    small = {"wall": torch.zeros(32, 48, dtype=torch.bool)}
+    small["wall"][:4, :4] = True  # 1 % of the image: below iBims' 5 %, not scored
+    assert math.isnan(planarity_errors(plane_depth(0.0), plane_depth(0.0), K, valid, small)["planarity_flatness"])
     bumpy = plane_depth(0.0).clone()
     bumpy[::2] += 0.02  # every other row 2 cm further: about 1 cm RMS from the best plane
     assert planarity_errors(bumpy, bumpy, K, valid, planes)["planarity_flatness"] == pytest.approx(0.01, rel=0.05)

@@ -181,17 +181,22 @@ class Ibims(FileDataset):
         bad = np.zeros(depth.shape, bool)
         for name in ("mask_invalid", "mask_transp"):
             if hasattr(data, name):
-                bad |= np.asarray(getattr(data, name)) == 0  # iBims: 1 = usable, 0 = invalid / transparent
-        k = _camera(np.asarray(data.calib, dtype=np.float64))
-        planes = {}
+                bad |= np.asarray(getattr(data, name)) == 0  # iBims: 1 = usable (its evaluation multiplies by them)
+        calib = np.asarray(data.calib, dtype=np.float64)  # MATLAB's transposed K, 1-based principal point
+        k = (float(calib[0, 0]), float(calib[1, 1]), float(calib[2, 0]) - 1.0, float(calib[2, 1]) - 1.0)
+        planes, normals = {}, {}
         for name in self.PLANES:
-            if hasattr(data, name):
-                m = np.asarray(getattr(data, name))
-                for j in range(m.shape[-1] if m.ndim == 3 else 1):
-                    plane = m[..., j] if m.ndim == 3 else m
-                    if plane.any():
-                        planes[f"{name.removeprefix('mask_')}_{j}"] = torch.from_numpy(plane > 0)
-        annotations: dict[str, Any] = {"planes": planes}
+            if not hasattr(data, name):
+                continue
+            labels = np.asarray(getattr(data, name))
+            paras = np.atleast_2d(np.asarray(getattr(data, f"{name}_paras", np.zeros((0, 7))), dtype=np.float64))
+            for j in range(int(labels.max()) if labels.size else 0):  # plane j is labelled j + 1
+                key = f"{name.removeprefix('mask_')}_{j}"
+                planes[key] = torch.from_numpy(labels == j + 1)
+                if paras.shape[0] > j and paras.shape[1] >= 7:
+                    nx, ny, nz = paras[j, 4:7]  # iBims' frame: x right, y forward (depth), z up
+                    normals[key] = (nx, -nz, ny)  # the camera frame here: x right, y down, z forward
+        annotations: dict[str, Any] = {"planes": planes, "plane_normals": normals}
         if hasattr(data, "edges"):
             annotations["edges"] = np.asarray(data.edges) > 0
         return image, torch.from_numpy(np.where(bad | ~np.isfinite(depth), 0.0, depth)), k, annotations

@@ -71,19 +71,26 @@ def boundary_scores(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | 
 
 def depth_edges(depth: torch.Tensor, valid: torch.Tensor | None = None) -> np.ndarray:
     """iBims-1's edge map of a depth map: Canny (sigma sqrt 2, thresholds 0.1 and 0.2) of the depth normalised to
-    [0, 1] over its valid pixels (scikit-image)."""
+    [0, 1] (scikit-image). With ``valid``, invalid pixels first take the value of the nearest valid one (so a hole
+    or the crop's border is not an edge) and edges are kept on valid pixels only."""
     try:
         from skimage.feature import canny
     except ImportError:
         raise InputError("depth boundary errors need scikit-image: pip install 'depthscope[skimage]'") from None
+    from scipy.ndimage import distance_transform_edt
+
     d = depth.double().cpu().numpy().copy()
-    ok = np.isfinite(d) & (d > 0) if valid is None else valid.cpu().numpy() & np.isfinite(d)
+    ok = np.isfinite(d) & (d > 0)
+    if valid is not None:
+        ok &= valid.cpu().numpy()
     if not ok.any():
-        return np.zeros_like(ok)
-    d[~ok] = np.nan
-    d = (d - np.nanmin(d)) / max(np.nanmax(d) - np.nanmin(d), 1e-12)
-    d[~ok] = 0.0
-    return canny(d, sigma=math.sqrt(2), low_threshold=0.1, high_threshold=0.2)
+        return np.zeros(d.shape, bool)
+    if not ok.all():
+        _, (iy, ix) = distance_transform_edt(~ok, return_indices=True)
+        d = d[iy, ix]
+    d = (d - d.min()) / max(d.max() - d.min(), 1e-12)
+    edges = canny(d, sigma=math.sqrt(2), low_threshold=0.1, high_threshold=0.2)
+    return edges & ok if valid is not None else edges
 
 
 def depth_boundary_errors(pred_edges: np.ndarray, gt_edges: np.ndarray, theta: float = 10.0) -> dict[str, float]:
@@ -114,7 +121,7 @@ def _dbe(scene: DepthScene, options: Mapping[str, Any]) -> dict[str, float]:
         return {"dbe_accuracy": math.nan, "dbe_completeness": math.nan}
     gt_edges = scene.annotations.get("edges")
     gt_edges = depth_edges(scene.gt, scene.valid) if gt_edges is None else np.asarray(gt_edges, dtype=bool)
-    return depth_boundary_errors(depth_edges(scene.pred, scene.valid), gt_edges, options["theta"])
+    return depth_boundary_errors(depth_edges(scene.pred), gt_edges, options["theta"])  # the whole prediction, as iBims
 
 
 register_depth_metrics(DepthMetricGroup(

@@ -124,20 +124,28 @@ def fit_plane(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def planarity_errors(pred: torch.Tensor, gt: torch.Tensor, k: Intrinsics, valid: torch.Tensor,
-                     planes: Mapping[str, torch.Tensor]) -> dict[str, float]:  # fmt: skip
-    """iBims-1's planarity errors over annotated planar regions (Koch et al. 2018): flatness, the RMS distance
-    (m) of the predicted points to their own best-fit plane, and orientation, the angle (deg) between the
-    best-fit planes of the predicted and the ground-truth points; means over the regions with >= 3 valid pixels."""
-    pp, pg = point_map(pred, k), point_map(gt, k)
+                     planes: Mapping[str, torch.Tensor], normals: Mapping[str, Sequence[float]] | None = None,
+                     min_share: float = 0.05) -> dict[str, float]:  # fmt: skip
+    """iBims-1's planarity errors (Koch et al. 2018, its ``compute_planarity_error``) over annotated planar
+    regions covering at least ``min_share`` of the image: the prediction is scaled by the ratio of the medians of
+    the ground truth and the prediction in the region, back-projected, and a plane fitted (smallest principal
+    axis); flatness is the standard deviation (m; iBims' tables give cm) of the points' distances to it, and
+    orientation the angle (deg) between its normal and the annotated one (``normals``, camera frame; without
+    it, the normal of the plane fitted to the ground truth). Means over the regions."""
+    pg = point_map(gt, k)
     flat, orient = [], []
-    for mask in planes.values():
-        m = mask.to(torch.bool) & valid
-        if int(m.sum()) < 3:
+    for name, mask in planes.items():
+        m = mask.to(torch.bool) & valid & (pred > 0)
+        if float(m.double().mean()) < min_share or int(m.sum()) < 3:
             continue
-        n_p, c_p = fit_plane(pp[m])
-        n_g, _ = fit_plane(pg[m])
-        flat.append(float((((pp[m] - c_p) @ n_p) ** 2).mean().sqrt()))
-        orient.append(math.degrees(math.acos(min(1.0, abs(float(n_p @ n_g))))))
+        scaled = pred.double() * (gt.double()[m].median() / pred.double()[m].median())
+        pts = point_map(scaled, k)[m]
+        n_p, c_p = fit_plane(pts)
+        n_g = torch.tensor(normals[name], dtype=torch.float64) if normals and name in normals else fit_plane(pg[m])[0]
+        n_g = n_g / n_g.norm()
+        flat.append(float(((pts - c_p) @ n_p).std()))
+        cos = abs(float(n_p @ n_g))
+        orient.append(math.degrees(math.atan2(float(torch.linalg.cross(n_p, n_g).norm()), cos)))
     if not flat:
         return {"planarity_flatness": math.nan, "planarity_orientation_deg": math.nan}
     return {"planarity_flatness": sum(flat) / len(flat), "planarity_orientation_deg": sum(orient) / len(orient)}
@@ -212,11 +220,12 @@ register_depth_metrics(DepthMetricGroup(
     needs=("intrinsics",), defaults={"tau": 0.05, "max_points": 10000}))  # fmt: skip
 register_depth_metrics(DepthMetricGroup(
     "planarity", "iBims-1 planarity: flatness and orientation of annotated planes",
-    lambda o: [MetricColumn("planarity_flatness", True, "m", "RMS distance of predicted points to their best-fit "
-                            "plane, mean over annotated planes"),
-               MetricColumn("planarity_orientation_deg", True, "deg", "angle between the best-fit planes of "
-                            "predicted and ground-truth points")],
-    lambda s, o: planarity_errors(s.pred, s.gt, _need_intrinsics(s), s.valid, s.annotations.get("planes", {})),
+    lambda o: [MetricColumn("planarity_flatness", True, "m", "std of the (median-scaled) predicted points' "
+                            "distances to their best-fit plane, mean over annotated planes of >= 5 % of the image"),
+               MetricColumn("planarity_orientation_deg", True, "deg", "angle between the predicted points' "
+                            "best-fit plane and the annotated plane")],
+    lambda s, o: planarity_errors(s.pred, s.gt, _need_intrinsics(s), s.valid, s.annotations.get("planes", {}),
+                                  s.annotations.get("plane_normals")),
     needs=("intrinsics", "planes")))  # fmt: skip
 register_depth_metrics(DepthMetricGroup(
     "binned", "RMSE and AbsRel per ground-truth depth bin", _binned_columns,
