@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from depthscope.cli import main
 
 
@@ -130,3 +132,41 @@ def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path, nyu_dir):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in err, err[-3000:]
     assert "interrupted" in err and len([ln for ln in err.splitlines() if ln.strip()]) <= 3
+
+
+def test_version_and_listings(capsys):
+    import importlib.metadata
+
+    from depthscope.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith(f"depthscope {importlib.metadata.version('depthscope')} (torch ")
+    assert main(["list", "methods"]) == 0
+    out = capsys.readouterr().out
+    assert "saliency" in out and "integrated_gradients" in out and "needs gradients" in out
+    assert main(["list", "models", "meter-xxs-*"]) == 0
+    out = capsys.readouterr().out
+    assert "meter-xxs-nyu" in out and "published" in out and "meter-s " not in out
+    assert main(["list", "metrics", "*mprt"]) == 0
+    assert {ln.split()[0] for ln in capsys.readouterr().out.splitlines()[2:]} == {
+        "mprt",
+        "smooth_mprt",
+        "efficient_mprt",
+    }
+    for what in ("depth-metrics", "datasets", "probes", "corruptions", "tests"):
+        assert main(["list", what]) == 0 and capsys.readouterr().out.count("\n") > 3, what
+    assert main(["list", "models", "nothing-*"]) == 0 and "no models match" in capsys.readouterr().out
+
+
+def test_help_shows_the_defaults_a_run_uses():
+    """The recommended protocol sets the curves' replacement and patch; --help says so, not the bare field default."""
+    from depthscope.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    assess = {a.dest: a.help for a in sub.choices["assess"]._actions}
+    assert "(default blur: the recommended protocol)" in assess["curves_replacement"]
+    assert "(default 8: the recommended protocol)" in assess["curves_patch"]
+    meta = {a.dest: a.help for a in sub.choices["meta-evaluate"]._actions}
+    assert "(default 4: this command's setting)" in meta["sensitivity_n_samples"]

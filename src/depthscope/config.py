@@ -134,18 +134,25 @@ def _flag(prefix: str, name: str) -> str:
 
 
 def add_config_args(
-    p: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, prefix: str = "", skip: Iterable[str] = ()
+    p: argparse.ArgumentParser | argparse._ArgumentGroup,
+    cls: type,
+    prefix: str = "",
+    skip: Iterable[str] = (),
+    preset: Mapping[str, tuple[Any, str]] | None = None,
 ) -> None:
-    """One flag per field of dataclass ``cls`` (``--PREFIX-FIELD``; booleans as ``--x/--no-x``), with the field's
-    default in the help. Flags default to None, so :func:`config_values` returns only what was typed."""
+    """One flag per field of dataclass ``cls`` (``--PREFIX-FIELD``; booleans as ``--x/--no-x``), with the default
+    a run uses in the help: the field's, or ``preset[field] = (value, where it comes from)`` when a preset (a named
+    protocol, a command's own settings) sets it. Flags default to None, so :func:`config_values` returns only
+    what was typed."""
     types_ = field_types(cls)
     defaults = cls()
     for f in dataclasses.fields(cls):
         if f.name in skip or not f.metadata.get("cli", True):
             continue
         flags = [_flag(prefix, f.name), *f.metadata.get("aliases", [])]
-        default = getattr(defaults, f.name)
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        default, source = (preset or {}).get(f.name, (getattr(defaults, f.name), ""))
+        shown = ",".join(map(str, default)) if isinstance(default, tuple | list) else default
+        shown = f"{shown}: {source}" if source else shown
         help_ = f.metadata.get("help", f.name) + ("" if default is None else f" (default {shown})")
         help_ = help_.replace("%", "%%")
         kind = types_[f.name]

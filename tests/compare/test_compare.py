@@ -145,7 +145,7 @@ def test_compare_refuses_other_units_and_gradients_of_int8_and_states_resampling
 @pytest.mark.parametrize(
     "argv, parts",
     [
-        (["--model", "meter-xxs-nyu"], ["compare takes --model twice", "got 1"]),
+        (["--model", "meter-xxs-nyu"], ["compare takes two models", "got 1"]),
         (["--model", "meter-xxs-nyu", "--model", "meter-xxs-nyu", "--figures", "-1"], ["--figures must be >= 0"]),
         (["--model", "meter-xxs-nyu", "--model", "meter-xxs-nyu", "--limit", "0"], ["--limit must be >= 1"]),
         (["--model", "meter-xxs-nyu", "--model", "meter-xxs-nyu", "--methods", "nope"], ["nope"]),
@@ -187,3 +187,19 @@ def test_map_agreement_leaves_out_pixels_outside_the_mask():
     assert map_agreement(a, b, mask) == pytest.approx(inside, abs=1e-12)
     assert abs(inside["spearman"]) < 0.15
     assert map_agreement(a, b)["spearman"] > 0.5  # the shared zeros alone would make them "agree"
+
+
+def test_default_methods_are_those_both_models_run_and_named_ones_are_kept(tmp_path, nyu_dir, int8_checkpoint, capsys):
+    from depthscope.cli import main
+
+    out = tmp_path / "cmp"
+    rc = main(["compare", "--model", f"meter-xxs-nyu,{int8_checkpoint}", "--data", str(nyu_dir),  # --model A,B
+               "--limit", "1", "--metrics", "af_depth_correlation", "--figures", "0", "--out", str(out)])  # fmt: skip
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "comparing attention_rollout only, not saliency, integrated_gradients" in captured.err
+    methods = {r["method"] for r in csv.DictReader(open(out / "summary.csv"))}
+    assert methods == {"attention_rollout"}
+    rc = main(["compare", "--model", "meter-xxs-nyu", "--model", str(int8_checkpoint), "--data", str(nyu_dir),
+               "--limit", "1", "--methods", "saliency", "--out", str(tmp_path / "named")])  # fmt: skip
+    assert rc == 2 and "no gradients: saliency cannot run" in capsys.readouterr().err  # named: never dropped

@@ -49,3 +49,15 @@ def test_images_without_ground_truth_are_predicted_counted_and_kept(meter_nyu, n
     assert "no image had ground-truth depth" in capsys.readouterr().out
     saved = json.loads((tmp_path / "none" / "metrics.json").read_text())
     assert saved["n_images"] == 0 and saved["n_without_gt"] == 4 and "rmse" not in saved
+
+
+def test_metrics_json_states_units_and_directions(tmp_path, nyu_dir, meter_nyu):
+    import json
+
+    from depthscope.metrics.evaluate import evaluate
+
+    evaluate(meter_nyu, nyu_dir, limit=1, metrics="standard,boundary", out=tmp_path)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["units"]["rmse"] == "m" and saved["units"]["abs_rel"] == "" and saved["units"]["boundary_f1"] == ""
+    assert saved["better"]["rmse"] == "lower" and saved["better"]["delta1"] == "higher"
+    assert saved["better"]["boundary_f1"] == "higher"

@@ -17,6 +17,7 @@ from depthscope.cli import (  # noqa: F401
     evaluate,
     explain,
     export,
+    listing,
     meta,
     optimize,
     pareto,
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Weights are found through DEPTHSCOPE_WEIGHTS (a directory), the user cache or the public URL.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS.names():
         command = COMMANDS.get(name)()
@@ -63,6 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
         command.configure(p)
         p.set_defaults(run=command.run)
     return parser
+
+
+def version_line() -> str:
+    """``depthscope X.Y.Z (torch ..., Python ...)``: what ``depthscope --version`` prints."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ours = version("depthscope")
+    except PackageNotFoundError:  # run from a source tree that was not installed
+        ours = "unknown (not installed)"
+    return f"depthscope {ours} (torch {torch.__version__}, Python {platform.python_version()})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

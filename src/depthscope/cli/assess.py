@@ -71,7 +71,9 @@ def add_assess_config_args(p: argparse.ArgumentParser, defaults=None) -> None:  
         cls = METRICS.get(name)
         better = {True: "higher is better", False: "lower is better", None: "a reference, no direction"}
         group = p.add_argument_group(f"metric {name} ({cls.category}; {better[cls.higher_is_better]})")
-        add_config_args(group, cls.Config, prefix=f"{name}_")
+        preset = {k: (v, f"the {d.protocol} protocol") for k, v in PROTOCOLS[d.protocol].get(name, {}).items()}
+        preset |= {k: (v, "this command's setting") for k, v in d.metric_options.get(name, {}).items()}
+        add_config_args(group, cls.Config, prefix=f"{name}_", preset=preset)
 
 
 def assess_config(args: argparse.Namespace):

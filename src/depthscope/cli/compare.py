@@ -31,7 +31,7 @@ class Compare(Command):
         from depthscope.compare.run import DEFAULT_METHODS, DEFAULT_METRICS
 
         p.add_argument("--model", action="append", default=[], metavar="MODEL",
-                       help="twice: the reference A, then the model B compared with it (registered name, "
+                       help="A,B (or --model twice): the reference A, then the model B compared with it (registered name, "
                        "DIR/model.safetensors from `depthscope optimize`, hf:DIR or package.module:function)")  # fmt: skip
         p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default %(default)s)")
         data_args(p)
@@ -44,16 +44,21 @@ class Compare(Command):
         p.set_defaults(methods=",".join(DEFAULT_METHODS), metrics=",".join(DEFAULT_METRICS))
 
     def run(self, args: argparse.Namespace) -> int:
+        from depthscope.cli._args import split
         from depthscope.cli.assess import assess_config
         from depthscope.compare import compare, display_compare
+        from depthscope.compare.run import DEFAULT_METHODS, supported_methods
         from depthscope.errors import InputError
         from depthscope.models import load_model
         from depthscope.output.tables import format_table
 
-        if len(args.model) != 2:
-            raise InputError(f"compare takes --model twice (the reference A, then B), got {len(args.model)}")
+        names = [n for given in args.model for n in split(given)]  # --model A,B as everywhere, or --model twice
+        if len(names) != 2:
+            raise InputError(f"compare takes two models, the reference A then B (--model A,B), got {len(names)}")
         config = assess_config(args)  # every setting checked before a model loads
-        models = [load_model(name, device=args.device) for name in args.model]
+        models = [load_model(name, device=args.device) for name in names]
+        if args.methods == ",".join(DEFAULT_METHODS):  # the defaults: only what both models can run
+            config = supported_methods(config, models)
         data = open_data(args, models[0].info.eval.dataset)
         summary = compare(*models, data, config, args.out, limit=args.limit, device=args.device, progress=True,
                           figures=args.figures, force_new=args.force_new)  # fmt: skip

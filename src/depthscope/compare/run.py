@@ -8,6 +8,7 @@ one fsynced row per finished (method, image) in ``results.csv``; a rerun skips w
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import sys
@@ -61,6 +62,31 @@ def compare_columns(config: AssessConfig) -> list[Column]:
             Column(f"{c.name}_change", c.higher_is_better, unit=c.unit, description=f"{c.name} of B's map minus A's"),
         ]
     return out
+
+
+def supported_methods(config: AssessConfig, models: Sequence[DepthModel]) -> AssessConfig:
+    """``config`` without the methods some model cannot run (gradient methods on a model without gradients, such
+    as int8), saying which were dropped; one error when none is left. What ``compare`` does with its default
+    methods (methods a user names are never dropped: a gradient method on int8 is then an error).
+
+    Example:
+        >>> from depthscope.models import load_model
+        >>> supported_methods(default_config(), [load_model("meter-xxs-nyu")]).methods
+        ('saliency', 'integrated_gradients', 'attention_rollout')
+    """
+    from depthscope.explain import METHODS
+
+    stuck = [m.name for m in models if not m.differentiable]
+    if not stuck:
+        return config
+    keep = tuple(m for m in config.methods if not METHODS.get(m).needs_grad)
+    dropped = [m for m in config.methods if m not in keep]
+    if not keep:
+        raise InputError(f"{', '.join(stuck)} has no gradients and every method asked for needs them; choose "
+                         "--methods that do not (`depthscope list methods`: needs gradients = no)")  # fmt: skip
+    if dropped:
+        warn(f"{', '.join(stuck)} has no gradients (int8): comparing {', '.join(keep)} only, not {', '.join(dropped)}")
+    return dataclasses.replace(config, methods=keep)
 
 
 def check_comparable(a: DepthModel, b: DepthModel, config: AssessConfig) -> list[str]:
@@ -129,11 +155,14 @@ def compare(
         >>> r["method"], r["depth_rmse_mean"], round(r["spearman_mean"], 6), r["af_depth_correlation_change_mean"]
         ('saliency', 0.0, 1.0, 0.0)
     """
+    chosen = config is not None
     config = config or default_config()
     check_limit(limit)
     if figures < 0:
         raise InputError(f"--figures must be >= 0, got {figures}")
     models = [load_model(m, device=device) if isinstance(m, str) else m for m in (model_a, model_b)]
+    if not chosen:
+        config = supported_methods(config, models)
     notes = check_comparable(*models, config)
     for note in notes:
         warn(note)

@@ -47,14 +47,33 @@ class EvaluationResult:
     settings: dict[str, object] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
-        """JSON-ready: a metric no image could score (NaN, e.g. boundaries on sparse ground truth) is null."""
+        """JSON-ready: a metric no image could score (NaN, e.g. boundaries on sparse ground truth) is null; each
+        metric's unit and direction are stated beside the values (``units``, ``better``)."""
+        units, better = metric_units(self.settings.get("metrics", {}))
         return {
             **{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in self.metrics.items()},
+            "units": {k: units.get(k, "") for k in self.metrics},
+            "better": {k: better[k] for k in self.metrics if k in better},
             "n_images": len(self.per_image),
             "model": self.model,
             "dataset": self.dataset,
             **self.settings,
         }
+
+
+def metric_units(groups: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, str], dict[str, str]]:
+    """``({metric: unit}, {metric: "higher" | "lower"})`` of the standard ten (silog: x 100, unitless) and of the
+    columns of the depth metric ``groups`` run."""
+    from depthscope.metrics.depth import LOWER_IS_BETTER, METRIC_UNITS
+
+    units = {m: METRIC_UNITS.get(m, "") for m in METRIC_NAMES}
+    better = {m: "lower" if LOWER_IS_BETTER[m] else "higher" for m in METRIC_NAMES}
+    for name, opts in groups.items():
+        if name == "standard":
+            continue
+        for c in DEPTH_METRICS.get(name).columns(opts):
+            units[c.name], better[c.name] = c.unit, "lower" if c.lower_is_better else "higher"
+    return units, better
 
 
 def resolve_crop(crop: str | None, dataset: str, model: DepthModel) -> str:
