@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from depthscope.cli._args import (
     add_config_args,
@@ -23,8 +24,11 @@ from depthscope.cli._args import (
 )
 from depthscope.cli._base import Command, register_command
 
+if TYPE_CHECKING:
+    from depthscope.assess import AssessConfig
 
-def add_assess_config_args(p: argparse.ArgumentParser, defaults=None) -> None:  # noqa: ANN001
+
+def add_assess_config_args(p: argparse.ArgumentParser, defaults: AssessConfig | None = None) -> None:
     """The options of an :class:`~depthscope.assess.AssessConfig` (``defaults``: the one ``--help`` shows;
     default ``AssessConfig()``): methods, metrics, draws, seed, ``--option`` and one flag per option of every
     registered metric (``--METRIC-OPTION``)."""

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import fnmatch
 from collections.abc import Callable
+from typing import Any
 
 from depthscope.cli._base import Command, register_command
+from depthscope.registry import Registry
 
 
 def _models() -> list[dict[str, str]]:
@@ -54,27 +56,29 @@ def _datasets() -> list[dict[str, str]]:
     return rows + [{"name": n, "description": DATASETS.get(n).description} for n in DATASETS.names()]
 
 
-def _named(registry_of: Callable[[], object], describe: Callable[[object, str], str]) -> Callable[[], list]:
+def _named(
+    registry_of: Callable[[], Registry[Any]], describe: Callable[[Registry[Any], str], str]
+) -> Callable[[], list[dict[str, str]]]:
     def rows() -> list[dict[str, str]]:
         reg = registry_of()
-        return [{"name": n, "description": describe(reg, n)} for n in reg.names()]  # type: ignore[attr-defined]
+        return [{"name": n, "description": describe(reg, n)} for n in reg.names()]
 
     return rows
 
 
-def _probes_registry():  # noqa: ANN202
+def _probes_registry() -> Registry[Any]:
     from depthscope.probe import PROBES
 
     return PROBES
 
 
-def _corruptions_registry():  # noqa: ANN202
+def _corruptions_registry() -> Registry[Any]:
     from depthscope.ops.corruptions import CORRUPTIONS
 
     return CORRUPTIONS
 
 
-def _tests_registry():  # noqa: ANN202
+def _tests_registry() -> Registry[Any]:
     from depthscope.meta import TESTS
 
     return TESTS

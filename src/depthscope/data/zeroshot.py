@@ -29,6 +29,8 @@ from depthscope.data.identity import data_identity
 from depthscope.data.io import read_image
 from depthscope.errors import InputError
 
+Read = tuple[torch.Tensor, torch.Tensor, tuple[float, float, float, float] | None, dict[str, Any]]
+
 
 def register_dataset(cls: type[FileDataset]) -> type[FileDataset]:
     """Class decorator: add a reader to :data:`~depthscope.data.datasets.DATASETS` under ``cls.name``."""
@@ -63,7 +65,8 @@ class FileDataset(DepthDataset):
     def find(self, root: Path) -> list[tuple[str, Any]]:
         raise NotImplementedError
 
-    def read(self, item: Any) -> tuple[torch.Tensor, torch.Tensor, tuple[float, ...] | None, dict[str, Any]]:
+    def read(self, item: Any) -> Read:
+        """``(image (3, H, W), depth (H, W) metres with 0 invalid, camera or None, annotations)`` of one item."""
         raise NotImplementedError
 
     def __len__(self) -> int:
@@ -135,7 +138,7 @@ class Diode(FileDataset):
                         mask.with_name(stem + "_depth.npy"), mask)))  # fmt: skip
         return out
 
-    def read(self, item: Any):  # noqa: ANN201
+    def read(self, item: Any) -> Read:
         image_path, depth_path, mask_path = item
         image = read_image(_need(image_path))
         depth = np.squeeze(_npy(depth_path)).astype(np.float32)
@@ -168,7 +171,7 @@ class Ibims(FileDataset):
         base = root.parent if root.is_file() else root
         return [(_key(f, base), f) for f in files]
 
-    def read(self, item: Any):  # noqa: ANN201
+    def read(self, item: Any) -> Read:
         from scipy.io import loadmat
 
         try:
@@ -222,7 +225,7 @@ class Eth3d(FileDataset):
                 out.append((_key(image, root), (image, depth, scene / "dslr_calibration_undistorted" / "cameras.txt")))
         return out
 
-    def read(self, item: Any):  # noqa: ANN201
+    def read(self, item: Any) -> Read:
         image_path, depth_path, cameras = item
         image = read_image(_need(image_path))
         h, w = image.shape[-2:]
@@ -287,7 +290,7 @@ class Sintel(FileDataset):
                         root / "camdata_left" / rel.with_suffix(".cam"))))  # fmt: skip
         return out
 
-    def read(self, item: Any):  # noqa: ANN201
+    def read(self, item: Any) -> Read:
         image_path, dpt, cam = item
         depth = read_dpt(dpt)
         k = read_cam(cam) if cam.is_file() else None
@@ -332,7 +335,7 @@ class ScanNet(FileDataset):
                             scene / "intrinsic" / "intrinsic_depth.txt")))  # fmt: skip
         return out
 
-    def read(self, item: Any):  # noqa: ANN201
+    def read(self, item: Any) -> Read:
         image_path, depth_path, intr = item
         depth = _read_png16(depth_path) / 1000.0
         image = _resized_image(image_path, depth.shape)
@@ -374,7 +377,7 @@ class SunRgbd(FileDataset):
                 out.append((_key(scene, root) if scene != root else scene.name, (images[0], depths[0], intr)))
         return out
 
-    def read(self, item: Any):  # noqa: ANN201
+    def read(self, item: Any) -> Read:
         image_path, depth_path, intr = item
         depth = sunrgbd_depth(_read_png16(depth_path))
         image = read_image(_need(image_path))

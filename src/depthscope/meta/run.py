@@ -195,7 +195,18 @@ def meta_evaluate(
         return _run(model, ds, n, config, out, sink, heads, chunk, progress, dry_run)
 
 
-def _run(model, ds, n, config, out, sink, heads, chunk, progress, dry_run) -> MetaResult:  # noqa: ANN001
+def _run(
+    model: DepthModel,
+    ds: DepthDataset,
+    n: int,
+    config: MetaConfig,
+    out: Path,
+    sink: CsvAppender,
+    heads: list[str],
+    chunk: int,
+    progress: bool,
+    dry_run: bool,
+) -> MetaResult:
     methods = config.assess.methods
     have: dict[tuple[str, str, str], set[str]] = {}
     for r in sink.rows:

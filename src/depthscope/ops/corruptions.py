@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from depthscope.errors import InputError
 from depthscope.ops.fills import gaussian_blur
@@ -180,20 +181,16 @@ def contrast(x: torch.Tensor, s: int, seed: int) -> torch.Tensor:
     return (x - mean) * c + mean
 
 
-def _pil(x: torch.Tensor):  # noqa: ANN202
-    from PIL import Image
-
+def _pil(x: torch.Tensor) -> Image.Image:
     return Image.fromarray((x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
 
 
-def _tensor(img) -> torch.Tensor:  # noqa: ANN001
+def _tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
 
 
 @register_corruption("pixelate")
 def pixelate(x: torch.Tensor, s: int, seed: int) -> torch.Tensor:
-    from PIL import Image
-
     c = (0.6, 0.5, 0.4, 0.3, 0.25)[s - 1]
     h, w = x.shape[-2:]
     img = _pil(x).resize((max(1, int(w * c)), max(1, int(h * c))), Image.BOX).resize((w, h), Image.BOX)
@@ -202,8 +199,6 @@ def pixelate(x: torch.Tensor, s: int, seed: int) -> torch.Tensor:
 
 @register_corruption("jpeg_compression")
 def jpeg_compression(x: torch.Tensor, s: int, seed: int) -> torch.Tensor:
-    from PIL import Image
-
     quality = (25, 18, 15, 10, 7)[s - 1]
     buf = io.BytesIO()
     _pil(x).save(buf, "JPEG", quality=quality)
