@@ -168,5 +168,6 @@ def test_help_shows_the_defaults_a_run_uses():
     assess = {a.dest: a.help for a in sub.choices["assess"]._actions}
     assert "(default blur: the recommended protocol)" in assess["curves_replacement"]
     assert "(default 8: the recommended protocol)" in assess["curves_patch"]
+    assert "integrated_gradients: baseline=black, n_steps=16" in assess["option"]  # every method's options listed
     meta = {a.dest: a.help for a in sub.choices["meta-evaluate"]._actions}
     assert "(default 4: this command's setting)" in meta["sensitivity_n_samples"]

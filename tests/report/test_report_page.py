@@ -68,6 +68,7 @@ def test_report_numbers_are_the_runs_files(page):
     assert metrics["weights"].endswith("meter_xxs_nyu.pth") and metrics["n_without_gt"] == 0
     for k in ("boundary_f1", "chamfer", "normal_median_deg", "rmse_0_2m"):  # the depth groups beside the ten
         assert f"<td>{fmt(metrics[k])}</td>" in text, k
+    assert json.loads((out / "explain.json").read_text())["image"].endswith("image_0.png")  # the file, not "tensor"
     rob = json.loads((out / "robustness" / "robustness.json").read_text())
     assert f"mCE {rob['mce']:.1%}" in text and f"mRR {rob['mrr']:.1%}" in text
 

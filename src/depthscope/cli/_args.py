@@ -50,14 +50,24 @@ def force_new_arg(p: argparse.ArgumentParser) -> None:
 
 
 def option_arg(p: argparse.ArgumentParser, owners: str) -> None:
+    """``--option NAME.KEY=VALUE``, its help listing every method's options with their defaults (a metric's
+    options have flags of their own, below)."""
+    from depthscope.explain import METHODS
+
+    listed = "; ".join(
+        f"{n}: " + ", ".join(f"{k}={v}" for k, v in METHODS.get(n).defaults.items())
+        for n in METHODS.names() if METHODS.get(n).defaults
+    )  # fmt: skip
+    metrics = ". Each metric's options are also flags (--METRIC-OPTION, below, with their defaults)"
     p.add_argument(
         "--option",
         action="append",
         default=[],
         metavar="NAME.KEY=VALUE",
-        help=f"a setting of one {owners}, repeatable, e.g. --option integrated_gradients.n_steps=32 "
-        "--option infidelity.sigma=0.02 (each method's and metric's options: README)",
-    )
+        help=(f"a setting of one {owners}, repeatable, e.g. --option integrated_gradients.n_steps=32 --option "
+              f"infidelity.sigma=0.02. Methods' options and defaults: {listed}"
+              + (metrics if "metric" in owners else "")).replace("%", "%%"),
+    )  # fmt: skip
 
 
 def open_data(args: argparse.Namespace, model_dataset: str):

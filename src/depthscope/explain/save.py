@@ -32,6 +32,7 @@ def save_explanation(
     gt: torch.Tensor | None = None,
     title: str | None = None,
     cell: int = 0,
+    source: str | None = None,
 ) -> dict[str, Path]:
     """Write ``attrs`` (from :func:`depthscope.explain`) of ``image`` to ``out``.
 
@@ -45,6 +46,7 @@ def save_explanation(
         title: the figure's title (default: model and target).
         cell: which target of a multi-target spec the figure draws (``grid:G`` cells are row-major); every
             target is in the ``.npy`` files.
+        source: where a tensor ``image`` came from (its file), recorded in ``explain.json``.
 
     Returns:
         The files written: ``<method>.npy`` (float32 magnitude, ``HxW``, ``TxHxW`` for several targets) and
@@ -61,7 +63,8 @@ def save_explanation(
     out = Path(out)
     x = as_batch(image, model.device)
     written: dict[str, Path] = {}
-    info: dict[str, Any] = {"model": model.name, "image": str(image) if not torch.is_tensor(image) else "tensor"}
+    where = source or "a tensor in memory"
+    info: dict[str, Any] = {"model": model.name, "image": str(image) if not torch.is_tensor(image) else where}
     info |= {"target": target if isinstance(target, str) else "tensor", "methods": {}}
     for name, a in attrs.items():
         for suffix, arr in (("", a.magnitude), ("_signed", a.signed)):

@@ -123,9 +123,9 @@ def report(
     first = data[0]
     options = {k: dict(v) for k, v in config.method_options.items() if k in config.methods}  # the assessment's
     attrs = explain(model, first.image, config.methods, "mean", options)
-    files = save_explanation(
-        out, model, first.image, attrs, "mean", first.depth, title=f"{model.name} · {first.name} · target: mean depth"
-    )
+    files = save_explanation(out, model, first.image, attrs, "mean", first.depth,
+                             title=f"{model.name} · {first.name} · target: mean depth",
+                             source=data.source(0) or f"{getattr(data, 'root', data.name)}: {first.name}")  # fmt: skip
     opt_args = [a for m, o in options.items() for k, v in o.items() for a in ("--option", f"{m}.{k}={v}")]
     image = data.source(0)
     sections.append(Section(
