@@ -129,6 +129,18 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def changed_settings(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """The (dotted) names of the settings that differ between two runs' records, sorted: what a resumable run
+    names when it refuses to mix incomparable rows.
+
+    Example:
+        >>> changed_settings({"a": {"b": 1}, "c": 2}, {"a": {"b": 3}, "c": 2, "d": 4})
+        ['a.b', 'd']
+    """
+    old, new = flatten(before), flatten(after)
+    return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+
+
 def _flag(prefix: str, name: str) -> str:
     return "--" + f"{prefix}{name}".replace("_", "-")
 

@@ -35,20 +35,24 @@ from depthscope.ops.stats import map_ssim, spearman
 from depthscope.seeding import generator, stream_seed
 
 
-def randomised_cascade(model: DepthModel, x: torch.Tensor, steps: int, seed: int = 0) -> list[DepthModel]:
+def randomised_cascade(
+    model: DepthModel, x: torch.Tensor, steps: int, seed: int = 0, first: int | None = None
+) -> list[DepthModel]:
     """Copies of ``model`` with its blocks (:func:`~depthscope.explain.sanity.blocks_in_forward_order`)
     re-initialised from the output towards the input: copy ``k`` of ``steps`` has the last ``ceil(k B / steps)`` of
-    its ``B`` blocks randomised (the last copy: all of them), each block with its own seed."""
+    its ``B`` blocks randomised (the last copy: all of them), each block with its own seed. ``first``: only the
+    first copies (e.g. 1 of 2 steps: the output half randomised)."""
     blocks = list(reversed(blocks_in_forward_order(model, x)))
     if not blocks:
         raise InputError(f"{model.name} has no blocks with parameters to randomise")
+    last = steps if first is None else min(first, steps)
     out, rand, done = [], copy.deepcopy(model).eval(), 0
-    for k in range(1, steps + 1):
+    for k in range(1, last + 1):
         upto = math.ceil(k * len(blocks) / steps)
         for i in range(done, upto):
             reinit_block(rand.net.get_submodule(blocks[i]), stream_seed(seed, f"mprt_{i}"))
         done = upto
-        out.append(copy.deepcopy(rand).eval())
+        out.append(rand if k == last else copy.deepcopy(rand).eval())  # the last copy is the working one
     return out
 
 

@@ -23,7 +23,7 @@ from depthscope.assess.config import AssessConfig
 from depthscope.assess.perturbation import ORDERS, model_region
 from depthscope.assess.plan import CHUNK_PROBE, CostPlan, PhaseTimer, probe_config, scaled_plan
 from depthscope.assess.registry import Column, ImageContext
-from depthscope.config import flatten
+from depthscope.config import changed_settings
 from depthscope.data.datasets import DataSpec, DepthDataset, as_dataset, check_limit
 from depthscope.errors import InputError, warn
 from depthscope.explain import explain, target_model
@@ -243,8 +243,7 @@ def resume_settings(path: Path, settings: dict[str, Any]) -> tuple[dict[str, int
     before = json.loads(path.read_text())
     chunks = before.pop("forward_chunk_size", {})
     weights = before.pop("model_weights", {})
-    old, new = flatten(before), flatten(settings)
-    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    changed = changed_settings(before, settings)
     if changed:
         raise InputError(
             f"{path.parent} holds a run with other settings ({', '.join(changed)}); "

@@ -77,7 +77,7 @@ def _weight_noise(model: DepthModel, x: torch.Tensor, std: float, seed: int) -> 
 
 def _decoder(model: DepthModel, x: torch.Tensor, strength: float, seed: int) -> Perturbed:
     """Maps of a model whose output half is randomised, scored on the real model: they explain another model."""
-    return Perturbed(model, x, map_model=randomised_cascade(model, x, 2, stream_seed(seed, "meta_decoder"))[0])
+    return Perturbed(model, x, map_model=randomised_cascade(model, x, 2, stream_seed(seed, "meta_decoder"), first=1)[0])
 
 
 def shuffled_map(a: Attribution, seed: int) -> Attribution:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import math
@@ -59,6 +60,17 @@ class EvaluationResult:
             "dataset": self.dataset,
             **self.settings,
         }
+
+
+def depth_caps(
+    model: DepthModel, ds: DepthDataset, min_depth: float | None = None, max_depth: float | None = None
+) -> tuple[float, float]:
+    """The depth caps (metres) a run scores within: given, else the benchmark's protocol (a zero-shot dataset has
+    its own), else the model's."""
+    e = model.info.eval
+    lo = min_depth if min_depth is not None else getattr(ds, "min_depth", None) or e.min_depth
+    hi = max_depth if max_depth is not None else getattr(ds, "max_depth", None) or e.max_depth
+    return lo, hi
 
 
 def metric_units(groups: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, str], dict[str, str]]:
@@ -190,9 +202,7 @@ def evaluate(
             else open_dataset(data, dataset or model.info.eval.dataset, depth_scale)
         )
     crop = resolve_crop(crop, ds.name, model)
-    # caps: given, else the benchmark's protocol (a zero-shot dataset has its own), else the model's
-    lo = min_depth if min_depth is not None else getattr(ds, "min_depth", None) or model.info.eval.min_depth
-    hi = max_depth if max_depth is not None else getattr(ds, "max_depth", None) or model.info.eval.max_depth
+    lo, hi = depth_caps(model, ds, min_depth, max_depth)
     check_limit(limit)
     n = len(ds) if limit is None else min(limit, len(ds))
     if n == 0:
@@ -224,7 +234,7 @@ def evaluate(
 
         scoring = {"min_depth": lo, "max_depth": hi, "crop": crop, "align": align, "output": output,
                    "groups": groups, "fov": fov,
-                   "intrinsics": None if intrinsics is None else list(_camera(intrinsics).__dict__.values())}  # fmt: skip
+                   "intrinsics": None if intrinsics is None else list(dataclasses.astuple(_camera(intrinsics)))}  # fmt: skip
 
         def keep(name: str, pred: Any) -> None:  # an image without ground truth: predicted, kept, not scored
             without_gt.append(name)
@@ -346,6 +356,7 @@ def metric_groups(
     items = [n.strip() for n in (names.split(",") if isinstance(names, str) else names) if n.strip()]
     options = dict(options or {})
     groups: dict[str, dict[str, Any]] = {}
+    first: Any = None
     for name in items:
         if name == "standard":
             continue
@@ -365,7 +376,8 @@ def metric_groups(
         if name == "binned" and groups[name]["bins"] is None:
             groups[name]["bins"] = default_bins(max_depth)
         group.columns(groups[name])  # options checked now
-        first = ds[0] if len(ds) else None
+        if group.needs and first is None and len(ds):
+            first = ds[0]  # the dataset's camera and annotations (decoded once, only when a group needs them)
         if (
             "intrinsics" in group.needs
             and intrinsics is None

@@ -92,7 +92,8 @@ def report(
     sections = []
 
     t0 = time.perf_counter()
-    groups = "standard,boundary,dbe,binned" + (",normals,pointcloud" if data[0].intrinsics is not None else "")
+    first = data[0]  # its camera decides the metric groups; it is also the image explained below
+    groups = "standard,boundary,dbe,binned" + (",normals,pointcloud" if first.intrinsics is not None else "")
     result = evaluate(model, data, out=out / "evaluate", progress=progress, metrics=groups)
     weights = model.weights_record
     metrics_rows = [{"model": result.model, "weights": weights, "n": len(result.per_image), **result.metrics}]
@@ -120,7 +121,6 @@ def report(
     ))  # fmt: skip
 
     t0 = time.perf_counter()
-    first = data[0]
     options = {k: dict(v) for k, v in config.method_options.items() if k in config.methods}  # the assessment's
     attrs = explain(model, first.image, config.methods, "mean", options)
     files = save_explanation(out, model, first.image, attrs, "mean", first.depth,

@@ -18,11 +18,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from depthscope.config import changed_settings
 from depthscope.data.datasets import DepthDataset, as_dataset, check_limit
 from depthscope.errors import InputError
 from depthscope.explain import explain
 from depthscope.metrics.depth import evaluate_depth
-from depthscope.metrics.evaluate import DEFAULT_ALIGNMENT, resolve_crop
+from depthscope.metrics.evaluate import DEFAULT_ALIGNMENT, depth_caps, resolve_crop
 from depthscope.models import DepthModel, load_model
 from depthscope.ops.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from depthscope.ops.stats import spearman, top_fraction_iou
@@ -78,8 +79,9 @@ def robustness(
         severities: of 1-5.
         methods: attribution methods whose map (of the mean depth) is compared on clean and corrupted images.
         reference: the model mCE is relative to (default: ``model`` itself, so mCE is 100 % by definition).
-        out: ``results.csv`` (one fsynced row per image, corruption and severity; resumable), ``summary.csv``,
-            ``corruptions.csv`` (CE, RR), ``robustness.json`` (mCE, mRR, settings) and ``corruptions.png``.
+        out: ``results.csv`` (one fsynced row per image, corruption and severity; resumable), ``settings.json``,
+            ``summary.csv``, ``corruptions.csv`` (CE, RR), ``robustness.json`` (mCE, mRR, settings) and
+            ``corruptions.png``.
         limit: only the first ``limit`` images.
         seed: image ``i`` is corrupted with seed ``seed + i`` (the same corrupted images every run).
         device: where to load models given by name.
@@ -118,11 +120,9 @@ def robustness(
     n = len(ds) if limit is None else min(limit, len(ds))
     if n == 0:
         raise InputError("the dataset is empty")
-    info = model.info.eval
-    scoring = {"min_depth": getattr(ds, "min_depth", None) or info.min_depth,
-               "max_depth": getattr(ds, "max_depth", None) or info.max_depth,
-               "crop": resolve_crop(None, ds.name, model), "align": DEFAULT_ALIGNMENT[model.preprocessing.output],
-               "output": model.preprocessing.output}  # fmt: skip
+    lo, hi = depth_caps(model, ds)
+    scoring = {"min_depth": lo, "max_depth": hi, "crop": resolve_crop(None, ds.name, model),
+               "align": DEFAULT_ALIGNMENT[model.preprocessing.output], "output": model.preprocessing.output}  # fmt: skip
     runs = [(CLEAN, 0)] + [(c, s) for c in corruptions for s in severities]
     drift = [f"{m}_{k}" for m in methods for k in ("spearman", "iou")]
     columns = ["image", "corruption", "severity", "rmse", "abs_rel", "delta1", "dee", "ref_dee", *drift]
@@ -131,7 +131,7 @@ def robustness(
         claim_folder(out, ds.identity(), force_new)
         settings = {"model": model.name, "reference": ref.name if ref else model.name, "corruptions": list(corruptions),
                     "severities": list(severities), "methods": list(methods), "seed": seed, **scoring}  # fmt: skip
-        _check_settings(out / "robustness.json", settings)
+        _check_settings(out / "settings.json", settings)
         sink = CsvAppender(out / "results.csv", columns)
         done = {(r["image"], r["corruption"], r["severity"]) for r in sink.rows}
         bar = tqdm(total=n * len(runs), desc=f"robustness {model.name}", disable=not progress)
@@ -201,8 +201,7 @@ def _check_settings(path: Path, settings: dict[str, Any]) -> None:
     import json
 
     if path.is_file():
-        before = {k: v for k, v in json.loads(path.read_text()).items() if k in settings}
-        changed = sorted(k for k in settings if before.get(k) != settings[k])
+        changed = changed_settings(json.loads(path.read_text()), settings)
         if changed:
             raise InputError(f"{path.parent} holds a run with other settings ({', '.join(changed)}); use another "
                              "--out or --force-new")  # fmt: skip
