@@ -31,8 +31,8 @@ class Robustness(Command):
     means mCE and mRR; and how far each --methods map of the mean depth moves (Spearman and top-10 % IoU of the
     clean against the corrupted image's map). Resumable.
 
-    Writes DIR/results.csv (one row per image, corruption and severity), DIR/summary.csv, DIR/corruptions.csv
-    (CE, RR), DIR/robustness.json (mCE, mRR, settings) and DIR/corruptions.png.
+    Writes DIR/results.csv (one row per image, corruption and severity), DIR/settings.json, DIR/summary.csv,
+    DIR/corruptions.csv (CE, RR), DIR/robustness.json (mCE, mRR, settings) and DIR/corruptions.png.
 
     Example: depthscope robustness --model meter-xxs-nyu --limit 3 --corruptions gaussian_noise,defocus_blur,jpeg_compression --severities 1,3,5
     """
